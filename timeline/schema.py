@@ -1,0 +1,172 @@
+"""The super-timeline schema: the single source of truth for columns.
+
+Every collector produces Arrow tables with exactly :data:`SCHEMA`; the case
+store refuses anything else.  The README's "Timeline schema" section documents
+each column; :data:`COLUMNS` carries the same descriptions so the two can be
+checked against each other by a test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+__all__ = [
+    "SCHEMA",
+    "COLUMNS",
+    "SCHEMA_VERSION",
+    "TZ_SOURCES",
+    "TZ_SOURCE_UTC",
+    "TZ_EMBEDDED_OFFSET",
+    "TZ_EVIDENCE_CONFIG",
+    "TZ_ANALYST",
+    "TZ_ASSUMED_UTC",
+    "RowBuilder",
+    "event_hash",
+    "empty_table",
+    "conform",
+]
+
+SCHEMA_VERSION = 1
+
+# How a row's time zone was decided (column ``tz_source``).
+TZ_SOURCE_UTC = "source_utc"  # the source stores UTC (EVTX FILETIME, utmp epoch...)
+TZ_EMBEDDED_OFFSET = "embedded_offset"  # the line carried its own offset (RFC 5424, ISO 8601 +05:30)
+TZ_EVIDENCE_CONFIG = "evidence_config"  # the evidence's OS configuration (/etc/timezone, registry)
+TZ_ANALYST = "analyst"  # the analyst's --tz
+TZ_ASSUMED_UTC = "assumed_utc"  # nothing was known; UTC assumed (flagged, never silent)
+TZ_SOURCES = (TZ_SOURCE_UTC, TZ_EMBEDDED_OFFSET, TZ_EVIDENCE_CONFIG, TZ_ANALYST, TZ_ASSUMED_UTC)
+
+_S = pa.string()
+_I = pa.int32()
+
+# (name, type, nullable, description) in column order.
+COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
+    ("timestamp", pa.timestamp("ns", tz="UTC"), False, "When it happened, UTC, nanoseconds (EVTX keeps its 100 ns)."),
+    ("timestamp_desc", _S, False, 'What the time means: "Event Logged", "Content Modification Time", "Last Login"...'),
+    ("host", _S, True, "Host the event belongs to (EVTX: the record's Computer)."),
+    ("source", _S, False, "Short family: EVTX, SYSLOG, WEB, FILE, REG..."),
+    ("artifact", _S, False, "Precise artifact type, e.g. evtx:Security, evtx:Microsoft-Windows-Sysmon/Operational."),
+    ("event_id", _I, True, "Numeric event id where the source has one (EVTX EventID)."),
+    ("channel", _S, True, "Log channel (EVTX Channel)."),
+    ("provider", _S, True, "Provider / program that wrote the event."),
+    ("user", _S, True, "Acting account, DOMAIN\\name or name (subject of the action)."),
+    ("target_user", _S, True, "Account acted upon (logon target, created or changed account...)."),
+    ("logon_type", _I, True, "Windows logon type (2 interactive, 3 network, 10 remote interactive...)."),
+    ("src_ip", _S, True, "Source network address."),
+    ("src_host", _S, True, "Source workstation / host name as reported by the event."),
+    ("dst_ip", _S, True, "Destination network address."),
+    ("dst_port", _I, True, "Destination port."),
+    ("process", _S, True, "Process image (path or name) that acted."),
+    ("parent_process", _S, True, "Parent process image."),
+    ("command_line", _S, True, "Command line, script block or shell command."),
+    ("path", _S, True, "File, registry key or service image path the event is about."),
+    ("service_name", _S, True, "Service, scheduled task or share name the event is about."),
+    ("message", _S, False, "One readable line, never null."),
+    ("attrs", _S, False, "Every source field, losslessly, as a JSON object (EVTX: System and EventData/UserData)."),
+    ("tags", pa.list_(_S), False, "Detection tags (empty list when none)."),
+    ("tz_source", _S, False, "How this row's zone was decided: " + ", ".join(TZ_SOURCES) + "."),
+    ("evidence_id", _S, False, "Id of the evidence item (content-derived, see the custody log)."),
+    ("evidence_path", _S, False, "Path of the artifact inside the evidence item."),
+    ("record_ref", _S, False, "Where in the artifact: EVTX 'record=N offset=0xO', text 'line=N'."),
+    ("parser", _S, False, "Parser name and version, e.g. evtx-rs/0.8.1."),
+    ("event_hash", _S, False, "Stable 128-bit hash (hex) of the event's identity, for deduplication."),
+)
+
+SCHEMA = pa.schema(
+    [pa.field(name, typ, nullable=nullable) for name, typ, nullable, _ in COLUMNS],
+    metadata={b"forensics.schema_version": str(SCHEMA_VERSION).encode()},
+)
+
+_NAMES = tuple(c[0] for c in COLUMNS)
+
+
+def event_hash(*parts: Any) -> str:
+    """Stable hash of an event's identity: the same parts give the same hex string forever."""
+    key = "\x1f".join(["" if p is None else p if p.__class__ is str else str(p) for p in parts])
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def empty_table() -> pa.Table:
+    return SCHEMA.empty_table()
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """Return ``table`` with exactly SCHEMA's columns, order and types, or raise ValueError."""
+    if table.schema.equals(SCHEMA, check_metadata=False):
+        return table.replace_schema_metadata(SCHEMA.metadata)
+    missing = [n for n in _NAMES if n not in table.column_names]
+    extra = [n for n in table.column_names if n not in _NAMES]
+    if missing or extra:
+        raise ValueError(f"table does not match the timeline schema: missing {missing}, unexpected {extra}")
+    return table.select(list(_NAMES)).cast(SCHEMA)
+
+
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _coerce(v: Any, typ: pa.DataType) -> Any:
+    if v is None:
+        return None
+    if pa.types.is_string(typ):
+        return v if isinstance(v, str) else str(v)
+    if pa.types.is_int32(typ):
+        try:
+            i = int(v)
+        except (TypeError, ValueError):
+            return None
+        return i if _INT32[0] <= i <= _INT32[1] else None  # out of range: the raw value stays in attrs
+    return v
+
+
+def _array(values: list, typ: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        # Slow path only for batches holding an odd value (an int where text was expected, a 64-bit id...).
+        return pa.array([_coerce(v, typ) for v in values], type=typ)
+
+
+class RowBuilder:
+    """Accumulates rows and turns them into one Arrow table per batch.
+
+    Collectors append plain values (``timestamp`` as int nanoseconds since the
+    epoch, UTC), either by name with :meth:`add` or, on hot paths, as a tuple
+    in :data:`COLUMNS` order with :meth:`append`; the conversion to Arrow
+    happens once per batch, column by column, not per row.
+    """
+
+    __slots__ = ("_rows",)
+    names = _NAMES
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []
+
+    def add(self, **row: Any) -> None:
+        unknown = row.keys() - set(_NAMES)
+        if unknown:
+            raise ValueError(f"unknown timeline columns {sorted(unknown)}")
+        self._rows.append(tuple(row.get(n) for n in _NAMES))
+
+    def append(self, row: tuple) -> None:
+        """Hot path: ``row`` holds one value per column, in COLUMNS order."""
+        self._rows.append(row)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def to_table(self) -> pa.Table:
+        rows, self._rows = self._rows, []
+        if not rows:
+            return empty_table()
+        cols = list(zip(*rows, strict=True)) if len(rows[0]) == len(_NAMES) else None
+        if cols is None or len(cols) != len(_NAMES):
+            raise ValueError(f"rows must have {len(_NAMES)} values")
+        arrays = [_array(list(col), typ) for col, (_, typ, _, _) in zip(cols, COLUMNS)]
+        table = pa.Table.from_arrays(arrays, schema=SCHEMA)
+        nulls = [name for name, _, nullable, _ in COLUMNS if not nullable and table.column(name).null_count]
+        if nulls:
+            raise ValueError(f"null values in non-nullable columns {nulls}")
+        return table
