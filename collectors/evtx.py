@@ -40,7 +40,7 @@ from collectors.evtx_events import extract
 from collectors.evtx_format import CHUNK_MAGIC, CHUNK_SIZE, FILE_MAGIC, FILETIME_EPOCH, HEADER_BLOCK, Frame, scan
 from timeline.custody import open_evidence
 from timeline.errors import ParserUnavailable, UnknownFormat
-from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash, iso_ns
 
 __all__ = ["EvtxCollector"]
 
@@ -253,11 +253,6 @@ def _created_us(tc: Any) -> int | None:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _ns_iso(ns: int) -> str:
-    sec, rem = divmod(ns, 1_000_000_000)
-    return (_EPOCH + _dt.timedelta(seconds=sec)).isoformat() + f".{rem:09d}Z"
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -370,7 +365,7 @@ class EvtxCollector(Collector):
         else:
             ts = created_us * 1000
             if written_ns is not None:
-                extra = f',"written_time":"{_ns_iso(written_ns)}"'
+                extra = f',"written_time":"{iso_ns(written_ns)}"'
         if fr is not None:
             ref = f"record={number} offset=0x{fr.offset:x}"
             record = f'{{"Record":{{"number":{number},"offset":{fr.offset}{extra}}},'

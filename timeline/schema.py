@@ -8,6 +8,7 @@ checked against each other by a test.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 from typing import Any, Iterable
 
@@ -27,6 +28,7 @@ __all__ = [
     "event_hash",
     "empty_table",
     "conform",
+    "iso_ns",
 ]
 
 SCHEMA_VERSION = 1
@@ -87,6 +89,15 @@ def event_hash(*parts: Any) -> str:
     """Stable hash of an event's identity: the same parts give the same hex string forever."""
     key = "\x1f".join(["" if p is None else p if p.__class__ is str else str(p) for p in parts])
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+_EPOCH = _dt.datetime(1970, 1, 1)
+
+
+def iso_ns(ns: int) -> str:
+    """Nanoseconds since the epoch as ISO 8601 UTC with all nine fractional digits."""
+    sec, rem = divmod(int(ns), 1_000_000_000)
+    return (_EPOCH + _dt.timedelta(seconds=sec)).isoformat() + f".{rem:09d}Z"
 
 
 def empty_table() -> pa.Table:

@@ -1,0 +1,135 @@
+"""The ``forensics`` command: a thin shell over :class:`forensics.Case`.
+
+Exit codes: 0 success; 1 unexpected error; 2 bad usage; 3 evidence missing or
+unreadable; 4 unknown format; 5 evidence changed while read; 6 not a case / case
+unusable; 7 verification failed; 8 parser or engine not available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from forensics.case import Case
+from timeline.errors import ForensicsError, IntegrityError
+
+log = logging.getLogger("forensics")
+
+
+def _progress(quiet: bool):
+    if quiet:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="file", desc="collect", dynamic_ncols=True, file=sys.stderr)
+
+    def update(done: int, total: int, rows: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix(rows=rows, refresh=False)
+        bar.refresh()
+
+    return update, bar
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    case = Case(args.case, create=True, tz=args.tz)
+    update, bar = _progress(args.quiet)
+    try:
+        report = case.collect(args.evidence, engine=args.engine, workers=args.workers, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        print(report.summary())
+        for a in report.artifacts:
+            if a["lost"] or a["failed"]:
+                print(f"  {a['evidence_path']}: {a['rows']} rows, {a['lost']} record(s) lost"
+                      + (f" ({a['failed']})" if a["failed"] else ""))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = Case(args.case).info()
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"case        {info['case']}  (id {info['case_id']})")
+    print(f"evidence    {len(info['evidence'])} item(s)")
+    for e in info["evidence"]:
+        print(f"  {e['evidence_id']}  {e['files']} file(s), {e['bytes']} bytes  {e['path']}")
+    print(f"rows        {info['rows']} distinct events from {info['records_read']} records read "
+          f"({info['sightings']} sightings)")
+    print(f"time range  {info['first']} .. {info['last']} (UTC)")
+    print(f"hosts       " + ", ".join(f"{h} ({n})" for h, n in info["hosts"].items()))
+    print("artifacts")
+    for a, n in info["artifacts"].items():
+        print(f"  {n:>9}  {a}")
+    print(f"errors      {info['errors']} (records that could not be read)")
+    print(f"warnings    {info['warnings']} (damage noticed, nothing lost)")
+    for k, n in info["problems_by_kind"].items():
+        print(f"  {n:>9}  {k}")
+    print(f"custody     head {info['custody_head']}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    rep = Case(args.case).verify(check_evidence=not args.no_evidence)
+    for note in rep.notes:
+        print(f"note: {note}")
+    for p in rep.problems:
+        print(f"FAIL: {p}", file=sys.stderr)
+    status = "OK" if rep.ok else "FAILED"
+    print(f"verify {status}: {rep.custody_entries} custody entries, {rep.files_checked} case files and "
+          f"{rep.evidence_checked} evidence files re-hashed; custody head {rep.head}")
+    if not rep.ok:
+        raise IntegrityError(f"{len(rep.problems)} problem(s) found")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="forensics", description="Turn seized evidence into a verifiable super-timeline.")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("collect", help="collect evidence (EVTX files or folders) into a case")
+    c.add_argument("evidence", nargs="+", help="evidence files or folders")
+    c.add_argument("--case", required=True, help="case directory (created if missing)")
+    c.add_argument("--engine", choices=["evtx", "python-evtx"], default=None,
+                   help="EVTX engine: evtx (Rust parser + dissect.eventlog fallback, default) or python-evtx")
+    c.add_argument("--workers", type=int, default=None, help="parallel parser processes (default: all cores)")
+    c.add_argument("--tz", default=None, help="the case's display zone, e.g. Asia/Kolkata (EVTX times are UTC)")
+    c.set_defaults(func=cmd_collect)
+
+    i = sub.add_parser("info", help="hosts, time range, counts per artifact, errors and warnings")
+    i.add_argument("case")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    v = sub.add_parser("verify", help="re-check the custody chain, every timeline file and the evidence")
+    v.add_argument("case")
+    v.add_argument("--no-evidence", action="store_true", help="do not re-hash the evidence")
+    v.set_defaults(func=cmd_verify)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except ForensicsError as exc:
+        print(f"forensics: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("forensics: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""The case store: a directory of Parquet files plus the custody log that commits them.
+
+Layout of a case directory::
+
+    case.json          case metadata (id, creation time, schema version, zone)
+    custody.jsonl      append-only, hash-chained custody log (timeline.custody)
+    timeline/*.parquet the super-timeline: one row per distinct event, each file sorted by
+                       timestamp in row groups of 64 Ki rows with min/max statistics, so a
+                       time-window read touches only the row groups it needs
+    sightings/*.parquet every record read: event_hash + provenance (evidence, path, record);
+                       an event found in two places (a live log and its shadow copy) is one
+                       timeline row and two sightings
+    problems/*.parquet errors (records lost, with the reason) and warnings (damage noticed)
+    staging/<run>/     parts being written; never read as part of the case
+    .lock              commit lock (fcntl)
+
+Commit protocol (crash safe): a run writes all its parts under ``staging/<run>``;
+under the lock it removes rows already in the case, hashes the final files and
+appends one ``commit`` entry to the custody log listing them (the commit point);
+then it renames the files into place.  On the next open, a staged run with a
+commit entry is rolled forward, one without is discarded and the discard is
+recorded in the custody log.  Readers only ever see whole files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from timeline.custody import CustodyLog
+from timeline.errors import CaseError, CaseLocked
+from timeline.schema import SCHEMA, SCHEMA_VERSION
+
+__all__ = [
+    "CaseStore",
+    "SIGHTINGS_SCHEMA",
+    "PROBLEMS_SCHEMA",
+    "write_parquet",
+    "file_sha256",
+    "new_run_id",
+    "TIMELINE_DIR",
+    "SIGHTINGS_DIR",
+    "PROBLEMS_DIR",
+]
+
+log = logging.getLogger(__name__)
+
+TIMELINE_DIR, SIGHTINGS_DIR, PROBLEMS_DIR, STAGING_DIR = "timeline", "sightings", "problems", "staging"
+DATA_DIRS = (TIMELINE_DIR, SIGHTINGS_DIR, PROBLEMS_DIR)
+ROW_GROUP = 65536
+
+SIGHTINGS_SCHEMA = pa.schema(
+    [
+        pa.field("event_hash", pa.string(), nullable=False),
+        pa.field("timestamp", pa.timestamp("ns", tz="UTC"), nullable=False),
+        pa.field("evidence_id", pa.string(), nullable=False),
+        pa.field("evidence_path", pa.string(), nullable=False),
+        pa.field("record_ref", pa.string(), nullable=False),
+        pa.field("parser", pa.string(), nullable=False),
+    ]
+)
+
+PROBLEMS_SCHEMA = pa.schema(
+    [
+        pa.field("severity", pa.string(), nullable=False),  # "error": a record lost; "warning": damage noticed
+        pa.field("evidence_id", pa.string(), nullable=False),
+        pa.field("evidence_path", pa.string(), nullable=False),
+        pa.field("record_ref", pa.string(), nullable=True),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("count", pa.int64(), nullable=False),
+        pa.field("parser", pa.string(), nullable=True),
+    ]
+)
+
+
+def new_run_id() -> str:
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{now}-{uuid.uuid4().hex[:8]}"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_parquet(table: pa.Table, path: str | os.PathLike, sort: bool = True) -> int:
+    """Write one part: sorted by timestamp, 64 Ki-row groups with statistics, zstd, fsynced."""
+    if sort and table.num_rows > 1:
+        table = table.sort_by([("timestamp", "ascending")])
+    tmp = f"{path}.tmp"
+    pq.write_table(
+        table, tmp, row_group_size=ROW_GROUP, compression="zstd", write_statistics=True,
+        use_dictionary=["host", "source", "artifact", "channel", "provider", "timestamp_desc", "tz_source",
+                        "evidence_id", "evidence_path", "parser", "severity", "kind"],
+    )
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return table.num_rows
+
+
+def _hash_array(files: list[Path]) -> np.ndarray:
+    """The event_hash column of ``files`` as a sorted numpy array of 32-byte strings (no Python objects)."""
+    parts = []
+    for f in files:
+        col = pq.read_table(f, columns=["event_hash"]).column(0)
+        for chunk in col.chunks:
+            parts.append(_fixed32(chunk))
+    if not parts:
+        return np.empty(0, dtype="S32")
+    arr = np.concatenate(parts)
+    arr.sort()
+    return arr
+
+
+def _fixed32(chunk: pa.Array) -> np.ndarray:
+    if chunk.null_count:
+        raise CaseError("event_hash column holds nulls")
+    chunk = chunk.cast(pa.string())
+    n = len(chunk)
+    if n == 0:
+        return np.empty(0, dtype="S32")
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32, count=n + 1, offset=chunk.offset * 4)
+    if offsets[-1] - offsets[0] != 32 * n:
+        raise CaseError("event_hash values must be 32 hex characters")
+    data = chunk.buffers()[2]
+    return np.frombuffer(data, dtype="S32", count=n, offset=int(offsets[0])).copy()
+
+
+def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if sorted_set.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    idx = np.searchsorted(sorted_set, values)
+    idx[idx == sorted_set.size] = 0
+    return sorted_set[idx] == values
+
+
+class CaseStore:
+    """A case directory.  Create with :meth:`create` (or ``open(..., create=True)``)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        meta = self.root / "case.json"
+        if not meta.exists():
+            raise CaseError(f"{self.root} is not a case directory (no case.json); collect into it first")
+        try:
+            self.meta = json.loads(meta.read_text())
+        except ValueError as exc:
+            raise CaseError(f"{meta} is not valid JSON: {exc}") from exc
+        self.custody = CustodyLog(self.root / "custody.jsonl")
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, create: bool = False, tz: str | None = None) -> "CaseStore":
+        root = Path(root)
+        if create and not (root / "case.json").exists():
+            return cls.create(root, tz=tz)
+        return cls(root)
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, tz: str | None = None) -> "CaseStore":
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise CaseError(f"{root} exists and is not a directory")
+        root.mkdir(parents=True, exist_ok=True)
+        for d in (*DATA_DIRS, STAGING_DIR):
+            (root / d).mkdir(exist_ok=True)
+        with _flock(root / ".lock"):
+            if (root / "case.json").exists():
+                return cls(root)
+            meta = {
+                "case_id": uuid.uuid4().hex,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                "schema_version": SCHEMA_VERSION,
+                "tz": tz,
+            }
+            tmp = root / "case.json.tmp"
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+            os.replace(tmp, root / "case.json")
+            store = cls(root)
+            store.custody.append("case_created", case_id=meta["case_id"], schema_version=SCHEMA_VERSION, tz=tz)
+        return store
+
+    # --- locking and recovery ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        with _flock(self.root / ".lock", timeout):
+            yield
+
+    def recover(self) -> list[str]:
+        """Roll forward committed runs whose files were not all moved; discard uncommitted ones.  Under the lock."""
+        staging = self.root / STAGING_DIR
+        if not staging.exists():
+            return []
+        notes = []
+        commits = {e.get("run"): e for e in self.custody.entries() if e.get("action") == "commit"}
+        for run_dir in sorted(p for p in staging.iterdir() if p.is_dir()):
+            entry = commits.get(run_dir.name)
+            if entry is not None:
+                moved = 0
+                for f in entry.get("files", []):
+                    src = run_dir / Path(f["path"]).name
+                    if src.exists():
+                        os.replace(src, self.root / f["path"])
+                        moved += 1
+                shutil.rmtree(run_dir, ignore_errors=True)
+                notes.append(f"run {run_dir.name}: committed before an interruption; {moved} file(s) moved into place")
+            else:
+                n = sum(1 for _ in run_dir.iterdir())
+                shutil.rmtree(run_dir, ignore_errors=True)
+                notes.append(f"run {run_dir.name}: interrupted before its commit; {n} staged file(s) discarded")
+        for note in notes:
+            self.custody.append("recovered", note=note)
+        return notes
+
+    # --- what is committed ---------------------------------------------------------------------
+
+    def commits(self) -> list[dict[str, Any]]:
+        return [e for e in self.custody.entries() if e.get("action") == "commit"]
+
+    def files(self, kind: str = TIMELINE_DIR) -> list[Path]:
+        d = self.root / kind
+        return sorted(d.glob("*.parquet")) if d.exists() else []
+
+    def collected_artifacts(self) -> set[tuple[str, str, str, str]]:
+        """(evidence_id, evidence_path, sha256, engine) of every artifact already committed."""
+        done = set()
+        for e in self.commits():
+            for a in e.get("artifacts", []):
+                done.add((a["evidence_id"], a["evidence_path"], a["sha256"], a.get("engine", "")))
+        return done
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def staging_dir(self, run_id: str) -> Path:
+        d = self.root / STAGING_DIR / run_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def commit(self, run_id: str, timeline_parts: list[Path], other_parts: list[Path], **entry: Any) -> dict[str, Any]:
+        """Deduplicate the staged timeline parts against the case, then commit the run (see module doc)."""
+        run_dir = self.root / STAGING_DIR / run_id
+        with self.lock():
+            existing = _hash_array(self.files(TIMELINE_DIR))
+            seen: list[np.ndarray] = []
+            final: list[tuple[Path, str, int]] = []
+            duplicates = 0
+            for part in timeline_parts:
+                table = pq.read_table(part)
+                hashes = np.concatenate([_fixed32(c) for c in table.column("event_hash").chunks]) if table.num_rows else np.empty(0, "S32")
+                # First occurrence inside this part, then not in the case, then not in earlier parts of this run.
+                _, first = np.unique(hashes, return_index=True)
+                keep = np.zeros(hashes.shape, dtype=bool)
+                keep[first] = True
+                keep &= ~_isin_sorted(hashes, existing)
+                if seen:
+                    run_hashes = np.sort(np.concatenate(seen))
+                    keep &= ~_isin_sorted(hashes, run_hashes)
+                kept = int(keep.sum())
+                duplicates += table.num_rows - kept
+                if kept == 0:
+                    part.unlink()
+                    continue
+                if kept < table.num_rows:
+                    write_parquet(table.filter(pa.array(keep)), part)
+                seen.append(hashes[keep])
+                final.append((part, TIMELINE_DIR, kept))
+            for part in other_parts:
+                kind = SIGHTINGS_DIR if part.name.startswith("sightings-") else PROBLEMS_DIR
+                final.append((part, kind, pq.read_metadata(part).num_rows))
+            files = [
+                {"path": f"{kind}/{p.name}", "sha256": file_sha256(p), "rows": rows, "bytes": p.stat().st_size}
+                for p, kind, rows in final
+            ]
+            entry = self.custody.append(
+                "commit", run=run_id, files=files, rows_written=sum(r for _, k, r in final if k == TIMELINE_DIR),
+                duplicates_dropped=duplicates, **entry,
+            )
+            for p, kind, _ in final:  # after the commit point: a crash here is rolled forward by recover()
+                os.replace(p, self.root / kind / p.name)
+            for kind in DATA_DIRS:
+                _fsync_dir(self.root / kind)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return entry
+
+    def abort(self, run_id: str, reason: str, **entry: Any) -> None:
+        with self.lock():
+            shutil.rmtree(self.root / STAGING_DIR / run_id, ignore_errors=True)
+            self.custody.append("aborted", run=run_id, reason=reason, **entry)
+
+
+@contextlib.contextmanager
+def _flock(path: Path, timeout: float | None = None) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or deadline is None:
+                    raise
+                if time.monotonic() > deadline:
+                    raise CaseLocked(f"{path.parent}: another process holds the case lock") from exc
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
