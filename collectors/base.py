@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
 
-__all__ = ["Artifact", "Collector", "RecordError"]
+__all__ = ["Artifact", "ArtifactReport", "Collector", "RecordError"]
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,16 @@ class Artifact:
     sha256: str
     size: int
 
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.evidence_id, self.evidence_path)
+
 
 @dataclass
 class RecordError:
     """A record (or chunk, or file) that could not be turned into a timeline row, and why."""
 
-    record_ref: str
+    record_ref: str | None
     kind: str
     message: str
     count: int = 1
@@ -35,17 +39,35 @@ class RecordError:
 
 
 @dataclass
-class Collector:
-    """Base class: subclasses set ``name``, ``source``, ``engines`` and implement the three methods."""
+class ArtifactReport:
+    """What reading one artifact gave besides rows: records lost (errors), damage noticed (warnings), counts."""
 
-    engine: str | None = None
     errors: list[RecordError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
 
+
+class Collector:
+    """Base class: subclasses set ``name``, ``source``, ``engines`` and implement the methods below.
+
+    One collector instance may read many artifacts in a row (so that rows of small
+    files are processed and written in large batches): :meth:`collect` yields
+    tables whenever a batch is full, whatever artifacts its rows came from, and
+    :meth:`finish` yields the rest.  :meth:`report` tells, per artifact, what was
+    lost and why.
+    """
+
     name: ClassVar[str] = "base"
     source: ClassVar[str] = ""
     engines: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, engine: str | None = None, threads: int = 1):
+        self.engine = engine
+        self.threads = threads
+        self.reports: dict[tuple[str, str], ArtifactReport] = {}
+
+    def report(self, artifact: Artifact) -> ArtifactReport:
+        return self.reports.setdefault(artifact.key, ArtifactReport())
 
     @classmethod
     def matches(cls, path: str) -> bool:
@@ -57,6 +79,10 @@ class Collector:
         """Raise :class:`timeline.errors.UnknownFormat` naming what was expected, if ``path`` is not ours."""
         raise NotImplementedError
 
-    def collect(self, artifact: Artifact, batch_rows: int = 50_000) -> Iterator[pa.Table]:
-        """Yield timeline tables of at most ``batch_rows`` rows; fill ``errors``/``warnings``/``stats``."""
+    def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
+        """Read one artifact; yield timeline tables (of any artifacts read so far) when a batch fills."""
         raise NotImplementedError
+
+    def finish(self) -> Iterator[pa.Table]:
+        """Yield the rows still buffered."""
+        return iter(())

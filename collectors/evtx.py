@@ -3,22 +3,25 @@
 Engines:
 
 ``evtx`` (default)
-    The Rust ``evtx`` parser decodes every record it can; the records it loses
-    (damaged chunks, bad templates, records past a truncation) are decoded by
-    ``dissect.eventlog`` from the same chunks.  Each record appears once.
+    The Rust ``evtx`` parser decodes every record it can.  Records it stops short
+    of (older records in a chunk's slack beyond the free-space offset, records in a
+    truncated last chunk or behind a damaged chunk magic) are decoded by the same
+    parser from a one-chunk copy whose header does not stop it
+    (:func:`collectors.evtx_format.recovery_file`); whatever is still missing is
+    decoded by ``dissect.eventlog`` from the same chunks.  Each record appears once.
 ``python-evtx``
-    python-evtx alone, for comparison.  It trusts the header's chunk count and
-    so loses records on dirty files: those losses are counted as errors.
+    python-evtx alone, for comparison.  It trusts the header's chunk count and so
+    loses records on dirty files: those losses are counted as errors.
 
-Whatever the engine, :func:`collectors.evtx_format.scan` first finds every
-record frame in the file; a frame no engine decodes is reported as an error
-with its record number, offset and the parsers' reason.  Nothing is lost
-silently.
+Whatever the engine, :func:`collectors.evtx_format.scan` first finds every record
+frame in the file; a frame no engine decodes is reported as an error with its
+record number, offset and the parsers' reason.  Nothing is lost silently.
 
-Row: one per record, ``timestamp`` = the record's TimeCreated at the full
-100 ns precision of the record header's FILETIME (the XML renderings stop at
-microseconds; when the two disagree beyond the microsecond, TimeCreated wins
-and the written time is kept in ``attrs.Record.written_time``).
+Rows are accumulated across artifacts and turned into Arrow a batch at a time; the
+fields investigators need come from :mod:`collectors.evtx_events`.  ``timestamp`` is the record's TimeCreated at the full 100 ns precision of
+the record header's FILETIME (the XML renderings stop at microseconds); when the
+two disagree beyond the microsecond, TimeCreated wins and the written time is kept
+in ``attrs.Record.written_time``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import pyarrow as pa
 
 from collectors.base import Artifact, Collector, RecordError
 from collectors.evtx_events import extract
-from collectors.evtx_format import CHUNK_MAGIC, CHUNK_SIZE, FILE_MAGIC, FILETIME_EPOCH, HEADER_BLOCK, Frame, scan
+from collectors.evtx_format import CHUNK_MAGIC, CHUNK_SIZE, FILE_MAGIC, HEADER_BLOCK, Frame, recovery_file, scan
 from timeline.custody import open_evidence
 from timeline.errors import ParserUnavailable, UnknownFormat
 from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash, iso_ns
@@ -47,10 +50,8 @@ __all__ = ["EvtxCollector"]
 log = logging.getLogger(__name__)
 
 _EPOCH = _dt.datetime(1970, 1, 1)
-_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1
+_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what a timestamp[ns] can hold (years 1677..2262)
 _NUM_ERR = re.compile(r"record number (\d+)")
-
-
 def _pkg_version(name: str) -> str:
     try:
         return version(name)
@@ -237,6 +238,12 @@ def _as_int(v: Any) -> int | None:
         return None
 
 
+
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def _created_us(tc: Any) -> int | None:
     """TimeCreated as microseconds since the epoch (the renderings stop at microseconds)."""
     if not isinstance(tc, str) or len(tc) < 19:
@@ -251,9 +258,6 @@ def _created_us(tc: Any) -> int | None:
         return None
     delta = t - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 class EvtxCollector(Collector):
@@ -286,92 +290,104 @@ class EvtxCollector(Collector):
 
     # -----------------------------------------------------------------------------------------
 
-    def collect(self, artifact: Artifact, batch_rows: int = 50_000) -> Iterator[pa.Table]:
+    def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
         engine = self.engine or "evtx"
         if engine not in self.engines:
             raise ParserUnavailable(f"unknown EVTX engine {engine!r}; choose one of {', '.join(self.engines)}")
         self.check_compatible(artifact.fs_path)
+        rep = self.report(artifact)
         fd = open_evidence(artifact.fs_path)
         with os.fdopen(fd, "rb") as fh:
             sc = scan(fh)
-        self.stats.update(frames=len(sc.frames), chunks=sc.chunks_in_file, file_bytes=sc.size)
+        rep.stats.update(chunks=sc.chunks_in_file, file_bytes=sc.size)
         for dmg in sc.damage():
-            self.warnings.append(f"{artifact.evidence_path}: {dmg}")
+            rep.warnings.append(f"{artifact.evidence_path}: {dmg}")
         by_number: dict[int, Frame] = {}
         for fr in sc.frames:
             by_number.setdefault(fr.number, fr)
         stale = len(sc.frames) - len(by_number)
         if stale:
-            self.warnings.append(
+            rep.warnings.append(
                 f"{artifact.evidence_path}: {stale} stale record frame(s) reuse numbers of records already read; not decoded twice"
             )
-        self.stats["frames"] = len(by_number)
+        rep.stats["frames"] = len(by_number)
         self._artifact = artifact
+        self._rep = rep
         self._by_number = by_number
         self._done: set[int] = set()
         self._engine_errors: dict[int, str] = {}
-        self._rows = RowBuilder()
-        self._counts = {"evtx": 0, "dissect": 0, "python-evtx": 0}
-        self._tz_rows = 0
+        self._batch_rows = batch_rows
 
         if engine == "evtx":
             import evtx as _rs
 
-            self._parser_name = f"evtx-rs/{_pkg_version('evtx')}"
-            yield from self._run_rs(_rs, batch_rows)
+            ver = _pkg_version("evtx")
+            yield from self._run_rs(_rs, artifact.fs_path, f"evtx-rs/{ver}")
             missing = [n for n in by_number if n not in self._done]
             if missing:
-                self._parser_name = f"dissect.eventlog/{_pkg_version('dissect.eventlog')}"
-                yield from self._run_dissect(missing, batch_rows)
+                fd = open_evidence(artifact.fs_path)
+                with os.fdopen(fd, "rb") as fh:
+                    def data_at(off: int, size: int) -> bytes:
+                        fh.seek(off)
+                        return fh.read(size)
+
+                    for ci in sorted({by_number[n].chunk for n in missing}):
+                        image = recovery_file(data_at, ci, sc.frames)
+                        yield from self._run_rs(_rs, io.BytesIO(image), f"evtx-rs/{ver}+chunk-recovery", only=set(missing))
+                missing = [n for n in by_number if n not in self._done]
+            if missing:
+                yield from self._run_dissect(missing, f"dissect.eventlog/{_pkg_version('dissect.eventlog')}")
         else:
-            self._parser_name = f"python-evtx/{_pkg_version('python-evtx')}"
-            yield from self._run_python_evtx(batch_rows)
+            yield from self._run_python_evtx(f"python-evtx/{_pkg_version('python-evtx')}")
 
         lost = [by_number[n] for n in by_number if n not in self._done]
         for fr in lost:
             why = self._engine_errors.get(fr.number, "no parser could decode this record frame")
-            self.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
-        other = [m for n, m in self._engine_errors.items() if n not in by_number]
-        for m in other:
-            self.warnings.append(f"{artifact.evidence_path}: {m}")
-        self.stats.update(
-            rows=sum(self._counts.values()),
-            rows_evtx=self._counts["evtx"],
-            rows_dissect=self._counts["dissect"],
-            rows_python_evtx=self._counts["python-evtx"],
-            lost=len(lost),
-            engine_errors=len(self._engine_errors),
-        )
-        if len(self._rows):
-            yield self._rows.to_table()
+            rep.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
+        for n, m in self._engine_errors.items():
+            if n not in by_number:
+                rep.warnings.append(f"{artifact.evidence_path}: {m}")
+        rep.stats.update(lost_frames=len(lost), engine_errors=len(self._engine_errors))
 
-    # -----------------------------------------------------------------------------------------
+    def finish(self) -> Iterator[pa.Table]:
+        yield from self._flush()
 
-    def _add(self, number: int | None, s: dict, d: dict, event_json: str, ts_fallback_ns: int | None, which: str) -> None:
-        """One timeline row.  ``event_json`` is the record as the Rust parser renders it: '{"Event":{...}}'."""
+    # --- batching -------------------------------------------------------------------------------
+
+    def __init__(self, engine: str | None = None, threads: int = 1):
+        super().__init__(engine, threads)
+        self._rows = RowBuilder()
+        self._batch_rows = 100_000
+
+    def _push(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
+              s: dict | None = None, d: dict | None = None) -> Iterator[pa.Table]:
+        """One timeline row from a record rendered as the Rust parser's JSON ('{"Event":{...}}').
+
+        ``s``/``d`` (System fields, event data) are parsed from ``event_json`` when not given.
+        ``ts_fallback`` is the parser's rendering of the written time, used only for a record
+        that is not among the scanned frames.
+        """
+        if s is None:
+            s, d = _canon_rs(orjson.loads(event_json)["Event"])
         fr = self._by_number.get(number) if number is not None else None
-        written_ns = fr.written_ns if fr is not None else ts_fallback_ns
+        written_ns = fr.written_ns if fr is not None else _rs_ts_ns(ts_fallback)
         if written_ns is not None and not _NS_MIN < written_ns < _NS_MAX:
             written_ns = None
         created_us = _created_us(s["TimeCreated"])
-        extra = ""
+        attrs = event_json
         if created_us is None:
             if written_ns is None:
-                raise ValueError("record has neither TimeCreated nor a written time")
+                self._rep.errors.append(RecordError(f"record={number}", "no_valid_time",
+                                                    "record has neither a valid TimeCreated nor a written time"))
+                return
             ts = written_ns
-            extra = ',"time_source":"record header written time (TimeCreated missing or invalid)"'
+            attrs = '{"Record":{"time_source":"record header written time (TimeCreated missing or invalid)"},' + event_json[1:]
         elif written_ns is not None and written_ns // 1000 == created_us:
             ts = written_ns  # same instant: the header keeps the 100 ns digits
         else:
             ts = created_us * 1000
             if written_ns is not None:
-                extra = f',"written_time":"{iso_ns(written_ns)}"'
-        if fr is not None:
-            ref = f"record={number} offset=0x{fr.offset:x}"
-            record = f'{{"Record":{{"number":{number},"offset":{fr.offset}{extra}}},'
-        else:
-            ref = f"record={number}"
-            record = f'{{"Record":{{"number":{"null" if number is None else number}{extra}}},'
+                attrs = f'{{"Record":{{"written_time":"{iso_ns(written_ns)}"}},' + event_json[1:]
         f = extract(s, d)
         g = f.get
         channel = s["Channel"]
@@ -384,23 +400,28 @@ class EvtxCollector(Collector):
             ts, "Event Logged", computer, "EVTX", f"evtx:{channel or 'unknown'}", eid, channel, provider,
             g("user"), g("target_user"), g("logon_type"), g("src_ip"), g("src_host"), g("dst_ip"), g("dst_port"),
             g("process"), g("parent_process"), g("command_line"), g("path"), g("service_name"),
-            f["message"], record + event_json[1:], [], TZ_SOURCE_UTC,
-            a.evidence_id, a.evidence_path, ref, self._parser_name,
+            f["message"], attrs, [], TZ_SOURCE_UTC, a.evidence_id, a.evidence_path,
+            f"record={number} offset=0x{fr.offset:x}" if fr is not None else f"record={number}", parser,
             event_hash("EVTX", computer, channel, provider, eid, number if rid is None else rid, ts),
         ))
         if number is not None:
             self._done.add(number)
-        self._counts[which] += 1
+        stats = self._rep.stats
+        key = f"rows[{parser}]"
+        stats[key] = stats.get(key, 0) + 1
+        stats["rows"] = stats.get("rows", 0) + 1
+        if len(self._rows) >= self._batch_rows:
+            yield self._rows.to_table()
 
-    def _flush(self, batch_rows: int) -> Iterator[pa.Table]:
-        if len(self._rows) >= batch_rows:
+    def _flush(self) -> Iterator[pa.Table]:
+        if len(self._rows):
             yield self._rows.to_table()
 
     # --- Rust evtx ------------------------------------------------------------------------------
 
-    def _run_rs(self, rs, batch_rows: int) -> Iterator[pa.Table]:
-        parser = rs.PyEvtxParser(self._artifact.fs_path)
-        it = parser.records_json()
+    def _run_rs(self, rs, source: Any, parser_name: str, only: set[int] | None = None) -> Iterator[pa.Table]:
+        it = rs.PyEvtxParser(source).records_json()
+        done = self._done
         loads = orjson.loads
         while True:
             try:
@@ -411,24 +432,22 @@ class EvtxCollector(Collector):
                 msg = f"evtx-rs: {exc}"
                 m = _NUM_ERR.search(str(exc))
                 key = int(m.group(1)) if m else -1 - len(self._engine_errors)
-                self._engine_errors[key] = msg
+                self._engine_errors.setdefault(key, msg)
                 continue
             number = r["event_record_id"]
-            if number in self._done:
+            if number in done or (only is not None and number not in only):
                 continue
+            data = r["data"]
             try:
-                ev = loads(r["data"])["Event"]
-                s, d = _canon_rs(ev)
-                self._add(number, s, d, r["data"], _rs_ts_ns(r.get("timestamp")), "evtx")
+                s, d = _canon_rs(loads(data)["Event"])
             except Exception as exc:
                 self._engine_errors[number] = f"evtx-rs record could not be normalised: {exc!r}"
                 continue
-            if len(self._rows) >= batch_rows:
-                yield self._rows.to_table()
+            yield from self._push(number, parser_name, data, r["timestamp"], s, d)
 
     # --- dissect.eventlog fallback ---------------------------------------------------------------
 
-    def _run_dissect(self, missing: list[int], batch_rows: int) -> Iterator[pa.Table]:
+    def _run_dissect(self, missing: list[int], parser_name: str) -> Iterator[pa.Table]:
         chunks = sorted({self._by_number[n].chunk for n in missing})
         wanted = set(missing)
         fd = open_evidence(self._artifact.fs_path)
@@ -444,14 +463,14 @@ class EvtxCollector(Collector):
                         if number not in wanted or number in self._done:
                             continue
                         try:
-                            s, d, body = _canon_dissect(rec)
-                            self._add(number, s, d, _event_json(s, body), None, "dissect")
+                            s, _, body = _canon_dissect(rec)
+                            event_json = _event_json(s, body)
                         except Exception as exc:
                             self._engine_errors[number] = (
                                 self._engine_errors.get(number, "") + f"; dissect.eventlog record not normalised: {exc!r}"
                             ).lstrip("; ")
-                        if len(self._rows) >= batch_rows:
-                            yield self._rows.to_table()
+                            continue
+                        yield from self._push(number, parser_name, event_json, None)
                 except Exception as exc:
                     for n in wanted:
                         if n not in self._done and self._by_number[n].chunk == ci:
@@ -460,7 +479,7 @@ class EvtxCollector(Collector):
 
     # --- python-evtx -----------------------------------------------------------------------------
 
-    def _run_python_evtx(self, batch_rows: int) -> Iterator[pa.Table]:
+    def _run_python_evtx(self, parser_name: str) -> Iterator[pa.Table]:
         try:
             from Evtx.Evtx import Evtx
         except ImportError as exc:  # pragma: no cover - it is a hard dependency
@@ -470,24 +489,23 @@ class EvtxCollector(Collector):
                 try:
                     records = list(chunk.records())
                 except Exception as exc:
-                    self.warnings.append(f"{self._artifact.evidence_path}: python-evtx chunk error: {exc!r}")
+                    self._rep.warnings.append(f"{self._artifact.evidence_path}: python-evtx chunk error: {exc!r}")
                     continue
                 for record in records:
                     try:
                         number = record.record_num()
                     except Exception as exc:
-                        self.warnings.append(f"{self._artifact.evidence_path}: python-evtx record header error: {exc!r}")
+                        self._rep.warnings.append(f"{self._artifact.evidence_path}: python-evtx record header error: {exc!r}")
                         continue
                     if number in self._done:
                         continue
                     try:
-                        s, d, body = _canon_xml(record.xml())
-                        self._add(number, s, d, _event_json(s, body), None, "python-evtx")
+                        s, _, body = _canon_xml(record.xml())
+                        event_json = _event_json(s, body)
                     except Exception as exc:
                         self._engine_errors[number] = f"python-evtx: {exc!r}"
                         continue
-                    if len(self._rows) >= batch_rows:
-                        yield self._rows.to_table()
+                    yield from self._push(number, parser_name, event_json, None)
         for n in self._by_number:
             if n not in self._done and n not in self._engine_errors:
                 self._engine_errors[n] = "python-evtx did not yield this record (it trusts the header's chunk count)"

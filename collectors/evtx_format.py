@@ -122,3 +122,27 @@ def scan(fh) -> Scan:
             _walk_chunk(chunk, index, base, s.frames)
         index += 1
     return s
+
+
+def recovery_file(data_at, chunk: int, frames: list[Frame]) -> bytes:
+    """A one-chunk EVTX image that makes a strict parser read every frame of ``chunk``.
+
+    Parsers stop at the chunk's free-space offset and at its last record id, so records in the
+    chunk's slack (older records beyond the free space), in a truncated last chunk or behind a
+    damaged chunk magic are never decoded.  This copy of the chunk (same bytes, so template and
+    string offsets stay valid) has a header that ends at the last frame and never at a record id.
+    ``data_at(offset, size)`` reads the original file.
+    """
+    mine = [f for f in frames if f.chunk == chunk]
+    base = HEADER_BLOCK + chunk * CHUNK_SIZE
+    ch = bytearray(data_at(base, CHUNK_SIZE).ljust(CHUNK_SIZE, b"\x00"))
+    ch[:8] = CHUNK_MAGIC
+    last = mine[-1]
+    struct.pack_into("<QQQQ", ch, 8, 0, 2**64 - 1, 0, 2**64 - 1)
+    struct.pack_into("<II", ch, 44, last.offset - base, last.offset - base + last.size)
+    hdr = bytearray(data_at(0, HEADER_BLOCK).ljust(HEADER_BLOCK, b"\x00"))
+    hdr[:8] = FILE_MAGIC
+    struct.pack_into("<QQ", hdr, 8, 0, 0)  # first and last chunk
+    struct.pack_into("<H", hdr, 42, 1)  # one chunk
+    struct.pack_into("<I", hdr, 120, 0)  # not dirty
+    return bytes(hdr) + bytes(ch)

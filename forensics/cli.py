@@ -32,6 +32,7 @@ def _progress(quiet: bool):
         bar.set_postfix(rows=rows, refresh=False)
         bar.refresh()
 
+
     return update, bar
 
 
