@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+from hashlib import sha256
 import logging
 import os
 import re
@@ -43,7 +44,7 @@ from collectors.evtx_events import extract
 from collectors.evtx_format import CHUNK_MAGIC, CHUNK_SIZE, FILE_MAGIC, HEADER_BLOCK, Frame, recovery_file, scan
 from timeline.custody import open_evidence
 from timeline.errors import ParserUnavailable, UnknownFormat
-from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash, iso_ns
+from timeline.schema import TZ_SOURCE_UTC, RowBuilder, iso_ns
 
 __all__ = ["EvtxCollector"]
 
@@ -65,45 +66,28 @@ def _pkg_version(name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _a(node: Any, name: str) -> Any:
-    if isinstance(node, dict):
-        attrs = node.get("#attributes")
-        if attrs:
-            return attrs.get(name)
-    return None
-
-
 def _canon_rs(ev: dict) -> tuple[dict, dict]:
-    """Canonical form of one record of the Rust parser's JSON rendering."""
+    """The fields a row needs from one record of the Rust parser's JSON rendering.
+
+    Only what the columns and extractors read; the record itself goes to ``attrs`` verbatim.
+    """
     sysn = ev.get("System") or {}
-    prov = sysn.get("Provider")
     eid = sysn.get("EventID")
-    qual = None
-    if isinstance(eid, dict):
-        qual = _a(eid, "Qualifiers")
+    if eid.__class__ is dict:
         eid = eid.get("#text")
-    corr = sysn.get("Correlation")
-    exe = sysn.get("Execution")
+    if eid.__class__ is not int:
+        eid = _as_int(eid)
+    prov = sysn.get("Provider")
+    tc = sysn.get("TimeCreated")
+    sec = sysn.get("Security")
     s = {
-        "Provider": _a(prov, "Name"),
-        "ProviderGuid": _a(prov, "Guid"),
-        "EventSourceName": _a(prov, "EventSourceName"),
-        "EventID": _as_int(eid),
-        "Qualifiers": qual,
-        "Version": sysn.get("Version"),
-        "Level": sysn.get("Level"),
-        "Task": sysn.get("Task"),
-        "Opcode": sysn.get("Opcode"),
-        "Keywords": sysn.get("Keywords"),
-        "TimeCreated": _a(sysn.get("TimeCreated"), "SystemTime"),
+        "Provider": prov["#attributes"].get("Name") if prov.__class__ is dict and "#attributes" in prov else None,
+        "EventID": eid,
+        "TimeCreated": tc["#attributes"].get("SystemTime") if tc.__class__ is dict and "#attributes" in tc else None,
         "EventRecordID": sysn.get("EventRecordID"),
-        "ActivityID": _a(corr, "ActivityID"),
-        "RelatedActivityID": _a(corr, "RelatedActivityID"),
-        "ProcessID": _a(exe, "ProcessID"),
-        "ThreadID": _a(exe, "ThreadID"),
         "Channel": sysn.get("Channel"),
         "Computer": sysn.get("Computer"),
-        "UserID": _a(sysn.get("Security"), "UserID"),
+        "UserID": sec["#attributes"].get("UserID") if sec.__class__ is dict and "#attributes" in sec else None,
     }
     d = ev.get("EventData")
     if d.__class__ is not dict:
@@ -402,8 +386,9 @@ class EvtxCollector(Collector):
             g("process"), g("parent_process"), g("command_line"), g("path"), g("service_name"),
             f["message"], attrs, [], TZ_SOURCE_UTC, a.evidence_id, a.evidence_path,
             f"record={number} offset=0x{fr.offset:x}" if fr is not None else f"record={number}", parser,
-            event_hash("EVTX", computer, channel, provider, eid, number if rid is None else rid, ts),
-        ))
+            sha256(f"EVTX\x1f{computer or ''}\x1f{channel or ''}\x1f{provider or ''}\x1f{'' if eid is None else eid}"
+                   f"\x1f{number if rid is None else rid}\x1f{ts}".encode("utf-8", "surrogatepass")).hexdigest()[:32],
+        ))  # the event_hash key, built inline: identical to timeline.schema.event_hash(...) (tested)
         if number is not None:
             self._done.add(number)
         stats = self._rep.stats

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from typing import Any, Iterable
+from typing import Any, Sequence
 
 import pyarrow as pa
 
@@ -86,9 +86,13 @@ _NAMES = tuple(c[0] for c in COLUMNS)
 
 
 def event_hash(*parts: Any) -> str:
-    """Stable hash of an event's identity: the same parts give the same hex string forever."""
+    """Stable hash of an event's identity: the same parts give the same hex string forever.
+
+    SHA-256 of the parts joined by U+001F (None as the empty string), truncated to 128 bits
+    (32 hex characters).  Collectors on hot paths may build the same key inline.
+    """
     key = "\x1f".join(["" if p is None else p if p.__class__ is str else str(p) for p in parts])
-    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 _EPOCH = _dt.datetime(1970, 1, 1)
@@ -132,7 +136,7 @@ def _coerce(v: Any, typ: pa.DataType) -> Any:
     return v
 
 
-def _array(values: list, typ: pa.DataType) -> pa.Array:
+def _array(values: Sequence, typ: pa.DataType) -> pa.Array:
     try:
         return pa.array(values, type=typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
@@ -172,10 +176,10 @@ class RowBuilder:
         rows, self._rows = self._rows, []
         if not rows:
             return empty_table()
-        cols = list(zip(*rows, strict=True)) if len(rows[0]) == len(_NAMES) else None
-        if cols is None or len(cols) != len(_NAMES):
+        cols = list(zip(*rows))
+        if len(cols) != len(_NAMES) or any(len(r) != len(_NAMES) for r in (rows[0], rows[-1])):
             raise ValueError(f"rows must have {len(_NAMES)} values")
-        arrays = [_array(list(col), typ) for col, (_, typ, _, _) in zip(cols, COLUMNS)]
+        arrays = [_array(col, typ) for col, (_, typ, _, _) in zip(cols, COLUMNS)]
         table = pa.Table.from_arrays(arrays, schema=SCHEMA)
         nulls = [name for name, _, nullable, _ in COLUMNS if not nullable and table.column(name).null_count]
         if nulls:
