@@ -58,6 +58,11 @@ def _s(d: dict, *keys: str) -> str | None:
     return None
 
 
+def _q(v: Any) -> Any:
+    """A value inside a message: '-' when missing."""
+    return "-" if v is None else v
+
+
 def _int(v: Any) -> int | None:
     if v is None:
         return None
@@ -113,10 +118,10 @@ def _logon(s: dict, d: dict) -> dict:
     lt = _int(_v(d, "LogonType"))
     ip, ws = _ip(d, "IpAddress"), _s(d, "WorkstationName")
     verb = "logon" if eid == 4624 else "failed logon"
-    msg = f"{eid} {verb} type {_lt(lt)} by {user}{_from(ip, ws)}"
-    how = "/".join(x for x in (_s(d, "LogonProcessName"), _s(d, "AuthenticationPackageName")) if x)
+    msg = f"{eid} {verb} type {_lt(lt)} by {_q(user)}{_from(ip, ws)}"
+    how = "/".join(x.strip() for x in (_s(d, "LogonProcessName"), _s(d, "AuthenticationPackageName")) if x and x.strip())
     if how:
-        msg += f" via {how.strip()}"
+        msg += f" via {how}"
     if eid == 4625:
         msg += f" (status {_hex(_v(d, 'Status'))}, sub-status {_hex(_v(d, 'SubStatus'))})"
     return dict(user=user, logon_type=lt, src_ip=ip, src_host=ws, process=_s(d, "ProcessName"),
@@ -127,8 +132,8 @@ def _logoff(s: dict, d: dict) -> dict:
     user = _acct(d, "TargetUserName", "TargetDomainName")
     lt = _int(_v(d, "LogonType"))
     if s["EventID"] == 4647:
-        return dict(user=user, message=f"4647 user-initiated logoff by {user}")
-    return dict(user=user, logon_type=lt, message=f"4634 logoff of {user} (logon type {_lt(lt)})")
+        return dict(user=user, message=f"4647 user-initiated logoff by {_q(user)}")
+    return dict(user=user, logon_type=lt, message=f"4634 logoff of {_q(user)} (logon type {_lt(lt)})")
 
 
 def _explicit(s: dict, d: dict) -> dict:
@@ -137,13 +142,13 @@ def _explicit(s: dict, d: dict) -> dict:
     ip, server = _ip(d, "IpAddress"), _s(d, "TargetServerName")
     proc = _s(d, "ProcessName")
     return dict(user=user, target_user=target, src_ip=ip, process=proc,
-                message=f"4648 {user} used explicit credentials of {target} for {server}{_from(ip, None)} (process {proc})")
+                message=f"4648 {_q(user)} used explicit credentials of {_q(target)} for {_q(server)}{_from(ip, None)} (process {_q(proc)})")
 
 
 def _special(s: dict, d: dict) -> dict:
     user = _acct(d, "SubjectUserName", "SubjectDomainName")
     privs = one_line(_s(d, "PrivilegeList") or "", 120)
-    return dict(user=user, message=f"4672 special privileges assigned to {user}: {privs}")
+    return dict(user=user, message=f"4672 special privileges assigned to {_q(user)}: {privs}")
 
 
 def _proc4688(s: dict, d: dict) -> dict:
@@ -151,7 +156,7 @@ def _proc4688(s: dict, d: dict) -> dict:
     target = _acct(d, "TargetUserName", "TargetDomainName")
     proc, parent = _s(d, "NewProcessName"), _s(d, "ParentProcessName")
     cmd = _s(d, "CommandLine")
-    msg = f"4688 process {proc} started by {user}" + (f": {cmd}" if cmd else "") + (f" (parent {parent})" if parent else "")
+    msg = f"4688 process {_q(proc)} started by {_q(user)}" + (f": {_q(cmd)}" if cmd else "") + (f" (parent {_q(parent)})" if parent else "")
     return dict(user=user, target_user=target, process=proc, parent_process=parent, command_line=cmd, message=msg)
 
 
@@ -160,7 +165,7 @@ def _svc4697(s: dict, d: dict) -> dict:
     name, image = _s(d, "ServiceName"), _s(d, "ServiceFileName")
     account = _s(d, "ServiceAccount")
     return dict(user=user, target_user=account, service_name=name, path=image, command_line=image,
-                message=f"4697 service {name} installed by {user}: {image} (start type {_v(d, 'ServiceStartType')}, account {account})")
+                message=f"4697 service {_q(name)} installed by {_q(user)}: {_q(image)} (start type {_q(_v(d, 'ServiceStartType'))}, account {_q(account)})")
 
 
 _TASK_CMD = re.compile(r"<Command>(.*?)</Command>(?:\s*<Arguments>(.*?)</Arguments>)?", re.S)
@@ -176,12 +181,13 @@ def _task(s: dict, d: dict) -> dict:
         cmd = " ".join(x.strip() for x in m.groups() if x)
     verb = {4698: "created", 4699: "deleted", 4700: "enabled", 4701: "disabled", 4702: "updated"}[eid]
     return dict(user=user, service_name=name, command_line=cmd,
-                message=f"{eid} scheduled task {name} {verb} by {user}" + (f": {cmd}" if cmd else ""))
+                message=f"{eid} scheduled task {_q(name)} {verb} by {_q(user)}" + (f": {_q(cmd)}" if cmd else ""))
 
 
 _ACCOUNT_VERBS = {
-    4720: "created", 4722: "enabled", 4723: "password change attempted for", 4724: "password reset attempted for",
-    4725: "disabled", 4726: "deleted", 4738: "changed", 4740: "locked out",
+    4720: "account {t} created", 4722: "account {t} enabled", 4723: "password change attempted for account {t}",
+    4724: "password reset attempted for account {t}", 4725: "account {t} disabled", 4726: "account {t} deleted",
+    4738: "account {t} changed", 4740: "account {t} locked out",
 }
 
 
@@ -191,9 +197,10 @@ def _account(s: dict, d: dict) -> dict:
     if eid == 4740:
         target, caller = _s(d, "TargetUserName"), _s(d, "TargetDomainName")
         return dict(user=user, target_user=target, src_host=caller,
-                    message=f"4740 account {target} locked out (caller computer {caller})")
+                    message=f"4740 account {_q(target)} locked out (caller computer {_q(caller)})")
     target = _acct(d, "TargetUserName", "TargetDomainName")
-    return dict(user=user, target_user=target, message=f"{eid} account {target} {_ACCOUNT_VERBS[eid]} by {user}")
+    what = _ACCOUNT_VERBS[eid].format(t=_q(target))
+    return dict(user=user, target_user=target, message=f"{eid} {what} by {_q(user)}")
 
 
 def _group(s: dict, d: dict) -> dict:
@@ -203,7 +210,7 @@ def _group(s: dict, d: dict) -> dict:
     member = _s(d, "MemberName", "MemberSid")
     verb = "added to" if eid in (4728, 4732, 4756) else "removed from"
     return dict(user=user, target_user=member, service_name=group,
-                message=f"{eid} {member} {verb} group {group} by {user}")
+                message=f"{eid} {_q(member)} {verb} group {_q(group)} by {_q(user)}")
 
 
 def _kerberos(s: dict, d: dict) -> dict:
@@ -212,19 +219,19 @@ def _kerberos(s: dict, d: dict) -> dict:
     ip = _ip(d, "IpAddress")
     status = _hex(_v(d, "Status"))
     if eid == 4768:
-        msg = f"4768 Kerberos TGT requested for {user}{_from(ip, None)} (status {status}, encryption {_hex(_v(d, 'TicketEncryptionType'))})"
+        msg = f"4768 Kerberos TGT requested for {_q(user)}{_from(ip, None)} (status {_q(status)}, encryption {_hex(_v(d, 'TicketEncryptionType'))})"
         return dict(user=user, src_ip=ip, message=msg)
     if eid == 4769:
         svc = _s(d, "ServiceName")
-        msg = f"4769 Kerberos service ticket for {svc} requested by {user}{_from(ip, None)} (status {status}, encryption {_hex(_v(d, 'TicketEncryptionType'))})"
+        msg = f"4769 Kerberos service ticket for {_q(svc)} requested by {_q(user)}{_from(ip, None)} (status {_q(status)}, encryption {_hex(_v(d, 'TicketEncryptionType'))})"
         return dict(user=user, src_ip=ip, service_name=svc, message=msg)
-    return dict(user=user, src_ip=ip, message=f"4771 Kerberos pre-authentication failed for {user}{_from(ip, None)} (status {status})")
+    return dict(user=user, src_ip=ip, message=f"4771 Kerberos pre-authentication failed for {_q(user)}{_from(ip, None)} (status {_q(status)})")
 
 
 def _ntlm(s: dict, d: dict) -> dict:
     user, ws = _s(d, "TargetUserName"), _s(d, "Workstation")
     return dict(user=user, src_host=ws,
-                message=f"4776 NTLM credential validation for {user}{_from(None, ws)} (status {_hex(_v(d, 'Status'))})")
+                message=f"4776 NTLM credential validation for {_q(user)}{_from(None, ws)} (status {_hex(_v(d, 'Status'))})")
 
 
 def _share(s: dict, d: dict) -> dict:
@@ -233,14 +240,14 @@ def _share(s: dict, d: dict) -> dict:
     ip, share = _ip(d, "IpAddress"), _s(d, "ShareName")
     rel = _s(d, "RelativeTargetName")
     path = rel if eid == 5145 and rel else _s(d, "ShareLocalPath")
-    msg = f"{eid} share {share} accessed by {user}{_from(ip, None)}" + (f": {rel}" if eid == 5145 and rel else "")
+    msg = f"{eid} share {_q(share)} accessed by {_q(user)}{_from(ip, None)}" + (f": {_q(rel)}" if eid == 5145 and rel else "")
     return dict(user=user, src_ip=ip, service_name=share, path=path, message=msg)
 
 
 def _cleared(s: dict, d: dict) -> dict:
     user = _acct(d, "SubjectUserName", "SubjectDomainName")
     log_name = _s(d, "Channel") or ("Security" if s["EventID"] == 1102 else s.get("Channel"))
-    return dict(user=user, message=f"{s['EventID']} {log_name} log cleared by {user}")
+    return dict(user=user, message=f"{s['EventID']} {_q(log_name)} log cleared by {_q(user)}")
 
 
 # --- System ---------------------------------------------------------------------------------
@@ -262,18 +269,18 @@ def _svc7045(s: dict, d: dict) -> dict:
     name, image = _s(d, "ServiceName"), _s(d, "ImagePath")
     account = _s(d, "AccountName")
     return dict(user=s.get("UserID"), target_user=account, service_name=name, path=image, command_line=image,
-                message=f"7045 service {name} installed: {image} (start {_v(d, 'StartType')}, account {account})")
+                message=f"7045 service {_q(name)} installed: {_q(image)} (start {_q(_v(d, 'StartType'))}, account {_q(account)})")
 
 
 def _svc7036(s: dict, d: dict) -> dict:
     p = _params(d) + [None, None]
-    return dict(service_name=p[0], message=f"7036 service {p[0]} entered the {p[1]} state")
+    return dict(service_name=p[0], message=f"7036 service {_q(p[0])} entered the {_q(p[1])} state")
 
 
 def _svc7040(s: dict, d: dict) -> dict:
     p = _params(d) + [None, None, None]
     return dict(user=s.get("UserID"), service_name=p[0],
-                message=f"7040 start type of service {p[0]} changed from {p[1]} to {p[2]}")
+                message=f"7040 start type of service {_q(p[0])} changed from {_q(p[1])} to {_q(p[2])}")
 
 
 # --- Sysmon ---------------------------------------------------------------------------------
@@ -285,31 +292,31 @@ def _sysmon(s: dict, d: dict) -> dict:
     if eid == 1:
         cmd, parent = _s(d, "CommandLine"), _s(d, "ParentImage")
         return dict(user=user, process=img, parent_process=parent, command_line=cmd,
-                    message=f"Sysmon 1 process {img} started by {user}: {cmd} (parent {parent})")
+                    message=f"Sysmon 1 process {_q(img)} started by {_q(user)}: {_q(cmd)} (parent {_q(parent)})")
     if eid == 3:
         sip, dip = _s(d, "SourceIp"), _s(d, "DestinationIp")
         dport = _int(_v(d, "DestinationPort"))
         dhost = _s(d, "DestinationHostname")
         return dict(user=user, process=img, src_ip=sip, dst_ip=dip, dst_port=dport,
-                    message=f"Sysmon 3 network connection by {img} ({user}): {sip}:{_v(d, 'SourcePort')} -> "
-                            f"{dip}:{dport}{' (' + dhost + ')' if dhost else ''} {_s(d, 'Protocol') or ''}".rstrip())
+                    message=f"Sysmon 3 network connection by {_q(img)} ({_q(user)}): {_q(sip)}:{_q(_v(d, 'SourcePort'))} -> "
+                            f"{_q(dip)}:{_q(dport)}{' (' + dhost + ')' if dhost else ''} {_s(d, 'Protocol') or ''}".rstrip())
     if eid in (8, 10):
         target = _s(d, "TargetImage")
         what = "created a remote thread in" if eid == 8 else "opened"
-        extra = f" (access {_v(d, 'GrantedAccess')})" if eid == 10 else ""
-        return dict(user=user, process=img, path=target, message=f"Sysmon {eid} {img} {what} {target}{extra}")
+        extra = f" (access {_q(_v(d, 'GrantedAccess'))})" if eid == 10 else ""
+        return dict(user=user, process=img, path=target, message=f"Sysmon {eid} {_q(img)} {what} {_q(target)}{extra}")
     if eid == 11:
         target = _s(d, "TargetFilename")
-        return dict(user=user, process=img, path=target, message=f"Sysmon 11 file created by {img}: {target}")
+        return dict(user=user, process=img, path=target, message=f"Sysmon 11 file created by {_q(img)}: {_q(target)}")
     if eid in (12, 13, 14):
         key = _s(d, "TargetObject")
         det = _s(d, "Details")
         return dict(user=user, process=img, path=key,
-                    message=f"Sysmon {eid} registry {_s(d, 'EventType')} by {img}: {key}" + (f" = {det}" if det else ""))
+                    message=f"Sysmon {eid} registry {_q(_s(d, 'EventType'))} by {_q(img)}: {_q(key)}" + (f" = {_q(det)}" if det else ""))
     if eid == 22:
         q = _s(d, "QueryName")
         return dict(user=user, process=img, path=q,
-                    message=f"Sysmon 22 DNS query by {img}: {q} -> {_s(d, 'QueryResults')}")
+                    message=f"Sysmon 22 DNS query by {_q(img)}: {_q(q)} -> {_q(_s(d, 'QueryResults'))}")
     return _generic(s, d)
 
 
@@ -328,14 +335,14 @@ def _ps4103(s: dict, d: dict) -> dict:
     payload = _s(d, "Payload")
     return dict(user=ctx.get("User"), process=ctx.get("HostApplication"), command_line=payload or cmd,
                 path=ctx.get("ScriptName") or None,
-                message=f"4103 PowerShell pipeline by {ctx.get('User')}: {cmd}: {payload or ''}")
+                message=f"4103 PowerShell pipeline by {_q(ctx.get('User'))}: {_q(cmd)}: {payload or ''}")
 
 
 def _ps4104(s: dict, d: dict) -> dict:
     text, path = _s(d, "ScriptBlockText"), _s(d, "Path")
-    part = f" (part {_v(d, 'MessageNumber')}/{_v(d, 'MessageTotal')})" if _int(_v(d, "MessageTotal")) not in (None, 1) else ""
+    part = f" (part {_q(_v(d, 'MessageNumber'))}/{_q(_v(d, 'MessageTotal'))})" if _int(_v(d, "MessageTotal")) not in (None, 1) else ""
     return dict(user=s.get("UserID"), command_line=text, path=path,
-                message=f"4104 PowerShell script block{part}{' from ' + path if path else ''}: {text}")
+                message=f"4104 PowerShell script block{part}{' from ' + path if path else ''}: {_q(text)}")
 
 
 def _ps_classic(s: dict, d: dict) -> dict:
@@ -347,10 +354,10 @@ def _ps_classic(s: dict, d: dict) -> dict:
     host_app = ctx.get("HostApplication")
     if eid == 400:
         return dict(process=host_app, command_line=host_app,
-                    message=f"400 PowerShell engine started ({ctx.get('PreviousEngineState')} -> {ctx.get('NewEngineState')}): {host_app}")
+                    message=f"400 PowerShell engine started ({_q(ctx.get('PreviousEngineState'))} -> {_q(ctx.get('NewEngineState'))}): {_q(host_app)}")
     detail = next((p for p in params[2:] if p), params[-1] if params else "")
     return dict(user=ctx.get("UserId"), process=host_app, command_line=ctx.get("CommandLine") or host_app,
-                message=f"800 PowerShell pipeline by {ctx.get('UserId')} in {host_app}: {detail}")
+                message=f"800 PowerShell pipeline by {_q(ctx.get('UserId'))} in {_q(host_app)}: {_q(detail)}")
 
 
 # --- Remote Desktop ---------------------------------------------------------------------------
@@ -363,13 +370,13 @@ def _ts_local(s: dict, d: dict) -> dict:
     user, addr = _s(d, "User"), _s(d, "Address")
     ip = addr if addr and addr.upper() != "LOCAL" else None
     return dict(user=user, src_ip=ip,
-                message=f"{eid} RDP session {_TS_VERBS[eid]} of {user} (session {_v(d, 'SessionID')}) from {addr}")
+                message=f"{eid} RDP session {_q(_TS_VERBS[eid])} of {_q(user)} (session {_q(_v(d, 'SessionID'))}) from {_q(addr)}")
 
 
 def _ts_1149(s: dict, d: dict) -> dict:
     user = _acct(d, "Param1", "Param2")
     ip = _s(d, "Param3")
-    return dict(user=user, src_ip=ip, message=f"1149 RDP user authentication succeeded for {user}{_from(ip, None)}")
+    return dict(user=user, src_ip=ip, message=f"1149 RDP user authentication succeeded for {_q(user)}{_from(ip, None)}")
 
 
 # --- Defender ---------------------------------------------------------------------------------
@@ -379,9 +386,9 @@ def _defender(s: dict, d: dict) -> dict:
     eid = s["EventID"]
     threat, path = _s(d, "Threat Name"), _s(d, "Path")
     user, proc = _s(d, "Detection User"), _s(d, "Process Name")
-    what = "detected" if eid == 1116 else f"action {_s(d, 'Action Name')} taken on"
+    what = "detected" if eid == 1116 else f"action {_q(_s(d, 'Action Name'))} taken on"
     return dict(user=user, process=proc, path=path,
-                message=f"Defender {eid} {what} {threat} ({_s(d, 'Severity Name')}) in {path} (process {proc}, user {user})")
+                message=f"Defender {eid} {what} {_q(threat)} ({_q(_s(d, 'Severity Name'))}) in {_q(path)} (process {_q(proc)}, user {_q(user)})")
 
 
 # --- everything else ----------------------------------------------------------------------------
