@@ -43,8 +43,11 @@ class ArtifactReport:
     """What reading one artifact gave besides rows: records lost (errors), damage noticed (warnings), counts."""
 
     errors: list[RecordError] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[RecordError] = field(default_factory=list)  # kind: "damage" or "parser_error"
     stats: dict[str, int] = field(default_factory=dict)
+
+    def warn(self, kind: str, message: str, record_ref: str | None = None) -> None:
+        self.warnings.append(RecordError(record_ref, kind, message))
 
 
 class Collector:

@@ -18,16 +18,21 @@ frame in the file; a frame no engine decodes is reported as an error with its
 record number, offset and the parsers' reason.  Nothing is lost silently.
 
 Rows are accumulated across artifacts and turned into Arrow a batch at a time; the
-fields investigators need come from :mod:`collectors.evtx_events`.  ``timestamp`` is the record's TimeCreated at the full 100 ns precision of
-the record header's FILETIME (the XML renderings stop at microseconds); when the
-two disagree beyond the microsecond, TimeCreated wins and the written time is kept
-in ``attrs.Record.written_time``.
+fields investigators need come from :mod:`collectors.evtx_events`.
+
+``timestamp`` is the record's TimeCreated at the full 100 ns precision of a FILETIME
+(the parsers' renderings stop at microseconds): the record header's written time when
+it is the same instant, otherwise TimeCreated's own FILETIME read from the record's
+binary XML (:func:`collectors.evtx_format.created_filetime`), the written time then
+kept in ``attrs.Record.written_time``.  A record whose TimeCreated cannot be read to
+100 ns says so in ``attrs.Record.time_precision``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import io
+import mmap
 from hashlib import sha256
 import logging
 import os
@@ -41,7 +46,17 @@ import pyarrow as pa
 
 from collectors.base import Artifact, Collector, RecordError
 from collectors.evtx_events import extract
-from collectors.evtx_format import CHUNK_MAGIC, CHUNK_SIZE, FILE_MAGIC, HEADER_BLOCK, Frame, recovery_file, scan
+from collectors.evtx_format import (
+    CHUNK_MAGIC,
+    CHUNK_SIZE,
+    FILE_MAGIC,
+    FILETIME_EPOCH,
+    HEADER_BLOCK,
+    Frame,
+    created_filetime,
+    recovery_file,
+    scan,
+)
 from timeline.custody import open_evidence
 from timeline.errors import ParserUnavailable, UnknownFormat
 from timeline.schema import TZ_SOURCE_UTC, RowBuilder, iso_ns
@@ -283,17 +298,17 @@ class EvtxCollector(Collector):
         fd = open_evidence(artifact.fs_path)
         with os.fdopen(fd, "rb") as fh:
             sc = scan(fh)
+            # read-only map of the file, for the few values the renderings truncate (see _push)
+            self._buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if sc.size else b""
         rep.stats.update(chunks=sc.chunks_in_file, file_bytes=sc.size)
         for dmg in sc.damage():
-            rep.warnings.append(f"{artifact.evidence_path}: {dmg}")
+            rep.warn("damage", dmg)
         by_number: dict[int, Frame] = {}
         for fr in sc.frames:
             by_number.setdefault(fr.number, fr)
         stale = len(sc.frames) - len(by_number)
         if stale:
-            rep.warnings.append(
-                f"{artifact.evidence_path}: {stale} stale record frame(s) reuse numbers of records already read; not decoded twice"
-            )
+            rep.warn("damage", f"{stale} stale record frame(s) reuse numbers of records already read; not decoded twice")
         rep.stats["frames"] = len(by_number)
         self._artifact = artifact
         self._rep = rep
@@ -329,9 +344,11 @@ class EvtxCollector(Collector):
             why = self._engine_errors.get(fr.number, "no parser could decode this record frame")
             rep.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
         for n, m in self._engine_errors.items():
-            if n not in by_number:
-                rep.warnings.append(f"{artifact.evidence_path}: {m}")
+            if n not in by_number or n in self._done:  # reported by a parser, but nothing was lost
+                rep.warn("parser_error", m, f"record={n}" if n >= 0 else None)
         rep.stats.update(lost_frames=len(lost), engine_errors=len(self._engine_errors))
+        if isinstance(self._buf, mmap.mmap):
+            self._buf.close()
 
     def finish(self) -> Iterator[pa.Table]:
         yield from self._flush()
@@ -369,9 +386,18 @@ class EvtxCollector(Collector):
         elif written_ns is not None and written_ns // 1000 == created_us:
             ts = written_ns  # same instant: the header keeps the 100 ns digits
         else:
-            ts = created_us * 1000
+            # Written later than created: take TimeCreated's own FILETIME from the binary XML.
+            ft = created_filetime(self._buf, fr.offset, HEADER_BLOCK + fr.chunk * CHUNK_SIZE) if fr is not None else None
+            if ft is not None and (ft - FILETIME_EPOCH) // 10 == created_us:
+                ts = (ft - FILETIME_EPOCH) * 100
+                note = ""
+            else:
+                ts = created_us * 1000
+                note = ',"time_precision":"microsecond"'
             if written_ns is not None:
-                attrs = f'{{"Record":{{"written_time":"{iso_ns(written_ns)}"}},' + event_json[1:]
+                attrs = f'{{"Record":{{"written_time":"{iso_ns(written_ns)}"{note}}},' + event_json[1:]
+            elif note:
+                attrs = f'{{"Record":{{{note[1:]}}},' + event_json[1:]
         f = extract(s, d)
         g = f.get
         channel = s["Channel"]
@@ -474,13 +500,13 @@ class EvtxCollector(Collector):
                 try:
                     records = list(chunk.records())
                 except Exception as exc:
-                    self._rep.warnings.append(f"{self._artifact.evidence_path}: python-evtx chunk error: {exc!r}")
+                    self._rep.warn("parser_error", f"python-evtx chunk error: {exc!r}")
                     continue
                 for record in records:
                     try:
                         number = record.record_num()
                     except Exception as exc:
-                        self._rep.warnings.append(f"{self._artifact.evidence_path}: python-evtx record header error: {exc!r}")
+                        self._rep.warn("parser_error", f"python-evtx record header error: {exc!r}")
                         continue
                     if number in self._done:
                         continue

@@ -146,3 +146,36 @@ def recovery_file(data_at, chunk: int, frames: list[Frame]) -> bytes:
     struct.pack_into("<H", hdr, 42, 1)  # one chunk
     struct.pack_into("<I", hdr, 120, 0)  # not dirty
     return bytes(hdr) + bytes(ch)
+
+
+def created_filetime(data: bytes | memoryview, record_offset: int, chunk_offset: int) -> int | None:
+    """The record's TimeCreated as a raw FILETIME (100 ns), read from its binary XML.
+
+    Renderings of TimeCreated stop at the microsecond; the value itself is a FILETIME
+    substitution of the record's template instance.  The System element comes first and
+    TimeCreated is its only FILETIME, so the first FILETIME substitution value is it.
+    Returns None when the record does not have that shape (the caller then keeps the
+    microsecond rendering).
+    """
+    try:
+        pos = record_offset + 24
+        if data[pos] != 0x0F or data[pos + 4] != 0x0C:  # fragment header, template instance
+            return None
+        (def_offset,) = struct.unpack_from("<I", data, pos + 10)
+        pos += 14
+        if def_offset == pos - chunk_offset:  # template defined inline: skip its definition
+            (size,) = struct.unpack_from("<I", data, pos + 20)
+            pos += 24 + size
+        (count,) = struct.unpack_from("<I", data, pos)
+        if not 0 < count < 512:
+            return None
+        pos += 4
+        value = pos + 4 * count
+        for i in range(count):
+            size, typ = struct.unpack_from("<HB", data, pos + 4 * i)
+            if typ == 0x11 and size == 8:
+                return struct.unpack_from("<Q", data, value)[0]
+            value += size
+    except (IndexError, struct.error):
+        return None
+    return None

@@ -169,8 +169,7 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
         rep = c.report(art)
         base = {"evidence_id": art.evidence_id, "evidence_path": art.evidence_path, "parser": collector}
         problems += [{"severity": "error", **base, **e.as_dict()} for e in rep.errors]
-        problems += [{"severity": "warning", **base, "record_ref": None, "kind": "damage", "message": w, "count": 1}
-                     for w in rep.warnings]
+        problems += [{"severity": "warning", **base, **w.as_dict()} for w in rep.warnings]
         failure = failures.get(art.key)
         if failure is not None:
             problems.append({"severity": "error", **base, "record_ref": None, "kind": "file_failed",

@@ -1,0 +1,56 @@
+"""Shared fixtures.
+
+The real evidence corpus lives outside the repository (``../shared/evidence`` from the
+project root, or ``$FORENSICS_EVIDENCE``).  On a user's fresh clone without it, tests
+that need it skip with a clear reason; CI sets ``FORENSICS_REQUIRE_EVIDENCE=1`` so that
+a missing corpus fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVIDENCE = Path(os.environ.get("FORENSICS_EVIDENCE", ROOT.parent / "shared" / "evidence")).resolve()
+REQUIRE = os.environ.get("FORENSICS_REQUIRE_EVIDENCE", "") not in ("", "0", "false", "no")
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        reason = f"evidence corpus not found at {path} (set FORENSICS_EVIDENCE to its folder)"
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture(scope="session")
+def evidence() -> Path:
+    """The shared evidence folder."""
+    return _need(EVIDENCE)
+
+
+@pytest.fixture(scope="session")
+def reference_minimum(evidence: Path) -> dict[str, int]:
+    """The corpus README's EVTX reference table: file -> minimum records a loss-free timeline holds."""
+    table = {}
+    for line in (evidence / "README.md").read_text().splitlines():
+        m = re.match(r"\| (\S.*?\.evtx) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|$", line)
+        if m:
+            table[m.group(1)] = int(m.group(5))
+    assert len(table) == 34, "reference table of the corpus README changed"
+    return table
+
+
+@pytest.fixture(scope="session")
+def corpus_case(evidence: Path, tmp_path_factory):
+    """A case holding every EVTX file of the corpus (collected once per test session)."""
+    from forensics import Case
+
+    case = Case(tmp_path_factory.mktemp("corpus") / "case", create=True)
+    report = case.collect([evidence], workers=1)
+    return case, report
