@@ -388,7 +388,8 @@ class EvtxCollector(Collector):
         else:
             # Written later than created: take TimeCreated's own FILETIME from the binary XML.
             ft = created_filetime(self._buf, fr.offset, HEADER_BLOCK + fr.chunk * CHUNK_SIZE) if fr is not None else None
-            if ft is not None and (ft - FILETIME_EPOCH) // 10 == created_us:
+            # (within 1 us: python-evtx's rendering rounds some FILETIMEs down by a microsecond)
+            if ft is not None and abs((ft - FILETIME_EPOCH) // 10 - created_us) <= 1:
                 ts = (ft - FILETIME_EPOCH) * 100
                 note = ""
             else:
