@@ -438,7 +438,8 @@ class Case:
             if not p.exists():
                 if rel in present:
                     continue
-                staged = list((store.root / STAGING_DIR).glob(f"*/{p.name}"))
+                run, _, staged_name = p.name.partition("-tl-") if "-tl-" in p.name else (None, None, None)
+                staged = run is not None and (store.root / STAGING_DIR / run / f"tl-{staged_name}").exists()
                 problems.append(f"{rel}: recorded in the custody log but missing" + (" (still staged: run `forensics collect` to recover)" if staged else ""))
                 continue
             checked += 1

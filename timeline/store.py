@@ -12,6 +12,7 @@ Layout of a case directory::
                        timeline row and two sightings
     problems/*.parquet errors (records lost, with the reason) and warnings (damage noticed)
     staging/<run>/     parts being written; never read as part of the case
+    staging/<run>.lock held (fcntl) by the process writing that run, released at its end or death
     .lock              commit lock (fcntl)
 
 Commit protocol (crash safe): a run writes all its parts under ``staging/<run>``;
@@ -19,7 +20,8 @@ under the lock it removes rows already in the case, hashes the final files and
 appends one ``commit`` entry to the custody log listing them (the commit point);
 then it renames the files into place.  On the next open, a staged run with a
 commit entry is rolled forward, one without is discarded and the discard is
-recorded in the custody log.  Readers only ever see whole files.
+recorded in the custody log; a run whose lock is still held belongs to a live
+collector and is left alone.  Readers only ever see whole files.
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ def write_parquet(table: pa.Table, path: str | os.PathLike, sort: bool = True) -
     return table.num_rows
 
 
+def _final_name(run_id: str, staged: Path) -> str:
+    return f"{run_id}-{staged.name}"
+
+
 def _hash_array(files: list[Path]) -> np.ndarray:
     """The event_hash column of ``files`` as a sorted numpy array of 32-byte strings (no Python objects)."""
     parts = []
@@ -177,6 +183,7 @@ class CaseStore:
         except ValueError as exc:
             raise CaseError(f"{meta} is not valid JSON: {exc}") from exc
         self.custody = CustodyLog(self.root / "custody.jsonl")
+        self._runs: dict[str, int] = {}  # run id -> descriptor holding that run's staging lock
 
     @classmethod
     def open(cls, root: str | os.PathLike, create: bool = False, tz: str | None = None) -> "CaseStore":
@@ -224,11 +231,16 @@ class CaseStore:
         notes = []
         commits = {e.get("run"): e for e in self.custody.entries() if e.get("action") == "commit"}
         for run_dir in sorted(p for p in staging.iterdir() if p.is_dir()):
+            if run_dir.name in self._runs:
+                continue
+            live = _try_lock(staging / f"{run_dir.name}.lock")
+            if live is None:
+                continue  # another collector is still writing this run
             entry = commits.get(run_dir.name)
             if entry is not None:
                 moved = 0
                 for f in entry.get("files", []):
-                    src = run_dir / Path(f["path"]).name
+                    src = run_dir / Path(f["path"]).name.removeprefix(f"{run_dir.name}-")
                     if src.exists():
                         os.replace(src, self.root / f["path"])
                         moved += 1
@@ -238,6 +250,8 @@ class CaseStore:
                 n = sum(1 for _ in run_dir.iterdir())
                 shutil.rmtree(run_dir, ignore_errors=True)
                 notes.append(f"run {run_dir.name}: interrupted before its commit; {n} staged file(s) discarded")
+            (staging / f"{run_dir.name}.lock").unlink(missing_ok=True)
+            os.close(live)
         for note in notes:
             self.custody.append("recovered", note=note)
         return notes
@@ -262,9 +276,22 @@ class CaseStore:
     # --- writing ---------------------------------------------------------------------------------
 
     def staging_dir(self, run_id: str) -> Path:
+        """The run's staging folder; the run holds a lock on it until it commits or aborts."""
         d = self.root / STAGING_DIR / run_id
+        if run_id not in self._runs:
+            fd = _try_lock(self.root / STAGING_DIR / f"{run_id}.lock")
+            if fd is None:
+                raise CaseLocked(f"run {run_id} is already being written by another process")
+            self._runs[run_id] = fd
         d.mkdir(parents=True, exist_ok=True)
         return d
+
+    def _end_run(self, run_id: str) -> None:
+        shutil.rmtree(self.root / STAGING_DIR / run_id, ignore_errors=True)
+        fd = self._runs.pop(run_id, None)
+        (self.root / STAGING_DIR / f"{run_id}.lock").unlink(missing_ok=True)
+        if fd is not None:
+            os.close(fd)
 
     def commit(self, run_id: str, timeline_parts: list[Path], other_parts: list[Path], **entry: Any) -> dict[str, Any]:
         """Deduplicate the staged timeline parts against the case, then commit the run (see module doc)."""
@@ -297,8 +324,9 @@ class CaseStore:
             for part in other_parts:
                 kind = SIGHTINGS_DIR if part.name.startswith("sightings-") else PROBLEMS_DIR
                 final.append((part, kind, pq.read_metadata(part).num_rows))
+            # final names carry the run id: parts of concurrent runs never collide
             files = [
-                {"path": f"{kind}/{p.name}", "sha256": file_sha256(p), "rows": rows, "bytes": p.stat().st_size}
+                {"path": f"{kind}/{_final_name(run_id, p)}", "sha256": file_sha256(p), "rows": rows, "bytes": p.stat().st_size}
                 for p, kind, rows in final
             ]
             entry = self.custody.append(
@@ -306,16 +334,29 @@ class CaseStore:
                 duplicates_dropped=duplicates, **entry,
             )
             for p, kind, _ in final:  # after the commit point: a crash here is rolled forward by recover()
-                os.replace(p, self.root / kind / p.name)
+                os.replace(p, self.root / kind / _final_name(run_id, p))
             for kind in DATA_DIRS:
                 _fsync_dir(self.root / kind)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            self._end_run(run_id)
         return entry
 
     def abort(self, run_id: str, reason: str, **entry: Any) -> None:
         with self.lock():
-            shutil.rmtree(self.root / STAGING_DIR / run_id, ignore_errors=True)
+            self._end_run(run_id)
             self.custody.append("aborted", run=run_id, reason=reason, **entry)
+
+
+def _try_lock(path: Path) -> int | None:
+    """An exclusive lock on ``path`` (created if needed), or None when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
 
 
 @contextlib.contextmanager
