@@ -1,0 +1,78 @@
+"""The command line: the three commands, their output and their documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from forensics.cli import main
+
+
+@pytest.fixture
+def logs(evidence, tmp_path):
+    d = tmp_path / "Logs"
+    d.mkdir()
+    shutil.copy(evidence / "omerbenamram-evtx/samples/new-user-security.evtx", d)
+    shutil.copy(evidence / "omerbenamram-evtx/samples/Security_short_selected.evtx", d)
+    return d
+
+
+def test_collect_info_verify(logs, tmp_path, capsys):
+    case = tmp_path / "case"
+    assert main(["collect", str(logs), "--case", str(case), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2 artifact(s) from 1 evidence item(s): 11 records read, 11 rows written, 0 duplicates merged" in out
+    assert main(["info", str(case)]) == 0
+    out = capsys.readouterr().out
+    assert "rows        11 distinct events from 11 records read (11 sightings)" in out
+    assert "time range  2013-10-23T16:22:39.973500000Z .. 2016-06-29T15:25:08.822000000Z (UTC)" in out
+    assert "hosts       temporal (7), IE8Win7 (4)" in out
+    assert main(["info", str(case), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["artifacts"] == {"evtx:Security": 11}
+    assert main(["verify", str(case)]) == 0
+    assert "verify OK: 2 custody entries, 2 case files and 2 evidence files re-hashed" in capsys.readouterr().out
+
+
+def test_verify_exit_code_on_tampering(logs, tmp_path, capsys):
+    case = tmp_path / "case"
+    main(["-q", "collect", str(logs), "--case", str(case), "--workers", "1"])
+    part = next((case / "timeline").glob("*.parquet"))
+    data = bytearray(part.read_bytes())
+    data[100] ^= 0xFF
+    part.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["verify", str(case)]) == 7
+    err = capsys.readouterr().err
+    assert f"FAIL: timeline/{part.name}: SHA-256 differs from the custody log (file was altered)" in err
+    assert "forensics: error: 1 problem(s) found" in err
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["collect", "/no/such/evidence", "--case", "{tmp}/c"], 3, "evidence not found: /no/such/evidence"),
+    (["collect", "{tmp}/notes.txt", "--case", "{tmp}/c"], 4, "unknown format (no collector recognises it; tried: evtx)"),
+    (["info", "{tmp}"], 6, "is not a case directory"),
+    (["verify", "{tmp}/missing"], 6, "is not a case directory"),
+])
+def test_errors_have_clear_messages_and_documented_exit_codes(tmp_path, capsys, args, code, message):
+    (tmp_path / "notes.txt").write_text("not a log")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(args) == code
+    assert message in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2():
+    with pytest.raises(SystemExit) as exc:
+        main(["collect"])
+    assert exc.value.code == 2
+
+
+def test_console_script_runs(logs, tmp_path):
+    exe = shutil.which("forensics") or str((sys.prefix + "/bin/forensics"))
+    r = subprocess.run([exe, "--quiet", "collect", str(logs), "--case", str(tmp_path / "c")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "" and r.stderr == ""
