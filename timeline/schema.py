@@ -67,13 +67,13 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     ("path", _S, True, "File, registry key or service image path the event is about."),
     ("service_name", _S, True, "Service, scheduled task or share name the event is about."),
     ("message", _S, False, "One readable line, never null."),
-    ("attrs", _S, False, "Every source field, losslessly, as a JSON object (EVTX: System and EventData/UserData)."),
+    ("attrs", _S, False, "Every source field, losslessly, as a JSON object (EVTX: the whole record as {\"Event\": {System, EventData/UserData}}, plus \"Record\" notes on its time when needed)."),
     ("tags", pa.list_(_S), False, "Detection tags (empty list when none)."),
     ("tz_source", _S, False, "How this row's zone was decided: " + ", ".join(TZ_SOURCES) + "."),
     ("evidence_id", _S, False, "Id of the evidence item (content-derived, see the custody log)."),
     ("evidence_path", _S, False, "Path of the artifact inside the evidence item."),
     ("record_ref", _S, False, "Where in the artifact: EVTX 'record=N offset=0xO', text 'line=N'."),
-    ("parser", _S, False, "Parser name and version, e.g. evtx-rs/0.8.1."),
+    ("parser", _S, False, "Parser name and version, e.g. evtx-rs/0.14.0, evtx-rs/0.14.0+chunk-recovery, dissect.eventlog/3.11."),
     ("event_hash", _S, False, "Stable 128-bit hash (hex) of the event's identity, for deduplication."),
 )
 
