@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import platform
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -30,12 +29,11 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from collectors import REGISTRY, Artifact, by_name, collector_for
 from timeline.custody import FileHashes, hash_file, verify_chain
 from timeline.schema import iso_ns
-from timeline.errors import CaseError, EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
+from timeline.errors import EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
 from timeline.store import (
     PROBLEMS_DIR,
     PROBLEMS_SCHEMA,

@@ -65,7 +65,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"rows        {info['rows']} distinct events from {info['records_read']} records read "
           f"({info['sightings']} sightings)")
     print(f"time range  {info['first']} .. {info['last']} (UTC)")
-    print(f"hosts       " + ", ".join(f"{h} ({n})" for h, n in info["hosts"].items()))
+    print("hosts       " + ", ".join(f"{h} ({n})" for h, n in info["hosts"].items()))
     print("artifacts")
     for a, n in info["artifacts"].items():
         print(f"  {n:>9}  {a}")

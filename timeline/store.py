@@ -42,12 +42,11 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from timeline.custody import CustodyLog
 from timeline.errors import CaseError, CaseLocked
-from timeline.schema import SCHEMA, SCHEMA_VERSION
+from timeline.schema import SCHEMA_VERSION
 
 __all__ = [
     "CaseStore",
@@ -295,7 +294,6 @@ class CaseStore:
 
     def commit(self, run_id: str, timeline_parts: list[Path], other_parts: list[Path], **entry: Any) -> dict[str, Any]:
         """Deduplicate the staged timeline parts against the case, then commit the run (see module doc)."""
-        run_dir = self.root / STAGING_DIR / run_id
         with self.lock():
             existing = _hash_array(self.files(TIMELINE_DIR))
             seen: list[np.ndarray] = []

@@ -206,7 +206,6 @@ def test_parallel_workers_give_the_same_rows(small_evidence, tmp_path):
     one = Case(tmp_path / "one", create=True)
     one.collect([small_evidence], workers=1)
     two = Case(tmp_path / "two", create=True)
-    from forensics import case as fc
 
     two.collect([small_evidence], workers=2, batch_rows=100)
     key = lambda c: sorted(c.timeline(["event_hash"]).column(0).to_pylist())  # noqa: E731
