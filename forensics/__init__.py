@@ -6,11 +6,15 @@ The public API is what ``__all__`` lists (a test guards it)::
     case = forensics.Case("case-dir", create=True)
     report = case.collect(["/evidence/winevt/Logs"])
     case.verify().ok
+    tl = forensics.open("case-dir").around("2022-11-23 07:00", before="1h", after="5h")
+    tl.where(event_id=4624).to_pandas()
 """
 
 from __future__ import annotations
 
 from forensics.case import Case, CollectReport, VerifyReport
+from forensics.query import Timeline
+from forensics.query import open_case as open  # noqa: A001 - forensics.open(CASE) is the documented entry point
 from timeline.errors import (
     CaseError,
     CaseLocked,
@@ -21,11 +25,14 @@ from timeline.errors import (
     ForensicsError,
     IntegrityError,
     ParserUnavailable,
+    QueryError,
     UnknownFormat,
 )
 from timeline.schema import SCHEMA, TZ_SOURCES
 
 __all__ = [
+    "open",
+    "Timeline",
     "Case",
     "CollectReport",
     "VerifyReport",
@@ -41,4 +48,5 @@ __all__ = [
     "CaseLocked",
     "IntegrityError",
     "ParserUnavailable",
+    "QueryError",
 ]

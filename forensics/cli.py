@@ -2,7 +2,7 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage; 3 evidence missing or
 unreadable; 4 unknown format; 5 evidence changed while read; 6 not a case / case
-unusable; 7 verification failed; 8 parser or engine not available.
+unusable; 7 verification failed; 8 parser or engine not available; 9 bad query.
 """
 
 from __future__ import annotations
@@ -91,6 +91,57 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view(args: argparse.Namespace):
+    from forensics.query import open_case
+    from timeline.errors import QueryError
+
+    tl = open_case(args.case, tz=args.tz)
+    if args.around:
+        tl = tl.around(args.around, before=args.before, after=args.after)
+    if args.start or args.end:
+        if not (args.start and args.end):
+            raise QueryError("--from and --to go together")
+        tl = tl.between(args.start, args.end)
+    for cond in args.where or []:
+        name, sep, value = cond.partition("=")
+        if not sep:
+            raise QueryError(f"--where takes COLUMN=VALUE, got {cond!r}")
+        tl = tl.where(**{name: int(value) if name in ("event_id", "logon_type", "dst_port") and value.isdigit() else value})
+    if args.search:
+        tl = tl.search(args.search, regex=args.regex)
+    return tl
+
+
+TABLE_COLUMNS = ["timestamp", "host", "artifact", "event_id", "user", "src_ip", "message"]
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    tl = _view(args)
+    if args.output == "table":
+        df = tl.to_pandas(TABLE_COLUMNS, limit=args.limit)
+        df = df.drop(columns=["timestamp"]).astype(object).fillna("") if not df.empty else df
+        with __import__("pandas").option_context("display.max_colwidth", 120, "display.width", 250):
+            print(df.to_string(index=False) if not df.empty else "(no rows)")
+        print(f"{len(df)} row(s) shown; times in {tl.tz}", file=sys.stderr)
+    else:
+        df = tl.to_pandas(limit=args.limit)
+        for col in ("timestamp", "local_time"):  # ISO 8601 with all nine digits and the offset
+            df[col] = [t.isoformat() for t in df[col]]
+        if args.output == "csv":
+            df.to_csv(sys.stdout, index=False)
+        else:
+            df.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from forensics.query import open_case
+
+    df = open_case(args.case, tz=args.tz).sql(args.query)
+    print(df.to_string(index=False) if not df.empty else "(no rows)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forensics", description="Turn seized evidence into a verifiable super-timeline.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors")
@@ -115,6 +166,27 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("case")
     v.add_argument("--no-evidence", action="store_true", help="do not re-hash the evidence")
     v.set_defaults(func=cmd_verify)
+
+    q = sub.add_parser("query", help="rows of the timeline: a time window, columns, text; as a table, CSV or JSON lines")
+    q.add_argument("case")
+    q.add_argument("--from", dest="start", help="start (ISO 8601; without a zone: --tz or the case's zone)")
+    q.add_argument("--to", dest="end", help="end, excluded")
+    q.add_argument("--around", help="a time; with --before/--after (default 1h / 6h)")
+    q.add_argument("--before", default="1h")
+    q.add_argument("--after", default="6h")
+    q.add_argument("--tz", default=None, help="zone for naive times and local_time (default: the case's zone)")
+    q.add_argument("--where", action="append", metavar="COLUMN=VALUE", help="equality filter (repeatable)")
+    q.add_argument("--search", help="substring of the message or attrs (case-insensitive)")
+    q.add_argument("--regex", action="store_true", help="--search is a regular expression")
+    q.add_argument("--limit", type=int, default=None)
+    q.add_argument("-o", "--output", choices=["table", "csv", "json"], default="table")
+    q.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("sql", help="run SQL over the timeline (the table is called timeline)")
+    s.add_argument("case")
+    s.add_argument("query")
+    s.add_argument("--tz", default=None)
+    s.set_defaults(func=cmd_sql)
     return p
 
 
@@ -130,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("forensics: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

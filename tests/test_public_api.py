@@ -5,9 +5,9 @@ import forensics
 
 def test_all_is_exactly_the_public_api():
     assert sorted(forensics.__all__) == sorted([
-        "Case", "CollectReport", "VerifyReport", "SCHEMA", "TZ_SOURCES",
+        "open", "Timeline", "Case", "CollectReport", "VerifyReport", "SCHEMA", "TZ_SOURCES",
         "ForensicsError", "EvidenceError", "EvidenceNotFound", "EvidenceUnreadable", "UnknownFormat",
-        "EvidenceChanged", "CaseError", "CaseLocked", "IntegrityError", "ParserUnavailable",
+        "EvidenceChanged", "CaseError", "CaseLocked", "IntegrityError", "ParserUnavailable", "QueryError",
     ])
     for name in forensics.__all__:
         assert hasattr(forensics, name)

@@ -18,6 +18,7 @@ __all__ = [
     "CaseLocked",
     "IntegrityError",
     "ParserUnavailable",
+    "QueryError",
 ]
 
 
@@ -73,3 +74,9 @@ class ParserUnavailable(ForensicsError):
     """An optional parser or engine was asked for but is not installed."""
 
     exit_code = 8
+
+
+class QueryError(ForensicsError):
+    """A query could not be run (a time, zone, column or SQL statement that does not make sense)."""
+
+    exit_code = 9

@@ -76,3 +76,21 @@ def test_console_script_runs(logs, tmp_path):
     r = subprocess.run([exe, "--quiet", "collect", str(logs), "--case", str(tmp_path / "c")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and r.stderr == ""
+
+
+def test_query_and_sql(logs, tmp_path, capsys):
+    case = tmp_path / "case"
+    main(["-q", "collect", str(logs), "--case", str(case), "--tz", "Asia/Kolkata", "--workers", "1"])
+    capsys.readouterr()
+    assert main(["query", str(case), "--around", "2016-06-29 20:55", "--before", "1min", "--after", "1min",
+                 "--where", "event_id=4625", "-o", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["timestamp"], r["local_time"], r["event_id"], r["src_ip"]) for r in rows] == [
+        ("2016-06-29T15:24:36.686000+00:00", "2016-06-29T20:54:36.686000+05:30", 4625, "23.94.153.202")]
+    assert main(["query", str(case), "--search", "IEUser"]) == 0
+    out = capsys.readouterr().out
+    assert "4720 account IE8Win7\\IEUser created by WORKGROUP\\WIN-QALA5Q3KJ43$" in out
+    assert main(["sql", str(case), "SELECT count(*) AS n FROM timeline WHERE event_id = 4625"]) == 0
+    assert capsys.readouterr().out.split() == ["n", "1"]
+    assert main(["query", str(case), "--from", "2016-06-29"]) == 9
+    assert "--from and --to go together" in capsys.readouterr().err

@@ -1,0 +1,227 @@
+"""A lazy view of a case's timeline, backed by DuckDB.
+
+``forensics.open(CASE)`` returns a :class:`Timeline`.  Each filter returns a new
+``Timeline``; nothing is read until a result is asked for (``to_pandas()``,
+``to_arrow()``, ``len()``, ``hosts()``...), and then DuckDB pushes the filters down
+to the Parquet row groups (the files are sorted by time with min/max statistics).
+
+Times given without a zone are read in the case's zone (``case.json``'s ``tz``, set
+by ``forensics collect --tz``), or in the zone passed as ``tz=``; results carry a
+``local_time`` column in that zone next to the UTC ``timestamp``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pyarrow as pa
+
+from timeline.errors import CaseError, QueryError
+from timeline.schema import SCHEMA
+from timeline.store import TIMELINE_DIR
+
+__all__ = ["Timeline", "open_case"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|sec|m|min|h|hour|hours|d|day|days|w)\s*$")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600,
+          "hours": 3600, "d": 86400, "day": 86400, "days": 86400, "w": 604800}
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise QueryError(f"unknown time zone {name!r} (use an IANA name such as Asia/Kolkata)") from exc
+
+
+def _duration(value: str | _dt.timedelta) -> _dt.timedelta:
+    if isinstance(value, _dt.timedelta):
+        return value
+    m = _DURATION.match(str(value))
+    if not m:
+        raise QueryError(f"cannot read duration {value!r} (examples: 90s, 15min, 1h, 2d)")
+    return _dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _utc(value: Any, zone: ZoneInfo) -> _dt.datetime:
+    """A time as an aware UTC datetime; naive times are read in ``zone``."""
+    if hasattr(value, "to_pydatetime"):  # pandas.Timestamp
+        value = value.to_pydatetime()
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "T", 1) if "T" not in value else value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            value = _dt.datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise QueryError(f"cannot read time {value!r} (ISO 8601, e.g. 2022-11-23 07:00 or 2022-11-23T01:30Z)") from exc
+    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+        value = _dt.datetime(value.year, value.month, value.day)
+    if not isinstance(value, _dt.datetime):
+        raise QueryError(f"not a time: {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.astimezone(_dt.timezone.utc)
+
+
+def _literal(v: Any) -> str:
+    """A value as a DuckDB SQL literal (strings quoted, times as UTC TIMESTAMPTZ)."""
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, int):
+        return str(int(v))
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, _dt.datetime):
+        v = v.astimezone(_dt.timezone.utc)
+        return f"TIMESTAMPTZ '{v.strftime('%Y-%m-%d %H:%M:%S.%f')}+00'"
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+class Timeline:
+    """Filters over a case's timeline, evaluated lazily by DuckDB."""
+
+    def __init__(self, case_dir: str | Path, tz: str | None = None, _where: tuple = ()):
+        self.case_dir = Path(case_dir)
+        meta_path = self.case_dir / "case.json"
+        if not meta_path.exists():
+            raise CaseError(f"{self.case_dir} is not a case directory (no case.json)")
+        self.meta = json.loads(meta_path.read_text())
+        self.tz = tz or self.meta.get("tz") or "UTC"
+        self.zone = _zone(self.tz)
+        self._where = _where
+
+    # --- building ---------------------------------------------------------------------------
+
+    def _with(self, clause: str, *params: Any) -> "Timeline":
+        """A new view with ``clause`` added; each ``?`` is replaced by its parameter as a SQL literal."""
+        parts = clause.split("?")
+        if len(parts) != len(params) + 1:
+            raise QueryError("internal: parameter count mismatch")
+        sql = parts[0] + "".join(_literal(p) + rest for p, rest in zip(params, parts[1:]))
+        return Timeline(self.case_dir, self.tz, self._where + (sql,))
+
+    def between(self, start: Any, end: Any, tz: str | None = None) -> "Timeline":
+        """Rows with ``start <= timestamp < end``; naive times in ``tz`` or the case's zone."""
+        zone = _zone(tz) if tz else self.zone
+        a, b = _utc(start, zone), _utc(end, zone)
+        if b < a:
+            raise QueryError(f"end {end!r} is before start {start!r}")
+        return self._with("timestamp >= ? AND timestamp < ?", a, b)
+
+    def around(self, t: Any, before: str | _dt.timedelta = "1h", after: str | _dt.timedelta = "6h",
+               tz: str | None = None) -> "Timeline":
+        """Rows from ``t - before`` to ``t + after``, both ends included."""
+        zone = _zone(tz) if tz else self.zone
+        center = _utc(t, zone)
+        return self._with("timestamp >= ? AND timestamp <= ?", center - _duration(before), center + _duration(after))
+
+    def where(self, **columns: Any) -> "Timeline":
+        """Equality on columns; a list or tuple means any of its values; None means the column is null."""
+        out = self
+        for name, value in columns.items():
+            if name not in SCHEMA.names:
+                raise QueryError(f"unknown column {name!r}; columns are: {', '.join(SCHEMA.names)}")
+            col = f'"{name}"'
+            if value is None:
+                out = out._with(f"{col} IS NULL")
+            elif isinstance(value, (list, tuple, set, frozenset)):
+                values = list(value)
+                out = out._with(f"{col} IN ({', '.join('?' for _ in values)})", *values)
+            else:
+                out = out._with(f"{col} = ?", value)
+        return out
+
+    def search(self, pattern: str, regex: bool = False, case: bool = False) -> "Timeline":
+        """Rows whose message or attrs contain ``pattern`` (or match it as a regular expression)."""
+        if regex:
+            flags = "" if case else "i"
+            return self._with("(regexp_matches(message, ?, ?) OR regexp_matches(attrs, ?, ?))", pattern, flags, pattern, flags)
+        op = "LIKE" if case else "ILIKE"
+        like = "%" + pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return self._with(f"(message {op} ? ESCAPE '\\' OR attrs {op} ? ESCAPE '\\')", like, like)
+
+    # --- evaluating ---------------------------------------------------------------------------
+
+    def _files(self) -> list[str]:
+        return sorted(str(p) for p in (self.case_dir / TIMELINE_DIR).glob("*.parquet"))
+
+    def _con(self):
+        import duckdb
+
+        con = duckdb.connect()
+        files = self._files()
+        if files:
+            con.execute(f"CREATE VIEW timeline_all AS SELECT * FROM read_parquet({files!r})")
+        else:
+            con.register("timeline_all", SCHEMA.empty_table())
+        where = " AND ".join(f"({w})" for w in self._where) or "TRUE"
+        return con, where
+
+    def _query(self, select: str, tail: str = "") -> pa.Table:
+        con, where = self._con()
+        try:
+            return con.sql(f"SELECT {select} FROM timeline_all WHERE {where} {tail}").to_arrow_table()
+        except Exception as exc:  # duckdb's errors: one clear message
+            raise QueryError(f"query failed: {exc}") from exc
+        finally:
+            con.close()
+
+    def to_arrow(self, columns: Iterable[str] | None = None, limit: int | None = None) -> pa.Table:
+        cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        tail = "ORDER BY timestamp, event_hash" + (f" LIMIT {int(limit)}" if limit else "")
+        return self._query(cols, tail)
+
+    def to_pandas(self, columns: Iterable[str] | None = None, limit: int | None = None):
+        """The rows, sorted by time, with ``local_time`` (the case's zone) after ``timestamp``."""
+        cols = list(columns) if columns else None
+        if cols is not None and "timestamp" not in cols:
+            cols = ["timestamp"] + cols
+        df = self.to_arrow(cols, limit).to_pandas()
+        df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")
+        df.insert(df.columns.get_loc("timestamp") + 1, "local_time", df["timestamp"].dt.tz_convert(self.tz))
+        return df
+
+    def sql(self, query: str, params: Iterable[Any] = ()):
+        """Run SQL over this (filtered) timeline, visible as the table ``timeline``; returns a DataFrame."""
+        con, where = self._con()
+        try:
+            con.execute(f"CREATE TEMP VIEW timeline AS SELECT * FROM timeline_all WHERE {where}")
+            params = list(params)
+            return (con.sql(query, params=params) if params else con.sql(query)).to_arrow_table().to_pandas()
+        except Exception as exc:
+            raise QueryError(f"query failed: {exc}") from exc
+        finally:
+            con.close()
+
+    def __len__(self) -> int:
+        return int(self._query("count(*) AS n").column(0)[0].as_py())
+
+    def hosts(self) -> dict[str, int]:
+        t = self._query("host, count(*) AS n", "GROUP BY host ORDER BY n DESC, host")
+        return {str(h): int(n) for h, n in zip(t.column("host").to_pylist(), t.column("n").to_pylist())}
+
+    def time_range(self) -> tuple[Any, Any]:
+        """(first, last) timestamps as pandas Timestamps in UTC (None when empty)."""
+        import pandas as pd
+
+        t = self._query("min(timestamp) AS first, max(timestamp) AS last")
+        first, last = t.column("first")[0], t.column("last")[0]
+        if not first.is_valid:
+            return None, None
+        return pd.Timestamp(first.value, tz="UTC"), pd.Timestamp(last.value, tz="UTC")
+
+    def __repr__(self) -> str:
+        return f"Timeline({str(self.case_dir)!r}, tz={self.tz!r}, filters={len(self._where)})"
+
+
+def open_case(case_dir: str | Path, tz: str | None = None) -> Timeline:
+    """The case's timeline as a lazy :class:`Timeline` (``forensics.open``)."""
+    return Timeline(case_dir, tz=tz)
