@@ -4,7 +4,10 @@
     .venv/bin/python benchmarks/evtx_throughput.py [--size-mb 1024] [--workers N] [--work DIR]
 
 It replicates the EVTX files of the shared corpus into a work folder until they weigh at
-least ``--size-mb`` (so every figure below is measured on the same bytes), then in one run:
+least ``--size-mb``.  Copy k has every record moved k days later (the record header's
+written time and TimeCreated in the binary XML, chunk CRCs recomputed), so every copy's
+events are distinct and the timeline really holds them all: nothing is deduplicated away.
+Then, in one run on the same bytes:
 
 1. raw iteration with the Rust ``evtx`` parser (``records_json()``), one process;
 2. python-evtx on a sample of the records (it is slow);
@@ -29,7 +32,41 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 EVIDENCE = Path(os.environ.get("FORENSICS_EVIDENCE", ROOT.parent / "shared" / "evidence"))
+
+
+DAY = 864_000_000_000  # one day in FILETIME units (100 ns)
+
+
+def shifted(data: bytes, days: int) -> bytes:
+    """The EVTX file with every record ``days`` later (written time and TimeCreated)."""
+    import struct
+    import zlib
+
+    from collectors.evtx_format import CHUNK_SIZE, HEADER_BLOCK, created_filetime_offset, scan
+    import io
+
+    if days == 0:
+        return data
+    buf = bytearray(data)
+    sc = scan(io.BytesIO(data))
+    for fr in sc.frames:
+        struct.pack_into("<Q", buf, fr.offset + 16, fr.written + days * DAY)
+        pos = created_filetime_offset(data, fr.offset, HEADER_BLOCK + fr.chunk * CHUNK_SIZE)
+        if pos is not None:
+            (ft,) = struct.unpack_from("<Q", data, pos)
+            struct.pack_into("<Q", buf, pos, ft + days * DAY)
+    for ci in range(sc.chunks_in_file + len(sc.bad_magic_chunks)):
+        base = HEADER_BLOCK + ci * CHUNK_SIZE
+        chunk = buf[base:base + CHUNK_SIZE]
+        if len(chunk) < CHUNK_SIZE or chunk[:8] != b"ElfChnk\x00":
+            continue
+        (free,) = struct.unpack_from("<I", chunk, 48)
+        if 512 <= free <= CHUNK_SIZE:
+            struct.pack_into("<I", buf, base + 52, zlib.crc32(bytes(buf[base + 512:base + free])))
+        struct.pack_into("<I", buf, base + 124, zlib.crc32(bytes(buf[base:base + 120]) + bytes(buf[base + 128:base + 512])))
+    return bytes(buf)
 
 
 def replicate(work: Path, size_mb: int) -> list[Path]:
@@ -44,7 +81,7 @@ def replicate(work: Path, size_mb: int) -> list[Path]:
             rel = f.relative_to(EVIDENCE).as_posix().replace("/", "__")
             dst = d / rel
             if not dst.exists():
-                shutil.copyfile(f, dst)
+                dst.write_bytes(shifted(f.read_bytes(), i))
             out.append(dst)
             total += dst.stat().st_size
         i += 1

@@ -148,14 +148,13 @@ def recovery_file(data_at, chunk: int, frames: list[Frame]) -> bytes:
     return bytes(hdr) + bytes(ch)
 
 
-def created_filetime(data: bytes | memoryview, record_offset: int, chunk_offset: int) -> int | None:
-    """The record's TimeCreated as a raw FILETIME (100 ns), read from its binary XML.
+def created_filetime_offset(data: bytes | memoryview, record_offset: int, chunk_offset: int) -> int | None:
+    """Where the record's TimeCreated FILETIME (8 bytes, 100 ns) lies in ``data``, or None.
 
     Renderings of TimeCreated stop at the microsecond; the value itself is a FILETIME
     substitution of the record's template instance.  The System element comes first and
     TimeCreated is its only FILETIME, so the first FILETIME substitution value is it.
-    Returns None when the record does not have that shape (the caller then keeps the
-    microsecond rendering).
+    Returns None when the record does not have that shape.
     """
     try:
         pos = record_offset + 24
@@ -174,8 +173,14 @@ def created_filetime(data: bytes | memoryview, record_offset: int, chunk_offset:
         for i in range(count):
             size, typ = struct.unpack_from("<HB", data, pos + 4 * i)
             if typ == 0x11 and size == 8:
-                return struct.unpack_from("<Q", data, value)[0]
+                return value if value + 8 <= len(data) else None
             value += size
     except (IndexError, struct.error):
         return None
     return None
+
+
+def created_filetime(data: bytes | memoryview, record_offset: int, chunk_offset: int) -> int | None:
+    """The record's TimeCreated as a raw FILETIME (see :func:`created_filetime_offset`)."""
+    pos = created_filetime_offset(data, record_offset, chunk_offset)
+    return None if pos is None else struct.unpack_from("<Q", data, pos)[0]
