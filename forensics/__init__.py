@@ -12,6 +12,7 @@ The public API is what ``__all__`` lists (a test guards it)::
 
 from __future__ import annotations
 
+from forensics import hunt  # registers the df.fx accessor
 from forensics.case import Case, CollectReport, VerifyReport
 from forensics.query import Timeline
 from forensics.query import open_case as open  # noqa: A001 - forensics.open(CASE) is the documented entry point
@@ -32,6 +33,7 @@ from timeline.schema import SCHEMA, TZ_SOURCES
 
 __all__ = [
     "open",
+    "hunt",
     "Timeline",
     "Case",
     "CollectReport",

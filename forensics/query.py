@@ -218,6 +218,53 @@ class Timeline:
             return None, None
         return pd.Timestamp(first.value, tz="UTC"), pd.Timestamp(last.value, tz="UTC")
 
+    # --- the analyst's questions (forensics.hunt), narrowed in DuckDB before reading ----------
+
+    def logons(self, success: bool | None = None):
+        from forensics import hunt
+
+        return hunt.logons(self, success=success)
+
+    def brute_force(self, threshold: int = 10, window: str = "10min"):
+        from forensics import hunt
+
+        return hunt.brute_force(self, threshold=threshold, window=window)
+
+    def service_installs(self):
+        from forensics import hunt
+
+        return hunt.service_installs(self)
+
+    def process_executions(self):
+        from forensics import hunt
+
+        return hunt.process_executions(self)
+
+    def log_cleared(self):
+        from forensics import hunt
+
+        return hunt.log_cleared(self)
+
+    def shadow_copy_deletion(self):
+        from forensics import hunt
+
+        return hunt.shadow_copy_deletion(self)
+
+    def accounts_created(self):
+        from forensics import hunt
+
+        return hunt.accounts_created(self)
+
+    def group_changes(self):
+        from forensics import hunt
+
+        return hunt.group_changes(self)
+
+    def scheduled_tasks(self):
+        from forensics import hunt
+
+        return hunt.scheduled_tasks(self)
+
     def __repr__(self) -> str:
         return f"Timeline({str(self.case_dir)!r}, tz={self.tz!r}, filters={len(self._where)})"
 

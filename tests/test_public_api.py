@@ -5,7 +5,7 @@ import forensics
 
 def test_all_is_exactly_the_public_api():
     assert sorted(forensics.__all__) == sorted([
-        "open", "Timeline", "Case", "CollectReport", "VerifyReport", "SCHEMA", "TZ_SOURCES",
+        "open", "hunt", "Timeline", "Case", "CollectReport", "VerifyReport", "SCHEMA", "TZ_SOURCES",
         "ForensicsError", "EvidenceError", "EvidenceNotFound", "EvidenceUnreadable", "UnknownFormat",
         "EvidenceChanged", "CaseError", "CaseLocked", "IntegrityError", "ParserUnavailable", "QueryError",
     ])

@@ -1,0 +1,324 @@
+"""The analyst's questions, one call each.
+
+Every helper is a plain function that takes a timeline DataFrame (as returned by
+``Timeline.to_pandas()``) or a :class:`forensics.Timeline` and returns a DataFrame.
+Given a ``Timeline``, a helper first narrows it to the rows it can use (pushed down to
+DuckDB), so it works on cases larger than memory.  The same helpers are reachable as
+``df.fx.<name>(...)`` and ``Timeline.<name>(...)``.
+
+Each result keeps ``timestamp`` (UTC), ``local_time`` when the input had it, ``host``
+and the provenance of its row (``evidence_id``, ``evidence_path``, ``record_ref``), so
+every finding can be traced back to the evidence.
+
+Families covered today are those the collectors produce (Windows event logs); the
+Linux and web families (sshd, wtmp/btmp, shell history, auditd, web servers) are
+recognised by the conventions below and arrive with their collectors:
+``source == "SYSLOG"`` with sshd messages, ``artifact`` ``wtmp``/``btmp``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable
+
+import pandas as pd
+
+__all__ = [
+    "logons",
+    "brute_force",
+    "service_installs",
+    "process_executions",
+    "log_cleared",
+    "shadow_copy_deletion",
+    "accounts_created",
+    "group_changes",
+    "scheduled_tasks",
+]
+
+SEC = "Security"
+SYS = "System"
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+TS_LOCAL = "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"
+TS_RCM = "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational"
+
+PROVENANCE = ["evidence_id", "evidence_path", "record_ref"]
+
+_LOGON_TYPE = {2: "interactive", 3: "network", 4: "batch", 5: "service", 7: "unlock", 8: "network cleartext",
+               9: "new credentials", 10: "remote interactive (RDP)", 11: "cached interactive"}
+
+
+def _frame(data: Any, prefilter: Callable | None = None) -> pd.DataFrame:
+    """A DataFrame from a DataFrame or a Timeline (narrowed by ``prefilter`` before reading)."""
+    from forensics.query import Timeline
+
+    if isinstance(data, Timeline):
+        return (prefilter(data) if prefilter else data).to_pandas()
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(f"expected a timeline DataFrame or a Timeline, got {type(data).__name__}")
+    return data
+
+
+def _is(df: pd.DataFrame, channel: str, *event_ids: int) -> pd.Series:
+    return (df["channel"] == channel) & df["event_id"].isin(event_ids)
+
+
+def _attr(df: pd.DataFrame, *path: str) -> pd.Series:
+    """A field of each row's ``attrs`` JSON (EVTX: path under Event.EventData / Event.UserData)."""
+
+    def get(text: str) -> Any:
+        try:
+            node = json.loads(text)
+        except (TypeError, ValueError):
+            return None
+        node = node.get("Event", node)
+        data = node.get("EventData") or next(iter((node.get("UserData") or {}).values()), {}) or {}
+        for key in path:
+            if not isinstance(data, dict):
+                return None
+            data = data.get(key)
+        return data["#text"] if isinstance(data, dict) and "#text" in data else data
+
+    return df["attrs"].map(get) if len(df) else pd.Series([], dtype=object)
+
+
+def _out(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    lead = ["timestamp"] + (["local_time"] if "local_time" in df.columns else []) + ["host"]
+    keep = lead + [c for c in cols if c not in lead] + PROVENANCE
+    return df.reindex(columns=keep).sort_values(["timestamp"] + [c for c in ("host",) if c in df]).reset_index(drop=True)
+
+
+# --- logons ------------------------------------------------------------------------------------
+
+_LOGON_IDS = {SEC: (4624, 4625, 4648, 4768, 4771, 4776), TS_RCM: (1149,), TS_LOCAL: (21, 24, 25)}
+_SSH = re.compile(r"(Accepted|Failed) (\S+) for (?:invalid user )?(\S+) from (\S+)")
+
+
+def _logon_rows(tl):
+    return tl.where(event_id=sorted({e for ids in _LOGON_IDS.values() for e in ids}))
+
+
+def logons(data: Any, success: bool | None = None) -> pd.DataFrame:
+    """Logons and logon attempts: Windows 4624/4625/4648/4768/4771/4776, RDP 1149/21/24/25, sshd, wtmp/btmp.
+
+    Columns: ``user``, ``src_ip``, ``src_host``, ``logon_type``, ``outcome`` (success, failure,
+    disconnect), ``method`` (interactive, network, RDP, Kerberos, NTLM, explicit credentials,
+    ssh password...), ``status`` (the failure code), ``event_id``.
+    """
+    df = _frame(data, _logon_rows)
+    parts = []
+    win = df[pd.concat([_is(df, ch, *ids) for ch, ids in _LOGON_IDS.items()], axis=1).any(axis=1)] if len(df) else df
+    if len(win):
+        w = win.copy()
+        eid = w["event_id"]
+        status = _attr(w, "Status").astype(object)
+        ok_status = status.isna() | status.astype(str).str.lower().isin(["0x0", "0"])
+        w["status"] = status.where(~ok_status, None)
+        w["outcome"] = "success"
+        w.loc[eid.isin([4625, 4771]) | (eid.isin([4768, 4776]) & ~ok_status), "outcome"] = "failure"
+        w.loc[(w["channel"] == TS_LOCAL) & (eid == 24), "outcome"] = "disconnect"
+        lt = w["logon_type"]
+        method = lt.map(lambda x: _LOGON_TYPE.get(int(x), f"type {int(x)}") if pd.notna(x) else None)
+        method = method.where(~eid.isin([4768, 4771]), "Kerberos")
+        method = method.where(eid != 4776, "NTLM")
+        method = method.where(eid != 4648, "explicit credentials")
+        method = method.where(~w["channel"].isin([TS_LOCAL, TS_RCM]), "RDP")
+        w["method"] = method
+        parts.append(w)
+    if "source" in df and len(df):
+        ssh = df[(df["source"] == "SYSLOG") & df["message"].str.contains("sshd", na=False)]
+        m = ssh["message"].str.extract(_SSH)
+        ssh = ssh[m[0].notna()].copy()
+        if len(ssh):
+            m = m.loc[ssh.index]
+            ssh["outcome"] = m[0].map({"Accepted": "success", "Failed": "failure"})
+            ssh["method"] = "ssh " + m[1]
+            ssh["user"] = ssh["user"].fillna(m[2])
+            ssh["src_ip"] = ssh["src_ip"].fillna(m[3])
+            parts.append(ssh)
+        tty = df[df["artifact"].isin(["wtmp", "btmp"])].copy()
+        if len(tty):
+            tty["outcome"] = tty["artifact"].map({"wtmp": "success", "btmp": "failure"})
+            tty["method"] = "login record"
+            parts.append(tty)
+    out = pd.concat(parts) if parts else df.iloc[0:0].assign(outcome=None, method=None, status=None)
+    if success is not None:
+        out = out[out["outcome"] == ("success" if success else "failure")]
+    return _out(out, ["user", "src_ip", "src_host", "logon_type", "outcome", "method", "status", "event_id", "message"])
+
+
+def brute_force(data: Any, threshold: int = 10, window: str = "10min") -> pd.DataFrame:
+    """Failed-logon bursts: one row per attacking source and target host with at least ``threshold``
+    failures inside ``window``: attempts, distinct users tried, first, last, and whether a
+    successful logon from that source to that host followed."""
+    tries = logons(data)
+    if tries.empty:
+        return pd.DataFrame(columns=["source", "host", "attempts", "users", "first", "last", "success_after"])
+    tries = tries.assign(source=tries["src_ip"].fillna(tries["src_host"]))
+    tries = tries[tries["source"].notna() & ~tries["source"].isin(["-", "127.0.0.1", "::1", "LOCAL"])]
+    fails = tries[tries["outcome"] == "failure"]
+    rows = []
+    span = pd.Timedelta(window)
+    for (src, host), g in fails.groupby(["source", "host"], sort=True):
+        t = g["timestamp"].sort_values().reset_index(drop=True)
+        # the largest number of failures inside any window starting at a failure
+        best = max(int((t.searchsorted(x + span, side="right") - i)) for i, x in enumerate(t))
+        if best < threshold:
+            continue
+        ok = tries[(tries["source"] == src) & (tries["host"] == host) & (tries["outcome"] == "success")
+                   & (tries["timestamp"] > t.iloc[0])]
+        rows.append({"source": src, "host": host, "attempts": len(g), "max_in_window": best,
+                     "users": g["user"].nunique(), "first": t.iloc[0], "last": t.iloc[-1],
+                     "success_after": not ok.empty,
+                     "first_success": ok["timestamp"].min() if not ok.empty else pd.NaT})
+    return pd.DataFrame(rows, columns=["source", "host", "attempts", "max_in_window", "users", "first", "last",
+                                       "success_after", "first_success"])
+
+
+# --- persistence and execution -----------------------------------------------------------------
+
+_SVC_KEY = re.compile(r"\\Services\\([^\\]+)\\ImagePath$", re.I)
+
+
+def service_installs(data: Any) -> pd.DataFrame:
+    """Services that appeared: System 7045, Security 4697, Sysmon 13 on Services\\*\\ImagePath.
+
+    Columns: ``service_name``, ``image_path``, ``account``, ``start_type``, ``user`` (who installed it).
+    """
+    df = _frame(data, lambda tl: tl.where(event_id=[7045, 4697, 13]))
+    parts = []
+    sc = df[_is(df, SYS, 7045)].copy() if len(df) else df
+    if len(sc):
+        sc["image_path"], sc["account"], sc["start_type"] = sc["path"], sc["target_user"], _attr(sc, "StartType")
+        parts.append(sc)
+    sec = df[_is(df, SEC, 4697)].copy() if len(df) else df
+    if len(sec):
+        sec["image_path"], sec["account"], sec["start_type"] = sec["path"], sec["target_user"], _attr(sec, "ServiceStartType")
+        parts.append(sec)
+    reg = df[_is(df, SYSMON, 13)].copy() if len(df) else df
+    if len(reg):
+        name = reg["path"].str.extract(_SVC_KEY)[0]
+        reg = reg[name.notna()].copy()
+        reg["service_name"] = name[name.notna()]
+        reg["image_path"], reg["account"], reg["start_type"] = _attr(reg, "Details"), None, None
+        parts.append(reg)
+    out = pd.concat(parts) if parts else df.iloc[0:0]
+    return _out(out, ["service_name", "image_path", "account", "start_type", "user", "event_id", "channel"])
+
+
+def process_executions(data: Any) -> pd.DataFrame:
+    """Processes that ran: Security 4688, Sysmon 1 (and, with their collectors, prefetch, shell history,
+    auditd execve).  Columns: ``process``, ``command_line``, ``parent``, ``user``."""
+    df = _frame(data, lambda tl: tl.where(event_id=[4688, 1]))
+    mask = (_is(df, SEC, 4688) | _is(df, SYSMON, 1)) if len(df) else pd.Series([], dtype=bool)
+    if "source" in df and len(df):
+        mask |= df["artifact"].isin(["bash_history", "zsh_history", "fish_history", "prefetch", "auditd:EXECVE"])
+    out = df[mask].rename(columns={"parent_process": "parent"})
+    return _out(out, ["process", "command_line", "parent", "user", "event_id", "artifact"])
+
+
+_INHIBIT = re.compile(
+    r"vssadmin(?:\.exe)?\s+.*(?:delete\s+shadows|resize\s+shadowstorage)"
+    r"|wmic(?:\.exe)?\s+.*shadowcopy\s+.*delete"
+    r"|wbadmin(?:\.exe)?\s+.*delete\s+(?:catalog|systemstatebackup|backup)"
+    r"|bcdedit(?:\.exe)?\s+.*(?:recoveryenabled\s+no|bootstatuspolicy\s+ignoreallfailures)"
+    r"|win32_shadowcopy.*(?:\.delete\(|remove-(?:wmi|cim)object)"
+    r"|get-(?:wmi|cim)object\s+win32_shadowcopy.*(?:remove|delete)",
+    re.I | re.S,
+)
+
+
+def shadow_copy_deletion(data: Any) -> pd.DataFrame:
+    """Inhibit-recovery commands (vssadmin/wmic/wbadmin/bcdedit, PowerShell Win32_ShadowCopy) from
+    any process-execution or script source."""
+    df = _frame(data, lambda tl: tl.search(r"vssadmin|wmic|wbadmin|bcdedit|shadowcopy", regex=True))
+    if df.empty:
+        return _out(df, ["process", "command_line", "user", "event_id"])
+    text = df["command_line"].fillna("")
+    out = df[text.str.contains(_INHIBIT)]
+    return _out(out, ["process", "command_line", "user", "event_id", "artifact"])
+
+
+def log_cleared(data: Any) -> pd.DataFrame:
+    """Logs cleared or silenced: Security 1102, System 104, the event-log service disabled (7040);
+    with their collectors, wiped shell histories."""
+    df = _frame(data, lambda tl: tl.where(event_id=[1102, 104, 7040]))
+    if df.empty:
+        return _out(df, ["log", "user", "event_id", "message"])
+    cleared = _is(df, SEC, 1102) | _is(df, SYS, 104)
+    disabled = _is(df, SYS, 7040) & (df["service_name"] == "Windows Event Log") & df["message"].str.contains(
+        "to disabled", na=False)
+    out = df[cleared | disabled].copy()
+    log_name = _attr(out, "Channel")
+    out["log"] = log_name.where(log_name.notna(), out["channel"].where(out["event_id"] != 7040, "(event log service)"))
+    out.loc[out["event_id"] == 1102, "log"] = "Security"
+    return _out(out, ["log", "user", "event_id", "message"])
+
+
+def accounts_created(data: Any) -> pd.DataFrame:
+    """Accounts created (Security 4720).  Columns: ``account`` (the new one), ``user`` (who)."""
+    df = _frame(data, lambda tl: tl.where(event_id=4720))
+    out = df[_is(df, SEC, 4720)].rename(columns={"target_user": "account"}) if len(df) else df
+    return _out(out, ["account", "user", "event_id"])
+
+
+def group_changes(data: Any) -> pd.DataFrame:
+    """Group membership changes (4728/4729/4732/4733/4756/4757): ``group``, ``member``, ``change``, ``user``."""
+    ids = (4728, 4729, 4732, 4733, 4756, 4757)
+    df = _frame(data, lambda tl: tl.where(event_id=list(ids)))
+    out = df[_is(df, SEC, *ids)].copy() if len(df) else df
+    if len(out):
+        out["group"], out["member"] = out["service_name"], out["target_user"]
+        out["change"] = out["event_id"].map(lambda e: "added" if e in (4728, 4732, 4756) else "removed")
+    return _out(out, ["group", "member", "change", "user", "event_id"])
+
+
+def scheduled_tasks(data: Any) -> pd.DataFrame:
+    """Scheduled tasks created, deleted, enabled, disabled or updated (4698-4702): ``task``, ``action``,
+    ``command_line``, ``user``."""
+    ids = (4698, 4699, 4700, 4701, 4702)
+    df = _frame(data, lambda tl: tl.where(event_id=list(ids)))
+    out = df[_is(df, SEC, *ids)].copy() if len(df) else df
+    if len(out):
+        out["task"] = out["service_name"]
+        out["action"] = out["event_id"].map({4698: "created", 4699: "deleted", 4700: "enabled", 4701: "disabled",
+                                             4702: "updated"})
+    return _out(out, ["task", "action", "command_line", "user", "event_id"])
+
+
+# --- df.fx accessor ------------------------------------------------------------------------------
+
+
+@pd.api.extensions.register_dataframe_accessor("fx")
+class FxAccessor:
+    """``df.fx.logons()`` and friends: thin shims over the functions of :mod:`forensics.hunt`."""
+
+    def __init__(self, df: pd.DataFrame):
+        self._df = df
+
+    def logons(self, success: bool | None = None) -> pd.DataFrame:
+        return logons(self._df, success=success)
+
+    def brute_force(self, threshold: int = 10, window: str = "10min") -> pd.DataFrame:
+        return brute_force(self._df, threshold=threshold, window=window)
+
+    def service_installs(self) -> pd.DataFrame:
+        return service_installs(self._df)
+
+    def process_executions(self) -> pd.DataFrame:
+        return process_executions(self._df)
+
+    def log_cleared(self) -> pd.DataFrame:
+        return log_cleared(self._df)
+
+    def shadow_copy_deletion(self) -> pd.DataFrame:
+        return shadow_copy_deletion(self._df)
+
+    def accounts_created(self) -> pd.DataFrame:
+        return accounts_created(self._df)
+
+    def group_changes(self) -> pd.DataFrame:
+        return group_changes(self._df)
+
+    def scheduled_tasks(self) -> pd.DataFrame:
+        return scheduled_tasks(self._df)

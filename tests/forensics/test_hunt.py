@@ -1,0 +1,122 @@
+"""The analyst's questions over the shared EVTX corpus: exact findings, times to the 100 ns."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import forensics
+from forensics import hunt
+from timeline.schema import iso_ns
+
+
+@pytest.fixture(scope="module")
+def tl(corpus_case):
+    case, _ = corpus_case
+    return forensics.open(case.path)
+
+
+def _times(df):
+    return [iso_ns(t.value) for t in df["timestamp"]]
+
+
+def test_logons(tl):
+    lg = tl.logons()
+    counts = lg.groupby(["event_id", "outcome", "method"]).size().to_dict()
+    assert counts == {
+        (1149, "success", "RDP"): 6,
+        (4624, "success", "interactive"): 102, (4624, "success", "network"): 63, (4624, "success", "service"): 578,
+        (4624, "success", "type 0"): 56, (4624, "success", "unlock"): 15,
+        (4625, "failure", "interactive"): 5, (4625, "failure", "network"): 10,
+        (4625, "failure", "remote interactive (RDP)"): 1,
+        (4648, "success", "explicit credentials"): 150,
+        (4776, "failure", "NTLM"): 1, (4776, "success", "NTLM"): 21,
+    }
+    rdp = lg[lg["method"] == "RDP"]
+    assert list(zip(_times(rdp), rdp["user"], rdp["src_ip"])) == [
+        ("2018-08-07T18:37:12.964091100Z", "MAGNETIC-DESKTO\\mpowers", "174.127.93.2"),
+        ("2018-08-07T18:41:49.688903500Z", "MAGNETIC-DESKTO\\mpowers", "174.127.93.2"),
+        ("2018-08-07T19:02:42.044991600Z", "MAGNETIC-DESKTO\\mpowers", "174.127.93.2"),
+        ("2018-08-07T19:12:04.603950900Z", "administrator", "31.14.75.59"),
+        ("2018-08-07T19:14:52.888054100Z", "A", "103.11.244.223"),
+        ("2018-08-07T19:19:42.934877900Z", "DESKTOP-1N4R894\\Administrator", "31.14.75.59"),
+    ]
+    failed = tl.logons(success=False)
+    assert len(failed) == 17 and len(tl.logons(success=True)) == 991
+    rdp_fail = failed[failed["logon_type"] == 10].iloc[0]
+    assert (iso_ns(rdp_fail["timestamp"].value), rdp_fail["user"], rdp_fail["src_ip"], rdp_fail["status"]) == (
+        "2016-06-29T15:24:36.686000000Z", "TEMPORAL\\Administrator", "23.94.153.202", "0xc000006d")
+    assert rdp_fail["evidence_path"] == "omerbenamram-evtx/samples/Security_short_selected.evtx"
+
+
+def test_brute_force(tl):
+    bf = tl.brute_force(threshold=3, window="1h")
+    assert bf[["source", "host", "attempts", "max_in_window", "users", "success_after"]].to_dict("records") == [
+        {"source": "10.20.0.118", "host": "WIN-L0ZZQ76PMUF", "attempts": 4, "max_in_window": 4, "users": 1,
+         "success_after": False},
+        {"source": "WIN-L0ZZQ76PMUF", "host": "WIN-L0ZZQ76PMUF", "attempts": 7, "max_in_window": 3, "users": 3,
+         "success_after": True},
+    ]
+    assert iso_ns(bf["first"].iloc[0].value) == "2015-08-23T10:53:26.137863000Z"
+    assert tl.brute_force(threshold=5).empty
+
+
+def test_service_installs(tl):
+    si = tl.service_installs()
+    assert len(si) == 116
+    assert si.groupby("host").size().to_dict() == {
+        "37L4247F27-26": 7, "DESKTOP-1N4R894": 19, "DESKTOP-2KGM189": 46, "W10-1507-LTSB": 1,
+        "WIN-NBRJP24VCHB": 18, "WIN-P4SIAA0SQCO": 13, "WKS-WIN764BITB.shieldbase.local": 12}
+    last = si.iloc[-1]
+    assert (iso_ns(last["timestamp"].value), last["service_name"], last["image_path"], last["account"], last["start_type"]) == (
+        "2019-09-05T17:23:39.422225000Z", "Command Execution Service", "C:\\CmdExecService\\cmdexsvc.exe",
+        "NT AUTHORITY\\System", "auto start")
+    bcswap = si.iloc[0]
+    assert (iso_ns(bcswap["timestamp"].value), bcswap["service_name"], bcswap["start_type"]) == (
+        "2012-03-15T22:11:55.216665800Z", "BCSWAP", "disabled")
+    # the same answer from a DataFrame, through the accessor
+    assert len(tl.where(event_id=7045).to_pandas().fx.service_installs()) == 114
+
+
+def test_shadow_copy_deletion_and_log_clearing(tl):
+    sc = tl.shadow_copy_deletion()
+    assert _times(sc) == ["2017-10-23T07:32:27.969467200Z", "2017-10-23T07:32:30.053969700Z",
+                          "2017-10-23T07:32:32.870698900Z"]
+    assert sc["command_line"].str.strip().tolist()[1:] == ["vssadmin  delete shadows /all /quiet", "wmic  shadowcopy delete"]
+    assert set(sc["user"]) == {"DESKTOP-DF4ULDE\\MNWPRO"} and set(sc["host"]) == {"DESKTOP-DF4ULDE"}
+    lc = tl.log_cleared()
+    assert list(zip(_times(lc), lc["log"], lc["user"])) == [
+        ("2017-12-26T13:06:45.140586900Z", "Microsoft-Windows-Sysmon/Operational", "DESKTOP-2KGM189\\tony"),
+        ("2017-12-26T13:10:28.799280000Z", "Microsoft-Windows-Sysmon/Operational", "DESKTOP-2KGM189\\tony"),
+    ]
+
+
+def test_processes_accounts_groups_tasks(tl):
+    pe = tl.process_executions()
+    assert len(pe) == 583 and set(pe["event_id"]) == {1}
+    assert pe.iloc[0][["process", "parent", "user"]].tolist() == [
+        "C:\\Windows\\Sysmon.exe", "C:\\Windows\\System32\\services.exe", "NT AUTHORITY\\SYSTEM"]
+    ac = tl.accounts_created()
+    assert list(zip(_times(ac), ac["account"], ac["user"])) == [
+        ("2013-10-23T16:22:39.973500000Z", "IE8Win7\\IEUser", "WORKGROUP\\WIN-QALA5Q3KJ43$"),
+        ("2015-08-08T16:58:33.155625000Z", "GREENDALEGOLD\\gold_administrator", "WORKGROUP\\WIN-LK5OF8CDD94$"),
+        ("2016-07-08T18:15:23.398026200Z", "WIN-03DLIIOFRRA\\fsir", "WORKGROUP\\WIN-03DLIIOFRRA$"),
+        ("2016-07-08T22:23:19.291938300Z", "WIN-03DLIIOFRRA\\archir", "WIN-03DLIIOFRRA\\fsir"),
+        ("2017-12-13T14:56:43.374802300Z", "John-PC\\John", "WORKGROUP\\WIN-F0HKLEEGGT1$"),
+    ]
+    gc = tl.group_changes()
+    assert len(gc) == 22 and set(gc["change"]) == {"added"}
+    assert gc.iloc[2][["group", "member"]].tolist() == ["Builtin\\Administrators",
+                                                        "S-1-5-21-3463664321-2923530833-3546627382-1000"]
+    assert tl.scheduled_tasks().empty
+
+
+def test_helpers_accept_a_dataframe_and_keep_provenance(tl):
+    df = tl.to_pandas()
+    a = hunt.log_cleared(df)
+    b = df.fx.log_cleared()
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns[-3:]) == ["evidence_id", "evidence_path", "record_ref"]
+    assert a["record_ref"].tolist() == ["record=1847 offset=0xe44f0", "record=1848 offset=0xe4a90"]
+    with pytest.raises(TypeError):
+        hunt.logons([1, 2, 3])
