@@ -34,6 +34,12 @@ __all__ = [
     "accounts_created",
     "group_changes",
     "scheduled_tasks",
+    "credential_access",
+    "lateral_movement",
+    "powershell",
+    "first_seen",
+    "story",
+    "onset",
 ]
 
 SEC = "Security"
@@ -286,6 +292,209 @@ def scheduled_tasks(data: Any) -> pd.DataFrame:
     return _out(out, ["task", "action", "command_line", "user", "event_id"])
 
 
+# --- credentials, movement, scripts -------------------------------------------------------------
+
+_DUMP_CMD = re.compile(r"comsvcs(?:\.dll)?[\s,#]+(?:minidump|#24)|procdump(?:64)?(?:\.exe)?\s.*-ma\s.*lsass"
+                       r"|sekurlsa::|lsadump::|ntdsutil.*\bifm\b|reg(?:\.exe)?\s+save\s+hklm\\(?:sam|security|system)",
+                       re.I | re.S)
+
+
+def _hexint(v: Any) -> int | None:
+    try:
+        return int(str(v), 16) if isinstance(v, str) and v.lower().startswith("0x") else int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30min") -> pd.DataFrame:
+    """Credential theft: LSASS memory opened for reading (Sysmon 10 with PROCESS_VM_READ), dump tools and
+    comsvcs MiniDump on command lines, Kerberoasting (4769 service tickets with RC4, 0x17), and password
+    spraying (failed 4625/4771/4776/4648 against at least ``spray_users`` accounts from one source).
+
+    Columns: ``technique`` (ATT&CK id), ``finding``, ``user``, ``process``, ``src_ip``.
+    """
+    df = _frame(data, lambda tl: tl.where(event_id=[10, 1, 4688, 4104, 4769, 4625, 4771, 4776, 4648]))
+    parts = []
+    if len(df):
+        lsass = df[_is(df, SYSMON, 10) & df["path"].str.lower().str.endswith("lsass.exe", na=False)].copy()
+        if len(lsass):
+            access = _attr(lsass, "GrantedAccess").map(_hexint)
+            lsass = lsass[access.notna() & (access.fillna(0).astype(int) & 0x10 != 0)].copy()
+            lsass["technique"], lsass["finding"] = "T1003.001", "LSASS memory opened for reading by " + lsass["process"].fillna("?")
+            parts.append(lsass)
+        cmd = df[df["command_line"].fillna("").str.contains(_DUMP_CMD)].copy()
+        if len(cmd):
+            cmd["technique"], cmd["finding"] = "T1003", "credential dumping command: " + cmd["command_line"].str.slice(0, 200)
+            parts.append(cmd)
+        tgs = df[_is(df, SEC, 4769)].copy()
+        if len(tgs):
+            enc = _attr(tgs, "TicketEncryptionType").map(_hexint)
+            svc = tgs["service_name"].fillna("")
+            tgs = tgs[(enc == 0x17) & ~svc.str.endswith("$") & (svc.str.lower() != "krbtgt")].copy()
+            tgs["technique"], tgs["finding"] = "T1558.003", "RC4 service ticket (Kerberoasting) for " + tgs["service_name"]
+            parts.append(tgs)
+    fails = logons(df) if len(df) else pd.DataFrame()
+    if len(fails):
+        fails = fails[fails["outcome"] == "failure"].assign(source=lambda x: x["src_ip"].fillna(x["src_host"]))
+        for src, g in fails.groupby("source"):
+            g = g.sort_values("timestamp")
+            span = pd.Timedelta(spray_window)
+            for i, t0 in enumerate(g["timestamp"]):
+                win = g[(g["timestamp"] >= t0) & (g["timestamp"] <= t0 + span)]
+                if win["user"].nunique() >= spray_users:
+                    row = win.iloc[[0]].copy()
+                    row["technique"] = "T1110.003"
+                    row["finding"] = f"password spraying from {src}: {win['user'].nunique()} accounts, {len(win)} failures"
+                    parts.append(row)
+                    break
+    out = pd.concat(parts) if parts else df.iloc[0:0].assign(technique=None, finding=None)
+    return _out(out, ["technique", "finding", "user", "process", "src_ip", "event_id"])
+
+
+_PSEXEC_PIPE = re.compile(r"(?:psexesvc|remcom|csexec|paexec)|-(?:stdin|stdout|stderr)$", re.I)
+
+
+def lateral_movement(data: Any) -> pd.DataFrame:
+    """Who moved where, how: edges ``source`` → ``destination`` with ``method`` (RDP, SMB/PsExec incl. renamed
+    PsExec seen through its 5145 pipes and service installs, network logon, SSH), ``user``, ``first``,
+    ``last``, ``count``."""
+    df = _frame(data, lambda tl: tl.where(event_id=[4624, 1149, 21, 25, 5145, 7045, 4697]))
+    edges = []
+    if len(df):
+        lg = logons(df)
+        lg = lg[(lg["outcome"] == "success") & lg["src_ip"].notna()
+                & ~lg["src_ip"].isin(["-", "127.0.0.1", "::1", "LOCAL"])]
+        rdp = lg[(lg["method"] == "RDP") | (lg["logon_type"] == 10)].assign(method="RDP")
+        net = lg[(lg["logon_type"] == 3)].assign(method="network logon (SMB/WinRM)")
+        ssh = lg[lg["method"].fillna("").str.startswith("ssh")].assign(method="SSH")
+        edges += [rdp, net, ssh]
+        pipes = df[_is(df, SEC, 5145) & df["path"].fillna("").str.contains(_PSEXEC_PIPE)]
+        edges.append(pipes.assign(method="SMB/PsExec (named pipe)"))
+        svc = service_installs(df)
+        psx = svc[svc["service_name"].fillna("").str.contains(r"psexe|paexe|remcom|csexec", case=False)
+                  | svc["image_path"].fillna("").str.contains(r"\\ADMIN\$|%SystemRoot%\\[A-Za-z0-9]{8}\.exe", case=False)]
+        edges.append(psx.assign(method="SMB/PsExec (service)", src_ip=None))
+    edges = [e for e in edges if len(e)]
+    if not edges:
+        return pd.DataFrame(columns=["source", "destination", "method", "user", "first", "last", "count"])
+    all_ = pd.concat(edges)
+    all_ = all_.assign(source=all_["src_ip"].fillna(all_.get("src_host")).fillna("?"), destination=all_["host"])
+    g = all_.groupby(["source", "destination", "method", all_["user"].fillna("?")], sort=True)
+    out = g["timestamp"].agg(first="min", last="max", count="size").reset_index()
+    return out.sort_values(["first", "source"]).reset_index(drop=True)
+
+
+_CRADLE = re.compile(r"(?:net\.webclient|downloadstring|downloadfile|downloaddata|invoke-webrequest|\biwr\b|"
+                     r"start-bitstransfer|invoke-restmethod|\birm\b|bitsadmin)", re.I)
+_ENCODED = re.compile(r"(?:\s-e(?:nc(?:odedcommand)?)?\s+[A-Za-z0-9+/=]{20,}|frombase64string)", re.I)
+_OBFUSCATION = re.compile(r"(?:[a-z]`[a-z]|\[char\]\s*\d+|-join\s*\(|\(\s*'[^']{1,3}'\s*\+\s*'|-bxor|\.invoke\(|"
+                          r"-replace\s*'[^']*'\s*,\s*''.*-replace)", re.I)
+
+
+def powershell(data: Any) -> pd.DataFrame:
+    """PowerShell activity (4104 script blocks, 4103/800 pipelines, 400 engine starts) with flags:
+    ``download`` (download cradles), ``encoded`` (base64 commands), ``obfuscated`` (heuristics)."""
+    df = _frame(data, lambda tl: tl.where(event_id=[4103, 4104, 400, 800]))
+    ps = df[_is(df, "Microsoft-Windows-PowerShell/Operational", 4103, 4104) | _is(df, "Windows PowerShell", 400, 800)].copy() \
+        if len(df) else df.copy()
+    text = ps["command_line"].fillna("") + " " + ps["message"].fillna("") if len(ps) else pd.Series([], dtype=str)
+    ps["download"] = text.str.contains(_CRADLE) if len(ps) else []
+    ps["encoded"] = text.str.contains(_ENCODED) if len(ps) else []
+    ps["obfuscated"] = text.str.contains(_OBFUSCATION) if len(ps) else []
+    return _out(ps, ["user", "process", "command_line", "path", "download", "encoded", "obfuscated", "event_id"])
+
+
+def first_seen(data: Any, indicator: str) -> pd.DataFrame:
+    """First and last appearance of an indicator (IP, user, file name, hash...) per host, and overall
+    (the row with ``host`` = '*'), searching messages, attrs and the common columns."""
+    from forensics.query import Timeline
+
+    if isinstance(data, Timeline):
+        df = data.search(indicator).to_pandas()
+    else:
+        df = _frame(data)
+        cols = ["message", "attrs", "user", "src_ip", "process", "command_line", "path"]
+        hay = df[[c for c in cols if c in df]].astype(str).agg(" ".join, axis=1)
+        df = df[hay.str.contains(indicator, case=False, regex=False)]
+    if df.empty:
+        return pd.DataFrame(columns=["host", "first", "last", "count", "first_evidence_path", "first_record_ref"])
+    df = df.sort_values("timestamp")
+    rows = []
+    for host, g in [("*", df)] + list(df.groupby("host", sort=True)):
+        rows.append({"host": host, "first": g["timestamp"].iloc[0], "last": g["timestamp"].iloc[-1], "count": len(g),
+                     "first_evidence_path": g["evidence_path"].iloc[0], "first_record_ref": g["record_ref"].iloc[0],
+                     "first_message": g["message"].iloc[0]})
+    return pd.DataFrame(rows)
+
+
+# --- the story ---------------------------------------------------------------------------------------
+
+def _txt(series: pd.Series) -> pd.Series:
+    return series.astype(object).where(series.notna(), "?").astype(str)
+
+
+def story(data: Any) -> pd.DataFrame:
+    """The attack as one ordered table of findings from every helper: time (UTC and local), host,
+    ATT&CK technique, finding, and a reference back to the supporting row (evidence, record)."""
+    df = _frame(data)
+    findings: list[pd.DataFrame] = []
+
+    def add(frame: pd.DataFrame, technique: Any, finding: Callable[[pd.DataFrame], pd.Series]) -> None:
+        if frame is not None and not frame.empty:
+            findings.append(frame.assign(technique=technique if isinstance(technique, str) else technique,
+                                         finding=finding(frame)))
+
+    bf = brute_force(df)
+    if not bf.empty:
+        findings.append(pd.DataFrame({
+            "timestamp": bf["first"], "host": bf["host"], "technique": "T1110",
+            "finding": "brute force from " + _txt(bf["source"]) + ": " + bf["attempts"].astype(str) + " failures, "
+                       + bf["users"].astype(str) + " accounts" + bf["success_after"].map({True: ", then a success", False: ""})}))
+    add(service_installs(df), "T1543.003",
+        lambda f: "service installed: " + _txt(f["service_name"]) + " -> " + _txt(f["image_path"]))
+    st = scheduled_tasks(df)
+    add(st[st["action"] == "created"] if not st.empty else st, "T1053.005",
+        lambda f: "scheduled task created: " + _txt(f["task"]) + " " + _txt(f["command_line"]))
+    add(accounts_created(df), "T1136", lambda f: "account created: " + _txt(f["account"]))
+    add(group_changes(df), "T1098",
+        lambda f: "group change: " + _txt(f["member"]) + " " + _txt(f["change"]) + " " + _txt(f["group"]))
+    ca = credential_access(df)
+    add(ca, ca["technique"] if not ca.empty else "", lambda f: f["finding"])
+    add(log_cleared(df), "T1070.001", lambda f: "log cleared: " + _txt(f["log"]) + " by " + _txt(f["user"]))
+    add(shadow_copy_deletion(df), "T1490",
+        lambda f: "recovery inhibited: " + _txt(f["command_line"]).str.strip().str.slice(0, 160))
+    ps = powershell(df)
+    if not ps.empty:
+        flagged = ps[ps["download"] | ps["encoded"] | ps["obfuscated"]]
+        add(flagged, "T1059.001", lambda f: "PowerShell " + f.apply(
+            lambda r: "/".join(k for k in ("download", "encoded", "obfuscated") if r[k]), axis=1)
+            + ": " + _txt(f["command_line"]).str.slice(0, 160))
+    lg = logons(df)
+    rdp = lg[(lg["method"] == "RDP") & (lg["outcome"] == "success")] if not lg.empty else lg
+    add(rdp, "T1021.001", lambda f: "RDP logon by " + _txt(f["user"]) + " from " + _txt(f["src_ip"]))
+    cols = ["timestamp"] + (["local_time"] if "local_time" in df else []) + ["host", "technique", "finding"] + PROVENANCE
+    if not findings:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(findings, ignore_index=True)
+    out["finding"] = out["finding"].astype(str).str.replace(r"\s+", " ", regex=True)
+    if "local_time" in cols and len(df):
+        out["local_time"] = out["timestamp"].dt.tz_convert(df["local_time"].dt.tz)
+    return out.reindex(columns=cols).sort_values(["timestamp", "host"], kind="stable").reset_index(drop=True)
+
+
+def onset(data: Any) -> pd.DataFrame:
+    """The estimated start of the attack: the first finding of :func:`story` per host and overall ('*'),
+    with the finding that supports it."""
+    s = story(data)
+    if s.empty:
+        return pd.DataFrame(columns=["host", "onset", "technique", "finding"] + PROVENANCE)
+    rows = [s.iloc[[0]].assign(host_key="*")]
+    rows += [g.iloc[[0]].assign(host_key=h) for h, g in s.groupby("host", sort=True)]
+    out = pd.concat(rows, ignore_index=True)
+    out = out.rename(columns={"timestamp": "onset"}).drop(columns=["host"]).rename(columns={"host_key": "host"})
+    return out.reindex(columns=["host", "onset", "technique", "finding"] + PROVENANCE)
+
+
 # --- df.fx accessor ------------------------------------------------------------------------------
 
 
@@ -322,3 +531,21 @@ class FxAccessor:
 
     def scheduled_tasks(self) -> pd.DataFrame:
         return scheduled_tasks(self._df)
+
+    def credential_access(self, spray_users: int = 5, spray_window: str = "30min") -> pd.DataFrame:
+        return credential_access(self._df, spray_users=spray_users, spray_window=spray_window)
+
+    def lateral_movement(self) -> pd.DataFrame:
+        return lateral_movement(self._df)
+
+    def powershell(self) -> pd.DataFrame:
+        return powershell(self._df)
+
+    def first_seen(self, indicator: str) -> pd.DataFrame:
+        return first_seen(self._df, indicator)
+
+    def story(self) -> pd.DataFrame:
+        return story(self._df)
+
+    def onset(self) -> pd.DataFrame:
+        return onset(self._df)

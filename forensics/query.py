@@ -265,6 +265,36 @@ class Timeline:
 
         return hunt.scheduled_tasks(self)
 
+    def credential_access(self, spray_users: int = 5, spray_window: str = "30min"):
+        from forensics import hunt
+
+        return hunt.credential_access(self, spray_users=spray_users, spray_window=spray_window)
+
+    def lateral_movement(self):
+        from forensics import hunt
+
+        return hunt.lateral_movement(self)
+
+    def powershell(self):
+        from forensics import hunt
+
+        return hunt.powershell(self)
+
+    def first_seen(self, indicator: str):
+        from forensics import hunt
+
+        return hunt.first_seen(self, indicator)
+
+    def story(self):
+        from forensics import hunt
+
+        return hunt.story(self.to_pandas())
+
+    def onset(self):
+        from forensics import hunt
+
+        return hunt.onset(self.to_pandas())
+
     def __repr__(self) -> str:
         return f"Timeline({str(self.case_dir)!r}, tz={self.tz!r}, filters={len(self._where)})"
 

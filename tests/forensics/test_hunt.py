@@ -120,3 +120,63 @@ def test_helpers_accept_a_dataframe_and_keep_provenance(tl):
     assert a["record_ref"].tolist() == ["record=1847 offset=0xe44f0", "record=1848 offset=0xe4a90"]
     with pytest.raises(TypeError):
         hunt.logons([1, 2, 3])
+
+
+def test_credential_access(tl):
+    ca = tl.credential_access()
+    # only LSASS handles that can read its memory (PROCESS_VM_READ); the 55 query-only opens by svchost are not findings
+    assert ca["technique"].tolist() == ["T1003.001"] * 5
+    assert _times(ca)[0] == "2017-12-26T13:17:04.848776800Z"
+    assert ca["finding"].iloc[0] == "LSASS memory opened for reading by C:\\Windows\\system32\\wbem\\wmiprvse.exe"
+    assert set(ca["finding"].iloc[1:]) == {"LSASS memory opened for reading by C:\\Users\\tony\\AppData\\Local\\Temp\\Procmon64.exe"}
+
+
+def test_lateral_movement(tl):
+    lm = tl.lateral_movement()
+    rdp = lm[lm["method"] == "RDP"]
+    assert rdp[["source", "destination", "user", "count"]].to_dict("records") == [
+        {"source": "174.127.93.2", "destination": "DESKTOP-1N4R894", "user": "MAGNETIC-DESKTO\\mpowers", "count": 3},
+        {"source": "31.14.75.59", "destination": "DESKTOP-1N4R894", "user": "administrator", "count": 1},
+        {"source": "103.11.244.223", "destination": "DESKTOP-1N4R894", "user": "A", "count": 1},
+        {"source": "31.14.75.59", "destination": "DESKTOP-1N4R894", "user": "DESKTOP-1N4R894\\Administrator", "count": 1},
+    ]
+    assert iso_ns(rdp["first"].iloc[0].value) == "2018-08-07T18:37:12.964091100Z"
+    assert iso_ns(rdp["last"].iloc[0].value) == "2018-08-07T19:02:42.044991600Z"
+    psexec = lm[lm["method"] == "SMB/PsExec (service)"]
+    assert psexec[["destination", "count"]].to_dict("records") == [{"destination": "WKS-WIN764BITB.shieldbase.local", "count": 4}]
+
+
+def test_powershell_flags(tl):
+    ps = tl.powershell()
+    assert len(ps) == 48
+    flagged = ps[ps["download"]]
+    assert _times(flagged) == ["2022-01-24T20:11:11.361955600Z", "2022-01-24T20:11:11.361955600Z"]
+    assert set(flagged["host"]) == {"fs03vuln.offsec.lan"}
+    assert "IEX(New-Object Net.WebClient).downloadString(" in flagged["command_line"].iloc[1]
+    assert not ps["encoded"].any() and not ps["obfuscated"].any()
+
+
+def test_first_seen(tl):
+    fs = tl.first_seen("174.127.93.2")
+    assert fs[["host", "count", "first_record_ref"]].to_dict("records") == [
+        {"host": "*", "count": 3, "first_record_ref": "record=462939 offset=0xf828"},
+        {"host": "DESKTOP-1N4R894", "count": 3, "first_record_ref": "record=462939 offset=0xf828"},
+    ]
+    assert iso_ns(fs["first"].iloc[0].value) == "2018-08-07T18:37:12.964091100Z"
+    assert tl.first_seen("no-such-indicator-7f3a").empty
+
+
+def test_story_and_onset(tl):
+    st = tl.story()
+    assert st.groupby("technique").size().to_dict() == {
+        "T1003.001": 5, "T1021.001": 6, "T1059.001": 2, "T1070.001": 2, "T1098": 22, "T1136": 5, "T1490": 3,
+        "T1543.003": 116}
+    assert st["timestamp"].is_monotonic_increasing
+    assert st["finding"].str.contains("\n").sum() == 0
+    ransomware = st[st["technique"] == "T1490"]
+    assert set(ransomware["host"]) == {"DESKTOP-DF4ULDE"}
+    assert ransomware["evidence_path"].iloc[0] == "python-evtx/tests/data/issue_43.evtx"
+    on = tl.onset()
+    assert on.iloc[0]["host"] == "*" and iso_ns(on.iloc[0]["onset"].value) == "2012-03-15T22:11:55.216665800Z"
+    row = on[on["host"] == "DESKTOP-DF4ULDE"].iloc[0]
+    assert (iso_ns(row["onset"].value), row["technique"]) == ("2017-10-23T07:32:27.969467200Z", "T1490")
