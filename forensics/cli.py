@@ -142,6 +142,28 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hunt(args: argparse.Namespace) -> int:
+    from forensics.query import open_case
+
+    tl = open_case(args.case, tz=args.tz)
+    st = tl.story()
+    if st.empty:
+        print("no findings")
+        return 0
+    for col in ("timestamp", "local_time"):
+        st[col] = [t.isoformat() for t in st[col]]
+    if args.output == "json":
+        st.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
+        return 0
+    if args.output == "csv":
+        st.to_csv(sys.stdout, index=False)
+        return 0
+    for r in st.itertuples():
+        print(f"{r.local_time}  ({r.timestamp} UTC)  {r.host}  {r.technique}  {r.finding}  [{r.evidence_path} {r.record_ref}]")
+    print(f"{len(st)} finding(s); local times in {tl.tz}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forensics", description="Turn seized evidence into a verifiable super-timeline.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors")
@@ -187,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("query")
     s.add_argument("--tz", default=None)
     s.set_defaults(func=cmd_sql)
+
+    h = sub.add_parser("hunt", help="the attack story: findings of every helper in time order, local and UTC")
+    h.add_argument("case")
+    h.add_argument("--tz", default=None)
+    h.add_argument("-o", "--output", choices=["text", "csv", "json"], default="text")
+    h.set_defaults(func=cmd_hunt)
     return p
 
 

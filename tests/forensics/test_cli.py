@@ -94,3 +94,18 @@ def test_query_and_sql(logs, tmp_path, capsys):
     assert capsys.readouterr().out.split() == ["n", "1"]
     assert main(["query", str(case), "--from", "2016-06-29"]) == 9
     assert "--from and --to go together" in capsys.readouterr().err
+
+
+def test_hunt_prints_the_story(evidence, tmp_path, capsys):
+    d = tmp_path / "Logs"
+    d.mkdir()
+    shutil.copy(evidence / "python-evtx/tests/data/issue_43.evtx", d)
+    case = tmp_path / "case"
+    main(["-q", "collect", str(d), "--case", str(case), "--tz", "Asia/Kolkata", "--workers", "1"])
+    capsys.readouterr()
+    assert main(["hunt", str(case)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "T1490" in line]
+    assert lines[0].startswith("2017-10-23T13:02:27.969467200+05:30  (2017-10-23T07:32:27.969467200+00:00 UTC)  "
+                               "DESKTOP-DF4ULDE  T1490  recovery inhibited: ")
+    assert lines[0].endswith("[issue_43.evtx record=1621 offset=0x14e160]")
+    assert len(lines) == 3
