@@ -164,6 +164,20 @@ def cmd_hunt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from forensics import plots
+    from forensics.query import open_case
+
+    tl = open_case(args.case, tz=args.tz)
+    if args.start and args.end:
+        tl = tl.between(args.start, args.end)
+    fig = plots.activity_heatmap(tl, freq=args.freq) if args.kind == "activity" else plots.story_timeline(tl.story())
+    fig.savefig(args.output, dpi=120)
+    if not args.quiet:
+        print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forensics", description="Turn seized evidence into a verifiable super-timeline.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors")
@@ -215,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--tz", default=None)
     h.add_argument("-o", "--output", choices=["text", "csv", "json"], default="text")
     h.set_defaults(func=cmd_hunt)
+
+    g = sub.add_parser("plot", help="PNG figures: activity per host over time, or the story as a timeline")
+    g.add_argument("case")
+    g.add_argument("--kind", choices=["activity", "story"], default="activity")
+    g.add_argument("--freq", default="1h", help="bucket size of the activity heatmap (e.g. 15min, 1h, 1D)")
+    g.add_argument("--from", dest="start")
+    g.add_argument("--to", dest="end")
+    g.add_argument("--tz", default=None)
+    g.add_argument("-o", "--output", required=True, help="PNG file to write")
+    g.set_defaults(func=cmd_plot)
     return p
 
 
