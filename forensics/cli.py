@@ -146,6 +146,8 @@ def cmd_hunt(args: argparse.Namespace) -> int:
     from forensics.query import open_case
 
     tl = open_case(args.case, tz=args.tz)
+    if args.sigma:
+        return _hunt_sigma(tl, args)
     st = tl.story()
     if st.empty:
         print("no findings")
@@ -175,6 +177,28 @@ def cmd_plot(args: argparse.Namespace) -> int:
     fig.savefig(args.output, dpi=120)
     if not args.quiet:
         print(f"wrote {args.output}")
+    return 0
+
+
+def _hunt_sigma(tl, args: argparse.Namespace) -> int:
+    from forensics import sigma
+
+    run = sigma.run(tl, args.sigma)
+    m = run.matches
+    if args.output == "json":
+        if len(m):
+            m = m.assign(timestamp=[t.isoformat() for t in m["timestamp"]])
+            m.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
+    else:
+        for r in m.itertuples():
+            local = r.timestamp.tz_convert(tl.tz).isoformat()
+            print(f"{local}  {r.host}  [{r.level}] {r.title}  ({r.rule_id})  {r.message}  [{r.evidence_path} {r.record_ref}]")
+    print(f"sigma: {run.rules_loaded} rules loaded, {run.rules_converted} converted, {run.rules_matched} matched "
+          f"{len(m)} row(s); {len(run.conversion_errors)} not convertible, {len(run.evaluation_errors)} failed to "
+          f"evaluate; {run.seconds:.1f} s", file=sys.stderr)
+    if args.verbose:
+        for rid, why in sorted({**run.conversion_errors, **run.evaluation_errors}.items()):
+            print(f"  {rid}: {why}", file=sys.stderr)
     return 0
 
 
@@ -228,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("case")
     h.add_argument("--tz", default=None)
     h.add_argument("-o", "--output", choices=["text", "csv", "json"], default="text")
+    h.add_argument("--sigma", action="append", metavar="PATH",
+                   help="apply Sigma rules (file or folder, repeatable) instead of printing the story; -v lists the rules "
+                        "that could not be converted or evaluated")
     h.set_defaults(func=cmd_hunt)
 
     g = sub.add_parser("plot", help="PNG figures: activity per host over time, or the story as a timeline")

@@ -21,11 +21,20 @@ REQUIRE = os.environ.get("FORENSICS_REQUIRE_EVIDENCE", "") not in ("", "0", "fal
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        reason = f"evidence corpus not found at {path} (set FORENSICS_EVIDENCE to its folder)"
+        reason = f"shared corpus not found at {path} (set FORENSICS_EVIDENCE / FORENSICS_SIGMA to its folder)"
         if REQUIRE:
             pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
         pytest.skip(reason)
     return path
+
+
+SIGMA = Path(os.environ.get("FORENSICS_SIGMA", ROOT.parent / "shared" / "sigma")).resolve()
+
+
+@pytest.fixture(scope="session")
+def sigma_dir() -> Path:
+    """The shared SigmaHQ rules and their regression samples."""
+    return _need(SIGMA)
 
 
 @pytest.fixture(scope="session")

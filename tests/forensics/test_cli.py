@@ -109,3 +109,14 @@ def test_hunt_prints_the_story(evidence, tmp_path, capsys):
                                "DESKTOP-DF4ULDE  T1490  recovery inhibited: ")
     assert lines[0].endswith("[issue_43.evtx record=1621 offset=0x14e160]")
     assert len(lines) == 3
+
+
+def test_hunt_with_sigma_rules(sigma_dir, tmp_path, capsys):
+    case = tmp_path / "case"
+    sample = sigma_dir / "regression_data/rules/windows/process_access/proc_access_win_werfaultsecure_msmpeng_access"
+    main(["-q", "collect", str(sample), "--case", str(case), "--workers", "1"])
+    capsys.readouterr()
+    assert main(["hunt", str(case), "--sigma", str(sigma_dir / "rules/windows/process_access")]) == 0
+    out, err = capsys.readouterr()
+    assert "[high] Suspicious Process Access of MsMpEng by WerFaultSecure - EDR-Freeze  (387df17d-3b04-448f-8669-9e7fd5e5fd8c)" in out
+    assert "sigma: 23 rules loaded, 23 converted, 1 matched 1 row(s); 0 not convertible, 0 failed to evaluate" in err
