@@ -362,6 +362,13 @@ class EvtxCollector(Collector):
 
     def _push(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
               s: dict | None = None, d: dict | None = None) -> Iterator[pa.Table]:
+        """One row (see :meth:`_record`), and the batch when it is full."""
+        self._record(number, parser, event_json, ts_fallback, s, d)
+        if len(self._rows) >= self._batch_rows:
+            yield self._rows.to_table()
+
+    def _record(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
+                s: dict | None = None, d: dict | None = None) -> None:
         """One timeline row from a record rendered as the Rust parser's JSON ('{"Event":{...}}').
 
         ``s``/``d`` (System fields, event data) are parsed from ``event_json`` when not given.
@@ -422,8 +429,6 @@ class EvtxCollector(Collector):
         key = f"rows[{parser}]"
         stats[key] = stats.get(key, 0) + 1
         stats["rows"] = stats.get("rows", 0) + 1
-        if len(self._rows) >= self._batch_rows:
-            yield self._rows.to_table()
 
     def _flush(self) -> Iterator[pa.Table]:
         if len(self._rows):
@@ -433,6 +438,7 @@ class EvtxCollector(Collector):
 
     def _run_rs(self, rs, source: Any, parser_name: str, only: set[int] | None = None) -> Iterator[pa.Table]:
         it = rs.PyEvtxParser(source).records_json()
+        batch_rows = self._batch_rows
         done = self._done
         loads = orjson.loads
         while True:
@@ -455,7 +461,9 @@ class EvtxCollector(Collector):
             except Exception as exc:
                 self._engine_errors[number] = f"evtx-rs record could not be normalised: {exc!r}"
                 continue
-            yield from self._push(number, parser_name, data, r["timestamp"], s, d)
+            self._record(number, parser_name, data, r["timestamp"], s, d)  # no generator per record on the hot path
+            if len(self._rows) >= batch_rows:
+                yield self._rows.to_table()
 
     # --- dissect.eventlog fallback ---------------------------------------------------------------
 

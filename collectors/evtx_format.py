@@ -24,6 +24,8 @@ CHUNK_HEADER = 0x200
 FILETIME_EPOCH = 116444736000000000  # 100 ns intervals between 1601-01-01 and 1970-01-01
 
 _REC = struct.Struct("<IIQQ")
+_U32 = struct.Struct("<I")
+_ZERO_CHUNK = bytes(CHUNK_SIZE)
 
 
 @dataclass(slots=True)
@@ -78,13 +80,13 @@ def _walk_chunk(chunk: bytes, index: int, base: int, frames: list[Frame]) -> Non
     # Like the Windows reader and dissect.eventlog, walk frame after frame until the signature
     # stops, past the chunk's free-space offset too: stale records beyond it are still evidence.
     pos = CHUNK_HEADER
+    rec, u32, append = _REC.unpack_from, _U32.unpack_from, frames.append
     while pos + 28 <= CHUNK_SIZE:
-        magic, size, number, written = _REC.unpack_from(chunk, pos)
+        magic, size, number, written = rec(chunk, pos)
         if magic != RECORD_MAGIC or size < 28 or pos + size > CHUNK_SIZE:
             break
-        (copy,) = struct.unpack_from("<I", chunk, pos + size - 4)
-        if copy == size:
-            frames.append(Frame(base + pos, number, written, size, index))
+        if u32(chunk, pos + size - 4)[0] == size:
+            append(Frame(base + pos, number, written, size, index))
         pos += size
 
 
@@ -111,12 +113,13 @@ def scan(fh) -> Scan:
         if chunk[:8] == CHUNK_MAGIC:
             s.chunks_in_file += 1
             free = struct.unpack_from("<I", chunk, 48)[0]
-            if zlib.crc32(chunk[:120] + chunk[128:512]) != struct.unpack_from("<I", chunk, 124)[0]:
+            view = memoryview(chunk)
+            if zlib.crc32(view[128:512], zlib.crc32(view[:120])) != struct.unpack_from("<I", chunk, 124)[0]:
                 s.header_crc_mismatch.append(index)
-            if CHUNK_HEADER <= free <= CHUNK_SIZE and zlib.crc32(chunk[CHUNK_HEADER:free]) != struct.unpack_from("<I", chunk, 52)[0]:
+            if CHUNK_HEADER <= free <= CHUNK_SIZE and zlib.crc32(view[CHUNK_HEADER:free]) != struct.unpack_from("<I", chunk, 52)[0]:
                 s.data_crc_mismatch.append(index)
             _walk_chunk(chunk, index, base, s.frames)
-        elif chunk.strip(b"\x00"):
+        elif chunk != _ZERO_CHUNK:  # not all zeros
             s.bad_magic_chunks.append(index)
             # Records may survive in a chunk whose header was damaged: walk them all the same.
             _walk_chunk(chunk, index, base, s.frames)

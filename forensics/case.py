@@ -51,7 +51,7 @@ __all__ = ["Case", "CollectReport", "VerifyReport"]
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 100_000
+BATCH_ROWS = 50_000  # rows per batch and part: bounds a worker's memory (~0.5 GB worst case)
 
 
 def _v(pkg: str) -> str:
@@ -229,10 +229,12 @@ class Case:
         with self.store.lock():
             self.store.recover()
 
-        # 1. hash before (threads: hashlib releases the GIL)
+        # 1. hash before (threads: hashlib releases the GIL; one file per thread when there are enough files)
         jobs = [(it, rel, real) for it in items for rel, real, _ in it.files]
-        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-            for (it, rel, _), h in zip(jobs, pool.map(lambda j: hash_file(j[2]), jobs)):
+        hash_threads = max(1, min(4, os.cpu_count() or 1))
+        split = len(jobs) < hash_threads  # few files: MD5 and SHA-256 of each file in two threads
+        with ThreadPoolExecutor(max_workers=hash_threads) as pool:
+            for (it, rel, _), h in zip(jobs, pool.map(lambda j: hash_file(j[2], parallel=split), jobs)):
                 it.hashes[rel] = h
         for it in items:
             manifest = "\n".join(f"{rel}\t{it.hashes[rel].sha256}" for rel, _, _ in sorted(it.files))
@@ -289,7 +291,7 @@ class Case:
 
         # 4. hash after: the evidence must not have changed while we read it
         changed = []
-        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        with ThreadPoolExecutor(max_workers=hash_threads) as pool:
             after = list(pool.map(lambda j: hash_file(j[2], md5=False), jobs))
         for (it, rel, real), h in zip(jobs, after):
             if h.sha256 != it.hashes[rel].sha256:

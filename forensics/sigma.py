@@ -31,6 +31,11 @@ __all__ = ["SigmaRun", "load_rules", "run"]
 _BUILTIN = {"EventID": "event_id", "Channel": "channel", "Provider_Name": "provider", "Computer": "host"}
 _FIELD = re.compile(r'("[^"]+"|\b[A-Za-z_][A-Za-z0-9_.]*)\s*(?:=|<>|!=|<|>|\bILIKE\b|\bLIKE\b|\bGLOB\b|\bIN\b|\bIS\b)')
 _REGEX_FIELD = re.compile(r'regexp_matches\(\s*("[^"]+"|[A-Za-z_][A-Za-z0-9_.]*)')
+# Which timeline sources a rule's log source can match.  Rules for log sources the case does not hold
+# (cloud audit logs, proxies, network devices...) are not evaluated: they are listed as skipped.
+PRODUCT_SOURCES = {"windows": ("EVTX",), "linux": ("SYSLOG", "AUDITD", "JOURNAL", "SHELL", "LOGIN", "FILE")}
+CATEGORY_SOURCES = {"webserver": ("WEB",), "proxy": ("WEB",)}
+
 _SQL_WORDS = {"AND", "OR", "NOT", "NULL", "TRUE", "FALSE", "SELECT", "FROM", "WHERE", "logs"}
 
 
@@ -44,6 +49,7 @@ class SigmaRun:
     rules_matched: int = 0
     conversion_errors: dict[str, str] = field(default_factory=dict)  # rule id or file -> reason
     evaluation_errors: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # rule id -> log source the timeline does not hold
     seconds: float = 0.0
 
 
@@ -110,10 +116,18 @@ def _column(name: str) -> str:
             f"json_extract_string(attrs, '$.Event.UserData.*.\"{key}\"')[1]) AS \"{name}\"")
 
 
-def _rule_sql(sql: str) -> str:
-    """The rule's query over the ``base`` table, with only the columns it uses computed."""
+def _sources(rule: Any) -> tuple[str, ...] | None:
+    ls = rule.logsource
+    if ls.category in CATEGORY_SOURCES:
+        return CATEGORY_SOURCES[ls.category]
+    return PRODUCT_SOURCES.get(ls.product) if ls.product else None
+
+
+def _rule_sql(sql: str, sources: tuple[str, ...]) -> str:
+    """The rule's query over the ``base`` table: only its log source's rows, only the columns it uses."""
     cols = ", ".join(['event_hash AS "__event_hash"'] + [_column(f) for f in sorted(_fields(sql) | {"EventID", "Channel"})])
-    return sql.replace("SELECT * FROM logs", f'SELECT "__event_hash" FROM (SELECT {cols} FROM base) AS logs', 1)
+    where = "source IN (" + ", ".join(f"'{s}'" for s in sources) + ")"
+    return sql.replace("SELECT * FROM logs", f'SELECT "__event_hash" FROM (SELECT {cols} FROM base WHERE {where}) AS logs', 1)
 
 
 def run(timeline: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
@@ -146,11 +160,17 @@ def run(timeline: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
     con = duckdb.connect()
     scope = " AND ".join(f"({w})" for w in timeline._where) or "TRUE"
     # the rows once, in memory: each rule then reads only the fields it names
-    con.execute(f"CREATE TEMP TABLE base AS SELECT event_hash, event_id, channel, provider, host, attrs "
+    con.execute(f"CREATE TEMP TABLE base AS SELECT event_hash, source, event_id, channel, provider, host, attrs "
                 f"FROM read_parquet({files!r}) WHERE {scope}")
+    present = {s for (s,) in con.sql("SELECT DISTINCT source FROM base").fetchall()}
     hits = []
     for rid, (rule, sql) in queries.items():
-        q = _rule_sql(sql)
+        sources = _sources(rule)
+        if not sources or not present.intersection(sources):
+            ls = rule.logsource
+            res.skipped[rid] = f"log source product={ls.product} category={ls.category} service={ls.service}: no such rows"
+            continue
+        q = _rule_sql(sql, sources)
         try:
             found = con.sql(q).fetchall()
         except Exception as exc:
