@@ -132,16 +132,28 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
     others: list[str] = []
     failures: dict[tuple[str, str], str] = {}
 
+    seen: set[str] = set()  # events this bin already wrote: a repeat is only a sighting
+    dropped = 0
+
     def write(table: pa.Table) -> None:
+        nonlocal dropped
         if not table.num_rows:
             return
         n = len(parts)
-        tl = Path(staging) / f"tl-{prefix}-{n:04d}.parquet"
-        write_parquet(table, tl)
-        parts.append(str(tl))
         sp = Path(staging) / f"sightings-{prefix}-{n:04d}.parquet"
         write_parquet(table.select(SIGHTINGS_SCHEMA.names).cast(SIGHTINGS_SCHEMA), sp)
         others.append(str(sp))
+        keep = []
+        for h in table.column("event_hash").to_pylist():
+            keep.append(h not in seen)
+            seen.add(h)
+        if not all(keep):
+            dropped += keep.count(False)
+            table = table.filter(pa.array(keep))
+        if table.num_rows:
+            tl = Path(staging) / f"tl-{prefix}-{n:04d}.parquet"
+            write_parquet(table, tl)
+            parts.append(str(tl))
 
     # Rows are acyclic (strings, tuples, dicts freed by reference counting); the cycle collector
     # would only re-traverse the growing batch again and again (measured: 3x slower batches).
@@ -179,7 +191,7 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
             "collector": collector, "engine": engine or cls.engines[0], "rows": rows, "lost": lost,
             "records_read": rows + lost, "warnings": len(rep.warnings), "failed": failure, "stats": dict(rep.stats),
         })
-    return {"parts": parts, "others": others, "problems": problems, "artifacts": reports}
+    return {"parts": parts, "others": others, "problems": problems, "artifacts": reports, "dropped": dropped}
 
 
 def _bins(tasks: list[tuple[str, str, Artifact]], workers: int, bin_bytes: int = 32 << 20) -> list[list[tuple[str, str, Artifact]]]:
@@ -336,6 +348,7 @@ class Case:
             records_read=records_read,
             errors=errors,
             warnings=warnings,
+            dropped_in_workers=sum(r["dropped"] for r in results),
         )
         phases["commit"] = time.monotonic() - t0 - sum(phases.values())
         log.info("collect phases (s): %s", {k: round(v, 2) for k, v in phases.items()})

@@ -292,13 +292,17 @@ class CaseStore:
         if fd is not None:
             os.close(fd)
 
-    def commit(self, run_id: str, timeline_parts: list[Path], other_parts: list[Path], **entry: Any) -> dict[str, Any]:
-        """Deduplicate the staged timeline parts against the case, then commit the run (see module doc)."""
+    def commit(self, run_id: str, timeline_parts: list[Path], other_parts: list[Path], dropped_in_workers: int = 0,
+               **entry: Any) -> dict[str, Any]:
+        """Deduplicate the staged timeline parts against the case, then commit the run (see module doc).
+
+        ``dropped_in_workers``: repeats the writers already left out of their parts (counted as duplicates).
+        """
         with self.lock():
             existing = _hash_array(self.files(TIMELINE_DIR))
             seen: list[np.ndarray] = []
             final: list[tuple[Path, str, int]] = []
-            duplicates = 0
+            duplicates = dropped_in_workers
             for part in timeline_parts:
                 table = pq.read_table(part)
                 hashes = np.concatenate([_fixed32(c) for c in table.column("event_hash").chunks]) if table.num_rows else np.empty(0, "S32")
