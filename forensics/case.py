@@ -301,6 +301,7 @@ class Case:
             raise
         results.sort(key=lambda r: r["parts"][0] if r["parts"] else "~")
 
+        phases["parse"] = time.monotonic() - t0 - sum(phases.values())
         # 4. hash after: the evidence must not have changed while we read it
         changed = []
         with ThreadPoolExecutor(max_workers=hash_threads) as pool:
