@@ -304,8 +304,8 @@ class CaseStore:
             final: list[tuple[Path, str, int]] = []
             duplicates = dropped_in_workers
             for part in timeline_parts:
-                table = pq.read_table(part)
-                hashes = np.concatenate([_fixed32(c) for c in table.column("event_hash").chunks]) if table.num_rows else np.empty(0, "S32")
+                col = pq.read_table(part, columns=["event_hash"]).column(0)  # the full part only if it must be rewritten
+                hashes = np.concatenate([_fixed32(c) for c in col.chunks]) if len(col) else np.empty(0, "S32")
                 # First occurrence inside this part, then not in the case, then not in earlier parts of this run.
                 _, first = np.unique(hashes, return_index=True)
                 keep = np.zeros(hashes.shape, dtype=bool)
@@ -315,12 +315,12 @@ class CaseStore:
                     run_hashes = np.sort(np.concatenate(seen))
                     keep &= ~_isin_sorted(hashes, run_hashes)
                 kept = int(keep.sum())
-                duplicates += table.num_rows - kept
+                duplicates += len(col) - kept
                 if kept == 0:
                     part.unlink()
                     continue
-                if kept < table.num_rows:
-                    write_parquet(table.filter(pa.array(keep)), part)
+                if kept < len(col):
+                    write_parquet(pq.read_table(part).filter(pa.array(keep)), part)
                 seen.append(hashes[keep])
                 final.append((part, TIMELINE_DIR, kept))
             for part in other_parts:
