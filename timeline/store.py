@@ -300,28 +300,30 @@ class CaseStore:
         """
         with self.lock():
             existing = _hash_array(self.files(TIMELINE_DIR))
-            seen: list[np.ndarray] = []
             final: list[tuple[Path, str, int]] = []
             duplicates = dropped_in_workers
+            # All the run's hashes at once (only the event_hash column is read): one sort finds the first
+            # occurrence of every event across the run's parts, in part order.
+            per_part = []
             for part in timeline_parts:
-                col = pq.read_table(part, columns=["event_hash"]).column(0)  # the full part only if it must be rewritten
-                hashes = np.concatenate([_fixed32(c) for c in col.chunks]) if len(col) else np.empty(0, "S32")
-                # First occurrence inside this part, then not in the case, then not in earlier parts of this run.
-                _, first = np.unique(hashes, return_index=True)
-                keep = np.zeros(hashes.shape, dtype=bool)
-                keep[first] = True
-                keep &= ~_isin_sorted(hashes, existing)
-                if seen:
-                    run_hashes = np.sort(np.concatenate(seen))
-                    keep &= ~_isin_sorted(hashes, run_hashes)
+                col = pq.read_table(part, columns=["event_hash"]).column(0)
+                per_part.append(np.concatenate([_fixed32(c) for c in col.chunks]) if len(col) else np.empty(0, "S32"))
+            allh = np.concatenate(per_part) if per_part else np.empty(0, "S32")
+            _, first = np.unique(allh, return_index=True)
+            keep_all = np.zeros(allh.shape, dtype=bool)
+            keep_all[first] = True
+            keep_all &= ~_isin_sorted(allh, existing)
+            start = 0
+            for part, hashes in zip(timeline_parts, per_part):
+                keep = keep_all[start:start + len(hashes)]
+                start += len(hashes)
                 kept = int(keep.sum())
-                duplicates += len(col) - kept
+                duplicates += len(hashes) - kept
                 if kept == 0:
                     part.unlink()
                     continue
-                if kept < len(col):
+                if kept < len(hashes):  # the whole part is read only when it must be rewritten
                     write_parquet(pq.read_table(part).filter(pa.array(keep)), part)
-                seen.append(hashes[keep])
                 final.append((part, TIMELINE_DIR, kept))
             for part in other_parts:
                 kind = SIGHTINGS_DIR if part.name.startswith("sightings-") else PROBLEMS_DIR
