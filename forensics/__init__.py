@@ -12,7 +12,6 @@ The public API is what ``__all__`` lists (a test guards it)::
 
 from __future__ import annotations
 
-from forensics import hunt  # registers the df.fx accessor
 from forensics.case import Case, CollectReport, VerifyReport
 from forensics.query import Timeline
 from forensics.query import open_case as open  # noqa: A001 - forensics.open(CASE) is the documented entry point
@@ -52,3 +51,12 @@ __all__ = [
     "ParserUnavailable",
     "QueryError",
 ]
+
+
+def __getattr__(name: str):
+    # forensics.hunt (and with it pandas) loads on first use: collection workers never pay for it.
+    if name == "hunt":
+        import importlib
+
+        return importlib.import_module("forensics.hunt")
+    raise AttributeError(f"module 'forensics' has no attribute {name!r}")

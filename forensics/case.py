@@ -28,7 +28,6 @@ from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from collectors import REGISTRY, Artifact, by_name, collector_for
 from timeline.custody import FileHashes, hash_file, verify_chain
@@ -362,6 +361,12 @@ class Case:
 
     # --- read ------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _read(files: list[Path], columns: list[str] | None = None) -> pa.Table:
+        import pyarrow.dataset as ds  # imports pandas: only when reading, never in collection workers
+
+        return ds.dataset([str(f) for f in files], format="parquet").to_table(columns=columns)
+
     def timeline(self, columns: list[str] | None = None) -> pa.Table:
         """The whole timeline as one Arrow table, sorted by time (small cases; see issue 5 for lazy reads)."""
         files = self.store.files(TIMELINE_DIR)
@@ -370,16 +375,16 @@ class Case:
 
             t = empty_table()
             return t.select(columns) if columns else t
-        t = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=columns)
+        t = self._read(files, columns)
         return t.sort_by("timestamp") if "timestamp" in t.column_names else t
 
     def sightings(self) -> pa.Table:
         files = self.store.files(SIGHTINGS_DIR)
-        return ds.dataset([str(f) for f in files], format="parquet").to_table() if files else SIGHTINGS_SCHEMA.empty_table()
+        return self._read(files) if files else SIGHTINGS_SCHEMA.empty_table()
 
     def problems(self) -> pa.Table:
         files = self.store.files(PROBLEMS_DIR)
-        return ds.dataset([str(f) for f in files], format="parquet").to_table() if files else PROBLEMS_SCHEMA.empty_table()
+        return self._read(files) if files else PROBLEMS_SCHEMA.empty_table()
 
     def info(self) -> dict[str, Any]:
         t = self.timeline(["timestamp", "host", "artifact"])

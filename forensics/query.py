@@ -181,6 +181,7 @@ class Timeline:
 
     def to_pandas(self, columns: Iterable[str] | None = None, limit: int | None = None):
         """The rows, sorted by time, with ``local_time`` (the case's zone) after ``timestamp``."""
+        import forensics.hunt  # noqa: F401 - registers the df.fx accessor on the frames we return
         cols = list(columns) if columns else None
         if cols is not None and "timestamp" not in cols:
             cols = ["timestamp"] + cols
