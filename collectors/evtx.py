@@ -31,6 +31,7 @@ kept in ``attrs.Record.written_time``.  A record whose TimeCreated cannot be rea
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import io
 import mmap
 from hashlib import sha256
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 _EPOCH = _dt.datetime(1970, 1, 1)
 _NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what a timestamp[ns] can hold (years 1677..2262)
 _NUM_ERR = re.compile(r"record number (\d+)")
+@functools.lru_cache(maxsize=None)
 def _pkg_version(name: str) -> str:
     try:
         return version(name)
@@ -317,38 +319,35 @@ class EvtxCollector(Collector):
         self._engine_errors: dict[int, str] = {}
         self._batch_rows = batch_rows
 
-        if engine == "evtx":
-            import evtx as _rs
+        try:
+            if engine == "evtx":
+                import evtx as _rs
 
-            ver = _pkg_version("evtx")
-            yield from self._run_rs(_rs, artifact.fs_path, f"evtx-rs/{ver}")
-            missing = [n for n in by_number if n not in self._done]
-            if missing:
-                fd = open_evidence(artifact.fs_path)
-                with os.fdopen(fd, "rb") as fh:
-                    def data_at(off: int, size: int) -> bytes:
-                        fh.seek(off)
-                        return fh.read(size)
-
-                    for ci in sorted({by_number[n].chunk for n in missing}):
-                        image = recovery_file(data_at, ci, sc.frames)
-                        yield from self._run_rs(_rs, io.BytesIO(image), f"evtx-rs/{ver}+chunk-recovery", only=set(missing))
+                ver = _pkg_version("evtx")
+                yield from self._run_rs(_rs, artifact.fs_path, f"evtx-rs/{ver}")
                 missing = [n for n in by_number if n not in self._done]
-            if missing:
-                yield from self._run_dissect(missing, f"dissect.eventlog/{_pkg_version('dissect.eventlog')}")
-        else:
-            yield from self._run_python_evtx(f"python-evtx/{_pkg_version('python-evtx')}")
+                if missing:
+                    buf = self._buf
+                    for ci in sorted({by_number[n].chunk for n in missing}):
+                        image = recovery_file(lambda off, size: bytes(buf[off:off + size]), ci, sc.frames)
+                        yield from self._run_rs(_rs, io.BytesIO(image), f"evtx-rs/{ver}+chunk-recovery", only=set(missing))
+                    missing = [n for n in by_number if n not in self._done]
+                if missing:
+                    yield from self._run_dissect(missing, f"dissect.eventlog/{_pkg_version('dissect.eventlog')}")
+            else:
+                yield from self._run_python_evtx(f"python-evtx/{_pkg_version('python-evtx')}")
 
-        lost = [by_number[n] for n in by_number if n not in self._done]
-        for fr in lost:
-            why = self._engine_errors.get(fr.number, "no parser could decode this record frame")
-            rep.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
-        for n, m in self._engine_errors.items():
-            if n not in by_number or n in self._done:  # reported by a parser, but nothing was lost
-                rep.warn("parser_error", m, f"record={n}" if n >= 0 else None)
-        rep.stats.update(lost_frames=len(lost), engine_errors=len(self._engine_errors))
-        if isinstance(self._buf, mmap.mmap):
-            self._buf.close()
+            lost = [by_number[n] for n in by_number if n not in self._done]
+            for fr in lost:
+                why = self._engine_errors.get(fr.number, "no parser could decode this record frame")
+                rep.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
+            for n, m in self._engine_errors.items():
+                if n not in by_number or n in self._done:  # reported by a parser, but nothing was lost
+                    rep.warn("parser_error", m, f"record={n}" if n >= 0 else None)
+            rep.stats.update(lost_frames=len(lost), engine_errors=len(self._engine_errors))
+        finally:
+            if isinstance(self._buf, mmap.mmap):
+                self._buf.close()
 
     def finish(self) -> Iterator[pa.Table]:
         yield from self._flush()
