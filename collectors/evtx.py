@@ -266,6 +266,11 @@ class EvtxCollector(Collector):
     source = "EVTX"
     engines = ("evtx", "python-evtx")
 
+    def __init__(self, engine: str | None = None, threads: int = 1):
+        super().__init__(engine, threads)
+        self._rows = RowBuilder()
+        self._batch_rows = 100_000
+
     @classmethod
     def matches(cls, path: str) -> bool:
         if path.lower().endswith(".evtx"):
@@ -353,11 +358,6 @@ class EvtxCollector(Collector):
         yield from self._flush()
 
     # --- batching -------------------------------------------------------------------------------
-
-    def __init__(self, engine: str | None = None, threads: int = 1):
-        super().__init__(engine, threads)
-        self._rows = RowBuilder()
-        self._batch_rows = 100_000
 
     def _push(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
               s: dict | None = None, d: dict | None = None) -> Iterator[pa.Table]:
