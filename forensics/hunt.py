@@ -22,6 +22,7 @@ import json
 import re
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "powershell",
     "first_seen",
     "story",
+    "story_rows",
     "onset",
 ]
 
@@ -167,8 +169,10 @@ def brute_force(data: Any, threshold: int = 10, window: str = "10min") -> pd.Dat
     span = pd.Timedelta(window)
     for (src, host), g in fails.groupby(["source", "host"], sort=True):
         t = g["timestamp"].sort_values().reset_index(drop=True)
-        # the largest number of failures inside any window starting at a failure
-        best = max(int((t.searchsorted(x + span, side="right") - i)) for i, x in enumerate(t))
+        # the largest number of failures inside any window starting at a failure (vectorised)
+        ns = t.astype("int64").to_numpy() if hasattr(t, "astype") else t
+        ends = np.searchsorted(ns, ns + span.value, side="right")
+        best = int((ends - np.arange(len(ns))).max())
         if best < threshold:
             continue
         ok = tries[(tries["source"] == src) & (tries["host"] == host) & (tries["outcome"] == "success")
@@ -336,17 +340,27 @@ def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30mi
     fails = logons(df) if len(df) else pd.DataFrame()
     if len(fails):
         fails = fails[fails["outcome"] == "failure"].assign(source=lambda x: x["src_ip"].fillna(x["src_host"]))
+        span = pd.Timedelta(spray_window).value
         for src, g in fails.groupby("source"):
             g = g.sort_values("timestamp")
-            span = pd.Timedelta(spray_window)
-            for i, t0 in enumerate(g["timestamp"]):
-                win = g[(g["timestamp"] >= t0) & (g["timestamp"] <= t0 + span)]
-                if win["user"].nunique() >= spray_users:
-                    row = win.iloc[[0]].copy()
+            ns = g["timestamp"].astype("int64").to_numpy()
+            users = g["user"].fillna("?").to_numpy()
+            # slide a window over the failures, counting distinct accounts in it (one pass)
+            counts: dict[str, int] = {}
+            j = 0
+            for i in range(len(ns)):
+                while j < len(ns) and ns[j] <= ns[i] + span:
+                    counts[users[j]] = counts.get(users[j], 0) + 1
+                    j += 1
+                if len(counts) >= spray_users:
+                    row = g.iloc[[i]].copy()
                     row["technique"] = "T1110.003"
-                    row["finding"] = f"password spraying from {src}: {win['user'].nunique()} accounts, {len(win)} failures"
+                    row["finding"] = f"password spraying from {src}: {len(counts)} accounts, {j - i} failures"
                     parts.append(row)
                     break
+                counts[users[i]] -= 1
+                if not counts[users[i]]:
+                    del counts[users[i]]
     out = pd.concat(parts) if parts else df.iloc[0:0].assign(technique=None, finding=None)
     return _out(out, ["technique", "finding", "user", "process", "src_ip", "event_id"])
 
@@ -429,6 +443,23 @@ def first_seen(data: Any, indicator: str) -> pd.DataFrame:
 
 # --- the story ---------------------------------------------------------------------------------------
 
+STORY_EVENT_IDS = (4624, 4625, 4648, 4768, 4771, 4776, 1149, 21, 24, 25, 7045, 4697, 13, 4698, 4699, 4700, 4701,
+                   4702, 4720, 4728, 4729, 4732, 4733, 4756, 4757, 10, 1, 4688, 4104, 4769, 1102, 104, 7040, 4103,
+                   400, 800)
+
+
+def story_rows(tl: Any) -> pd.DataFrame:
+    """The rows :func:`story` can use, read from a Timeline with the filter pushed down to DuckDB
+    (so a story over a case far larger than memory reads only its candidate rows)."""
+    ids = ", ".join(str(i) for i in sorted(set(STORY_EVENT_IDS)))
+    clause = (f"(event_id IN ({ids}) OR source IN ('SYSLOG', 'WEB') OR artifact IN ('wtmp', 'btmp') "
+              "OR regexp_matches(coalesce(command_line, ''), ?))")
+    # attrs is the biggest column: keep it only where a helper reads a field from it
+    need = ", ".join(str(i) for i in (4625, 4768, 4771, 4776, 7045, 4697, 10, 13, 4769, 1102, 104))
+    return tl._with(clause, "(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy").to_pandas(
+        replace={"attrs": f"CASE WHEN event_id IN ({need}) THEN attrs END"})
+
+
 def _txt(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), "?").astype(str)
 
@@ -436,7 +467,9 @@ def _txt(series: pd.Series) -> pd.Series:
 def story(data: Any) -> pd.DataFrame:
     """The attack as one ordered table of findings from every helper: time (UTC and local), host,
     ATT&CK technique, finding, and a reference back to the supporting row (evidence, record)."""
-    df = _frame(data)
+    from forensics.query import Timeline
+
+    df = story_rows(data) if isinstance(data, Timeline) else _frame(data)
     findings: list[pd.DataFrame] = []
 
     def add(frame: pd.DataFrame, technique: Any, finding: Callable[[pd.DataFrame], pd.Series]) -> None:

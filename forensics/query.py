@@ -174,18 +174,23 @@ class Timeline:
         finally:
             con.close()
 
-    def to_arrow(self, columns: Iterable[str] | None = None, limit: int | None = None) -> pa.Table:
+    def to_arrow(self, columns: Iterable[str] | None = None, limit: int | None = None,
+                 replace: dict[str, str] | None = None) -> pa.Table:
+        """The rows, sorted by time.  ``replace``: column -> SQL expression computed in its place."""
         cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        if replace:
+            cols += " REPLACE (" + ", ".join(f'{expr} AS "{c}"' for c, expr in replace.items()) + ")"
         tail = "ORDER BY timestamp, event_hash" + (f" LIMIT {int(limit)}" if limit else "")
         return self._query(cols, tail)
 
-    def to_pandas(self, columns: Iterable[str] | None = None, limit: int | None = None):
+    def to_pandas(self, columns: Iterable[str] | None = None, limit: int | None = None,
+                  replace: dict[str, str] | None = None):
         """The rows, sorted by time, with ``local_time`` (the case's zone) after ``timestamp``."""
         import forensics.hunt  # noqa: F401 - registers the df.fx accessor on the frames we return
         cols = list(columns) if columns else None
         if cols is not None and "timestamp" not in cols:
             cols = ["timestamp"] + cols
-        df = self.to_arrow(cols, limit).to_pandas()
+        df = self.to_arrow(cols, limit, replace).to_pandas()
         df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")
         df.insert(df.columns.get_loc("timestamp") + 1, "local_time", df["timestamp"].dt.tz_convert(self.tz))
         return df
@@ -289,12 +294,12 @@ class Timeline:
     def story(self):
         from forensics import hunt
 
-        return hunt.story(self.to_pandas())
+        return hunt.story(self)
 
     def onset(self):
         from forensics import hunt
 
-        return hunt.onset(self.to_pandas())
+        return hunt.onset(self)
 
     def __repr__(self) -> str:
         return f"Timeline({str(self.case_dir)!r}, tz={self.tz!r}, filters={len(self._where)})"
