@@ -443,21 +443,34 @@ def first_seen(data: Any, indicator: str) -> pd.DataFrame:
 
 # --- the story ---------------------------------------------------------------------------------------
 
-STORY_EVENT_IDS = (4624, 4625, 4648, 4768, 4771, 4776, 1149, 21, 24, 25, 7045, 4697, 13, 4698, 4699, 4700, 4701,
-                   4702, 4720, 4728, 4729, 4732, 4733, 4756, 4757, 10, 1, 4688, 4104, 4769, 1102, 104, 7040, 4103,
-                   400, 800)
+# Families the story uses whole: rare events.
+_STORY_WHOLE = (7045, 4697, 4698, 4699, 4700, 4701, 4702, 4720, 4728, 4729, 4732, 4733, 4756, 4757, 1102, 104, 7040,
+                4103, 4104, 400, 800, 1149, 21, 24, 25, 4625, 4771, 4648)
 
 
 def story_rows(tl: Any) -> pd.DataFrame:
-    """The rows :func:`story` can use, read from a Timeline with the filter pushed down to DuckDB
-    (so a story over a case far larger than memory reads only its candidate rows)."""
-    ids = ", ".join(str(i) for i in sorted(set(STORY_EVENT_IDS)))
-    clause = (f"(event_id IN ({ids}) OR source IN ('SYSLOG', 'WEB') OR artifact IN ('wtmp', 'btmp') "
-              "OR regexp_matches(coalesce(command_line, ''), ?))")
+    """The rows :func:`story` can use, read from a Timeline with the filter pushed down to DuckDB, so a
+    story over a case far larger than memory reads only candidates: the rare families whole; of the
+    frequent ones (logons, Kerberos, process starts, Sysmon) only what a finding can come from —
+    failures, RDP logons, logons from sources that failed, LSASS access, service keys, inhibit-recovery
+    and dump commands, RC4 service tickets."""
+    whole = ", ".join(str(i) for i in _STORY_WHOLE)
+    failed_sources = "SELECT DISTINCT src_ip FROM timeline_all WHERE event_id IN (4625, 4771) AND src_ip IS NOT NULL"
+    clause = (
+        f"(event_id IN ({whole})"
+        " OR (event_id IN (4768, 4776) AND lower(coalesce(json_extract_string(attrs, '$.Event.EventData.Status'), '0x0'))"
+        " NOT IN ('0x0', '0'))"
+        " OR (event_id = 4769 AND json_extract_string(attrs, '$.Event.EventData.TicketEncryptionType') = '0x17')"
+        f" OR (event_id = 4624 AND (logon_type = 10 OR src_ip IN ({failed_sources})))"
+        " OR (channel = 'Microsoft-Windows-Sysmon/Operational' AND ((event_id = 10 AND lower(path) LIKE '%lsass.exe')"
+        "     OR (event_id = 13 AND path ILIKE '%\\services\\%\\imagepath')))"
+        " OR (event_id IN (1, 4688) AND regexp_matches(coalesce(command_line, ''), ?))"
+        " OR source IN ('SYSLOG', 'WEB') OR artifact IN ('wtmp', 'btmp'))"
+    )
+    pattern = r"(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy|comsvcs|procdump|sekurlsa|lsadump|ntdsutil|reg(\.exe)?\s+save"
     # attrs is the biggest column: keep it only where a helper reads a field from it
     need = ", ".join(str(i) for i in (4625, 4768, 4771, 4776, 7045, 4697, 10, 13, 4769, 1102, 104))
-    return tl._with(clause, "(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy").to_pandas(
-        replace={"attrs": f"CASE WHEN event_id IN ({need}) THEN attrs END"})
+    return tl._with(clause, pattern).to_pandas(replace={"attrs": f"CASE WHEN event_id IN ({need}) THEN attrs END"})
 
 
 def _txt(series: pd.Series) -> pd.Series:
