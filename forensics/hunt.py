@@ -39,6 +39,7 @@ __all__ = [
     "lateral_movement",
     "powershell",
     "first_seen",
+    "encryption_burst",
     "story",
     "story_rows",
     "onset",
@@ -441,6 +442,49 @@ def first_seen(data: Any, indicator: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --- encryption ---------------------------------------------------------------------------------
+
+_NOTE = re.compile(r"(?:readme|read_me|how[_ -]?to|decrypt|restore|recover|ransom|!!!)[^\\/]*\.(?:txt|html?|hta|url)$", re.I)
+_EXT = re.compile(r"\.([A-Za-z0-9]{1,16})$")
+
+
+def encryption_burst(data: Any, window: str = "10min", min_files: int = 100) -> pd.DataFrame:
+    """Mass encryption: per host, at least ``min_files`` files written or renamed to one extension inside
+    ``window``, that extension not seen on that host before the burst; with the ransom notes (README /
+    DECRYPT / HOW_TO ... .txt/.html) that appeared.  Reads file events: Sysmon 11 (file created), Sysmon 2
+    and, with the file-system collector, ``source == "FILE"`` rows (``path`` is the file)."""
+    df = _frame(data, lambda tl: tl._with(
+        "(source = 'FILE' OR (channel = 'Microsoft-Windows-Sysmon/Operational' AND event_id IN (2, 11)))"))
+    files = df[df["path"].notna() & ((df.get("source") == "FILE") | _is(df, SYSMON, 2, 11))] if len(df) else df
+    cols = ["host", "extension", "first", "last", "files", "directories", "notes", "first_note",
+            "evidence_path", "record_ref"]
+    if files.empty:
+        return pd.DataFrame(columns=cols)
+    files = files.assign(extension=files["path"].str.extract(_EXT)[0].str.lower(),
+                         directory=files["path"].str.replace(r"[\\/][^\\/]*$", "", regex=True),
+                         note=files["path"].str.contains(_NOTE)).sort_values("timestamp")
+    span = pd.Timedelta(window).value
+    rows = []
+    for (host, ext), g in files[files["extension"].notna() & ~files["note"]].groupby(["host", "extension"], sort=True):
+        ns = g["timestamp"].astype("int64").to_numpy()
+        ends = np.searchsorted(ns, ns + span, side="right")
+        counts = ends - np.arange(len(ns))
+        i = int(np.argmax(counts >= min_files)) if (counts >= min_files).any() else -1
+        if i < 0:
+            continue
+        if i > 0 and len(g.iloc[:i]) > max(5, min_files // 20):  # the extension was common before: not new
+            continue
+        burst = g.iloc[i:]
+        notes = files[(files["host"] == host) & files["note"] & (files["timestamp"] >= burst["timestamp"].iloc[0]
+                                                                - pd.Timedelta(window))]
+        rows.append({"host": host, "extension": ext, "first": burst["timestamp"].iloc[0],
+                     "last": burst["timestamp"].iloc[-1], "files": len(burst),
+                     "directories": burst["directory"].nunique(), "notes": len(notes),
+                     "first_note": notes["path"].iloc[0] if len(notes) else None,
+                     "evidence_path": burst["evidence_path"].iloc[0], "record_ref": burst["record_ref"].iloc[0]})
+    return pd.DataFrame(rows, columns=cols).sort_values("first").reset_index(drop=True) if rows else pd.DataFrame(columns=cols)
+
+
 # --- the story ---------------------------------------------------------------------------------------
 
 # Families the story uses whole: rare events.
@@ -515,16 +559,24 @@ def story(data: Any) -> pd.DataFrame:
         add(flagged, "T1059.001", lambda f: "PowerShell " + f.apply(
             lambda r: "/".join(k for k in ("download", "encoded", "obfuscated") if r[k]), axis=1)
             + ": " + _txt(f["command_line"]).str.slice(0, 160))
+    eb = encryption_burst(data if isinstance(data, Timeline) else df)
+    if not eb.empty:
+        findings.append(pd.DataFrame({
+            "timestamp": eb["first"], "host": eb["host"], "technique": "T1486",
+            "finding": "encryption burst: " + eb["files"].astype(str) + " files to ." + eb["extension"] + " in "
+                       + eb["directories"].astype(str) + " folders, " + eb["notes"].astype(str) + " ransom notes",
+            "evidence_path": eb["evidence_path"], "record_ref": eb["record_ref"]}))
     lg = logons(df)
     rdp = lg[(lg["method"] == "RDP") & (lg["outcome"] == "success")] if not lg.empty else lg
     add(rdp, "T1021.001", lambda f: "RDP logon by " + _txt(f["user"]) + " from " + _txt(f["src_ip"]))
-    cols = ["timestamp"] + (["local_time"] if "local_time" in df else []) + ["host", "technique", "finding"] + PROVENANCE
+    zone = data.tz if isinstance(data, Timeline) else (df["local_time"].dt.tz if "local_time" in df else None)
+    cols = ["timestamp"] + (["local_time"] if zone is not None else []) + ["host", "technique", "finding"] + PROVENANCE
     if not findings:
         return pd.DataFrame(columns=cols)
     out = pd.concat(findings, ignore_index=True)
     out["finding"] = out["finding"].astype(str).str.replace(r"\s+", " ", regex=True)
-    if "local_time" in cols and len(df):
-        out["local_time"] = out["timestamp"].dt.tz_convert(df["local_time"].dt.tz)
+    if zone is not None:
+        out["local_time"] = out["timestamp"].dt.tz_convert(zone)
     return out.reindex(columns=cols).sort_values(["timestamp", "host"], kind="stable").reset_index(drop=True)
 
 
@@ -589,6 +641,9 @@ class FxAccessor:
 
     def first_seen(self, indicator: str) -> pd.DataFrame:
         return first_seen(self._df, indicator)
+
+    def encryption_burst(self, window: str = "10min", min_files: int = 100) -> pd.DataFrame:
+        return encryption_burst(self._df, window=window, min_files=min_files)
 
     def story(self) -> pd.DataFrame:
         return story(self._df)

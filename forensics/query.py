@@ -291,6 +291,11 @@ class Timeline:
 
         return hunt.first_seen(self, indicator)
 
+    def encryption_burst(self, window: str = "10min", min_files: int = 100):
+        from forensics import hunt
+
+        return hunt.encryption_burst(self, window=window, min_files=min_files)
+
     def story(self):
         from forensics import hunt
 

@@ -180,3 +180,50 @@ def test_story_and_onset(tl):
     assert on.iloc[0]["host"] == "*" and iso_ns(on.iloc[0]["onset"].value) == "2012-03-15T22:11:55.216665800Z"
     row = on[on["host"] == "DESKTOP-DF4ULDE"].iloc[0]
     assert (iso_ns(row["onset"].value), row["technique"]) == ("2017-10-23T07:32:27.969467200Z", "T1490")
+
+
+def test_encryption_burst(tmp_path):
+    """File events written as the Sysmon collector writes them (event 11, path = the file), in a real case."""
+    from timeline.schema import RowBuilder
+    from timeline.store import CaseStore, write_parquet
+
+    store = CaseStore.create(tmp_path / "case", tz="Asia/Kolkata")
+    rb = RowBuilder()
+    t0 = int(pd.Timestamp("2022-11-22 09:00", tz="UTC").value)
+    burst = int(pd.Timestamp("2022-11-23 01:40", tz="UTC").value)
+
+    def add(i, t, path):
+        rb.add(timestamp=t, timestamp_desc="Event Logged", host="EHOSP-FS01", source="EVTX",
+               artifact="evtx:Microsoft-Windows-Sysmon/Operational", event_id=11,
+               channel="Microsoft-Windows-Sysmon/Operational", path=path, process="C:\\Users\\Public\\x.exe",
+               message=f"Sysmon 11 file created by x.exe: {path}", attrs="{}", tags=[], tz_source="source_utc",
+               evidence_id="e", evidence_path="Sysmon.evtx", record_ref=f"record={i}", parser="test",
+               event_hash=f"{i:032x}")
+
+    i = 0
+    for k in range(200):  # a day of ordinary work: documents saved now and then
+        add(i, t0 + k * 400 * 10**9, f"D:\\Records\\ward{k % 7}\\patient{k}.docx")
+        i += 1
+    for d in range(30):  # three minutes: 10 files per folder renamed to .locked, and a note per folder
+        for f in range(10):
+            add(i, burst + (d * 10 + f) * 600_000_000, f"D:\\Records\\dept{d}\\scan{f}.pdf.locked")
+            i += 1
+        add(i, burst + d * 6 * 10**9 + 1, f"D:\\Records\\dept{d}\\README_DECRYPT.txt")
+        i += 1
+    staging = store.staging_dir("run1")
+    write_parquet(rb.to_table(), staging / "tl-0.parquet")
+    store.commit("run1", [staging / "tl-0.parquet"], [])
+
+    tl = forensics.open(tmp_path / "case")
+    eb = tl.encryption_burst(window="10min", min_files=100)
+    assert eb[["host", "extension", "files", "directories", "notes", "first_note"]].to_dict("records") == [
+        {"host": "EHOSP-FS01", "extension": "locked", "files": 300, "directories": 30, "notes": 30,
+         "first_note": "D:\\Records\\dept0\\README_DECRYPT.txt"}]
+    assert iso_ns(eb["first"].iloc[0].value) == "2022-11-23T01:40:00.000000000Z"
+    assert iso_ns(eb["last"].iloc[0].value) == "2022-11-23T01:42:59.400000000Z"
+    assert eb["record_ref"].iloc[0] == "record=200"
+    assert tl.encryption_burst(min_files=500).empty  # not enough files
+    st = tl.story()
+    enc = st[st["technique"] == "T1486"]
+    assert enc["finding"].tolist() == ["encryption burst: 300 files to .locked in 30 folders, 30 ransom notes"]
+    assert str(enc["local_time"].iloc[0]) == "2022-11-23 07:10:00+05:30"
