@@ -34,6 +34,7 @@ from timeline.custody import FileHashes, hash_file, verify_chain
 from timeline.schema import iso_ns
 from timeline.errors import EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
 from timeline.store import (
+    DATA_DIRS,
     PROBLEMS_DIR,
     PROBLEMS_SCHEMA,
     SIGHTINGS_DIR,
@@ -448,7 +449,7 @@ class Case:
                 for ev in e.get("evidence", []):
                     for f in ev.get("files", []):
                         evidence_files[f["real_path"]] = f["sha256"]
-        present = {f"{kind}/{p.name}" for kind in (TIMELINE_DIR, SIGHTINGS_DIR, PROBLEMS_DIR) for p in store.files(kind)}
+        present = {f"{kind}/{p.name}" for kind in DATA_DIRS for p in store.files(kind)}
         for rel in sorted(present - listed.keys()):
             problems.append(f"{rel}: file is not recorded in the custody log")
         checked = 0

@@ -193,6 +193,8 @@ def _hunt_sigma(tl, args: argparse.Namespace) -> int:
         for r in m.itertuples():
             local = r.timestamp.tz_convert(tl.tz).isoformat()
             print(f"{local}  {r.host}  [{r.level}] {r.title}  ({r.rule_id})  {r.message}  [{r.evidence_path} {r.record_ref}]")
+    if args.save:
+        sigma.save(tl, run, args.sigma)
     print(f"sigma: {run.rules_loaded} rules loaded, {run.rules_converted} converted, {run.rules_matched} matched "
           f"{len(m)} row(s); {len(run.conversion_errors)} not convertible, {len(run.evaluation_errors)} failed to "
           f"evaluate; {run.seconds:.1f} s", file=sys.stderr)
@@ -255,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--sigma", action="append", metavar="PATH",
                    help="apply Sigma rules (file or folder, repeatable) instead of printing the story; -v lists the rules "
                         "that could not be converted or evaluated")
+    h.add_argument("--save", action="store_true",
+                   help="with --sigma: store the matches in the case (custody-logged) so the rows' tags carry them")
     h.set_defaults(func=cmd_hunt)
 
     g = sub.add_parser("plot", help="PNG figures: activity per host over time, or the story as a timeline")

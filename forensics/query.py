@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from timeline.errors import CaseError, QueryError
 from timeline.schema import SCHEMA
-from timeline.store import TIMELINE_DIR
+from timeline.store import DETECTIONS_DIR, TIMELINE_DIR
 
 __all__ = ["Timeline", "open_case"]
 
@@ -158,7 +158,14 @@ class Timeline:
 
         con = duckdb.connect()
         files = self._files()
-        if files:
+        detections = sorted(str(p) for p in (self.case_dir / DETECTIONS_DIR).glob("*.parquet"))
+        if files and detections:
+            # rows carry the tags detections gave them (Sigma rules saved with --save)
+            con.execute(
+                f"CREATE VIEW timeline_all AS SELECT t.* REPLACE (list_distinct(list_concat(t.tags, coalesce(d.tags, []))) AS tags) "
+                f"FROM read_parquet({files!r}) t LEFT JOIN (SELECT event_hash, flatten(list(tags)) AS tags "
+                f"FROM read_parquet({detections!r}) GROUP BY event_hash) d USING (event_hash)")
+        elif files:
             con.execute(f"CREATE VIEW timeline_all AS SELECT * FROM read_parquet({files!r})")
         else:
             con.register("timeline_all", SCHEMA.empty_table())

@@ -26,7 +26,7 @@ import pandas as pd
 
 from timeline.errors import ParserUnavailable
 
-__all__ = ["SigmaRun", "load_rules", "run"]
+__all__ = ["SigmaRun", "load_rules", "run", "save"]
 
 _BUILTIN = {"EventID": "event_id", "Channel": "channel", "Provider_Name": "provider", "Computer": "host"}
 _FIELD = re.compile(r'("[^"]+"|\b[A-Za-z_][A-Za-z0-9_.]*)\s*(?:=|<>|!=|<|>|\bILIKE\b|\bLIKE\b|\bGLOB\b|\bIN\b|\bIS\b)')
@@ -192,3 +192,26 @@ def run(timeline: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
     res.rules_matched = matches["rule_id"].nunique() if len(matches) else 0
     res.seconds = time.monotonic() - t0
     return res
+
+
+def save(timeline: Any, result: SigmaRun, rules: Any = None) -> dict[str, Any]:
+    """Store a run's matches in the case (``detections/``, committed with a custody entry), so the rows'
+    ``tags`` carry ``sigma:<rule id>`` and the rules' ATT&CK tags from then on."""
+    import pyarrow as pa
+
+    from timeline.store import DETECTIONS_SCHEMA, CaseStore, new_run_id, write_parquet
+
+    store = CaseStore(timeline.case_dir)
+    run_id = new_run_id()
+    staging = store.staging_dir(run_id)
+    m = result.matches
+    table = pa.Table.from_pydict(
+        {"event_hash": list(m["event_hash"]) if len(m) else [], "tags": list(m["tags"]) if len(m) else [],
+         "rule_id": list(m["rule_id"]) if len(m) else [], "title": list(m["title"]) if len(m) else [],
+         "level": list(m["level"]) if len(m) else []}, schema=DETECTIONS_SCHEMA)
+    part = staging / f"detections-{run_id}.parquet"
+    write_parquet(table, part, sort=False)
+    return store.commit(run_id, [], [part], action_detail="sigma", rules=[str(r) for r in (rules or [])],
+                        rules_loaded=result.rules_loaded, rules_converted=result.rules_converted,
+                        rules_matched=result.rules_matched, rows_tagged=int(m["event_hash"].nunique()) if len(m) else 0,
+                        conversion_errors=len(result.conversion_errors), evaluation_errors=len(result.evaluation_errors))

@@ -11,6 +11,8 @@ Layout of a case directory::
                        an event found in two places (a live log and its shadow copy) is one
                        timeline row and two sightings
     problems/*.parquet errors (records lost, with the reason) and warnings (damage noticed)
+    detections/*.parquet tags that detections (Sigma rules) give to timeline rows, by event_hash;
+                       readers add them to the rows' ``tags``
     staging/<run>/     parts being written; never read as part of the case
     staging/<run>.lock held (fcntl) by the process writing that run, released at its end or death
     .lock              commit lock (fcntl)
@@ -58,12 +60,16 @@ __all__ = [
     "TIMELINE_DIR",
     "SIGHTINGS_DIR",
     "PROBLEMS_DIR",
+    "DETECTIONS_DIR",
+    "DETECTIONS_SCHEMA",
 ]
 
 log = logging.getLogger(__name__)
 
 TIMELINE_DIR, SIGHTINGS_DIR, PROBLEMS_DIR, STAGING_DIR = "timeline", "sightings", "problems", "staging"
-DATA_DIRS = (TIMELINE_DIR, SIGHTINGS_DIR, PROBLEMS_DIR)
+DETECTIONS_DIR = "detections"
+DATA_DIRS = (TIMELINE_DIR, SIGHTINGS_DIR, PROBLEMS_DIR, DETECTIONS_DIR)
+_KIND_BY_PREFIX = {"sightings-": SIGHTINGS_DIR, "problems-": PROBLEMS_DIR, "detections-": DETECTIONS_DIR}
 ROW_GROUP = 65536
 
 SIGHTINGS_SCHEMA = pa.schema(
@@ -74,6 +80,16 @@ SIGHTINGS_SCHEMA = pa.schema(
         pa.field("evidence_path", pa.string(), nullable=False),
         pa.field("record_ref", pa.string(), nullable=False),
         pa.field("parser", pa.string(), nullable=False),
+    ]
+)
+
+DETECTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("event_hash", pa.string(), nullable=False),
+        pa.field("tags", pa.list_(pa.string()), nullable=False),  # sigma:<rule id>, then the rule's ATT&CK tags
+        pa.field("rule_id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=True),
+        pa.field("level", pa.string(), nullable=True),
     ]
 )
 
@@ -326,7 +342,9 @@ class CaseStore:
                     write_parquet(pq.read_table(part).filter(pa.array(keep)), part)
                 final.append((part, TIMELINE_DIR, kept))
             for part in other_parts:
-                kind = SIGHTINGS_DIR if part.name.startswith("sightings-") else PROBLEMS_DIR
+                kind = next((k for p, k in _KIND_BY_PREFIX.items() if part.name.startswith(p)), None)
+                if kind is None:
+                    raise CaseError(f"staged file {part.name} is of no known kind")
                 final.append((part, kind, pq.read_metadata(part).num_rows))
             # final names carry the run id: parts of concurrent runs never collide
             files = [

@@ -67,3 +67,17 @@ def test_sigma_respects_the_timeline_filters(sigma_dir, regression):
     assert set(only.matches["host"]) == {sorted(hosts)[0]}
     none = sigma.run(forensics.open(case.path).where(host="no-such-host"), rules)
     assert none.matches.empty and none.rules_converted == 23
+
+
+def test_saved_matches_tag_the_rows_and_are_in_custody(sigma_dir, regression, tmp_path):
+    case, _, run = regression
+    rid = "387df17d-3b04-448f-8669-9e7fd5e5fd8c"
+    hit = run.matches[run.matches["rule_id"] == rid]["event_hash"].iloc[0]
+    tl = forensics.open(case.path)
+    assert tl.where(event_hash=hit).to_pandas()["tags"].iloc[0].tolist() == []
+    entry = sigma.save(tl, run, [str(sigma_dir / "rules")])
+    assert entry["rows_tagged"] == run.matches["event_hash"].nunique()
+    tags = forensics.open(case.path).where(event_hash=hit).to_pandas()["tags"].iloc[0].tolist()
+    assert f"sigma:{rid}" in tags and any(t.startswith("attack.") for t in tags)
+    assert len(forensics.open(case.path)) == len(tl)  # tagging adds no rows
+    assert case.verify().ok
