@@ -355,7 +355,8 @@ class EvtxCollector(Collector):
                 self._buf.close()
 
     def finish(self) -> Iterator[pa.Table]:
-        yield from self._flush()
+        if len(self._rows):
+            yield self._rows.to_table()
 
     # --- batching -------------------------------------------------------------------------------
 
@@ -428,12 +429,6 @@ class EvtxCollector(Collector):
         key = f"rows[{parser}]"
         stats[key] = stats.get(key, 0) + 1
         stats["rows"] = stats.get("rows", 0) + 1
-
-    def _flush(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
-
-    # --- Rust evtx ------------------------------------------------------------------------------
 
     def _run_rs(self, rs, source: Any, parser_name: str, only: set[int] | None = None) -> Iterator[pa.Table]:
         it = rs.PyEvtxParser(source).records_json()

@@ -156,11 +156,12 @@ def logons(data: Any, success: bool | None = None) -> pd.DataFrame:
     return _out(out, ["user", "src_ip", "src_host", "logon_type", "outcome", "method", "status", "event_id", "message"])
 
 
-def brute_force(data: Any, threshold: int = 10, window: str = "10min") -> pd.DataFrame:
+def brute_force(data: Any, threshold: int = 10, window: str = "10min", *,
+                _logons: pd.DataFrame | None = None) -> pd.DataFrame:
     """Failed-logon bursts: one row per attacking source and target host with at least ``threshold``
     failures inside ``window``: attempts, distinct users tried, first, last, and whether a
     successful logon from that source to that host followed."""
-    tries = logons(data)
+    tries = logons(data) if _logons is None else _logons
     if tries.empty:
         return pd.DataFrame(columns=["source", "host", "attempts", "users", "first", "last", "success_after"])
     tries = tries.assign(source=tries["src_ip"].fillna(tries["src_host"]))
@@ -311,7 +312,8 @@ def _hexint(v: Any) -> int | None:
         return None
 
 
-def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30min") -> pd.DataFrame:
+def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30min", *,
+                      _logons: pd.DataFrame | None = None) -> pd.DataFrame:
     """Credential theft: LSASS memory opened for reading (Sysmon 10 with PROCESS_VM_READ), dump tools and
     comsvcs MiniDump on command lines, Kerberoasting (4769 service tickets with RC4, 0x17), and password
     spraying (failed 4625/4771/4776/4648 against at least ``spray_users`` accounts from one source).
@@ -338,7 +340,7 @@ def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30mi
             tgs = tgs[(enc == 0x17) & ~svc.str.endswith("$") & (svc.str.lower() != "krbtgt")].copy()
             tgs["technique"], tgs["finding"] = "T1558.003", "RC4 service ticket (Kerberoasting) for " + tgs["service_name"]
             parts.append(tgs)
-    fails = logons(df) if len(df) else pd.DataFrame()
+    fails = (logons(df) if _logons is None else _logons) if len(df) else pd.DataFrame()
     if len(fails):
         fails = fails[fails["outcome"] == "failure"].assign(source=lambda x: x["src_ip"].fillna(x["src_host"]))
         span = pd.Timedelta(spray_window).value
@@ -534,7 +536,8 @@ def story(data: Any) -> pd.DataFrame:
             findings.append(frame.assign(technique=technique if isinstance(technique, str) else technique,
                                          finding=finding(frame)))
 
-    bf = brute_force(df)
+    lg = logons(df)  # once: brute force, spraying and RDP findings all read it
+    bf = brute_force(df, _logons=lg)
     if not bf.empty:
         findings.append(pd.DataFrame({
             "timestamp": bf["first"], "host": bf["host"], "technique": "T1110",
@@ -548,7 +551,7 @@ def story(data: Any) -> pd.DataFrame:
     add(accounts_created(df), "T1136", lambda f: "account created: " + _txt(f["account"]))
     add(group_changes(df), "T1098",
         lambda f: "group change: " + _txt(f["member"]) + " " + _txt(f["change"]) + " " + _txt(f["group"]))
-    ca = credential_access(df)
+    ca = credential_access(df, _logons=lg)
     add(ca, ca["technique"] if not ca.empty else "", lambda f: f["finding"])
     add(log_cleared(df), "T1070.001", lambda f: "log cleared: " + _txt(f["log"]) + " by " + _txt(f["user"]))
     add(shadow_copy_deletion(df), "T1490",
@@ -566,7 +569,6 @@ def story(data: Any) -> pd.DataFrame:
             "finding": "encryption burst: " + eb["files"].astype(str) + " files to ." + eb["extension"] + " in "
                        + eb["directories"].astype(str) + " folders, " + eb["notes"].astype(str) + " ransom notes",
             "evidence_path": eb["evidence_path"], "record_ref": eb["record_ref"]}))
-    lg = logons(df)
     rdp = lg[(lg["method"] == "RDP") & (lg["outcome"] == "success")] if not lg.empty else lg
     add(rdp, "T1021.001", lambda f: "RDP logon by " + _txt(f["user"]) + " from " + _txt(f["src_ip"]))
     zone = data.tz if isinstance(data, Timeline) else (df["local_time"].dt.tz if "local_time" in df else None)
