@@ -8,14 +8,19 @@ from __future__ import annotations
 
 from collectors.base import Artifact, Collector, RecordError
 from collectors.evtx import EvtxCollector
+from collectors.syslog import SyslogCollector
+from collectors.target import TargetCollector
 
-__all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "collector_for", "by_name"]
+__all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "SyslogCollector", "TargetCollector", "collector_for", "by_name"]
 
-REGISTRY: tuple[type[Collector], ...] = (EvtxCollector,)
+REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, TargetCollector, SyslogCollector)
 
 
-def collector_for(path: str) -> type[Collector] | None:
+def collector_for(path: str, only: frozenset[str] | None = None) -> type[Collector] | None:
+    """The first collector of the registry (restricted to the names in ``only``) that reads ``path``."""
     for cls in REGISTRY:
+        if only is not None and cls.name not in only:
+            continue
         if cls.matches(path):
             return cls
     return None

@@ -19,6 +19,12 @@ class Artifact:
     fs_path: str  # where this process can read it
     sha256: str
     size: int
+    # What the evidence says about the artifact (None when unknown): the host it belongs to, its
+    # zone and how that was decided, its modification time (dates year-less lines).
+    host: str | None = None
+    tz: str | None = None
+    tz_source: str | None = None
+    mtime_ns: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -44,7 +50,9 @@ class ArtifactReport:
 
     errors: list[RecordError] = field(default_factory=list)
     warnings: list[RecordError] = field(default_factory=list)  # kind: "damage" or "parser_error"
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)  # what the evidence stated (host, zone...), for custody
+    collector: str | None = None  # set for artifacts found inside another (an image's logs)
 
     def warn(self, kind: str, message: str, record_ref: str | None = None) -> None:
         self.warnings.append(RecordError(record_ref, kind, message))

@@ -30,8 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors import REGISTRY, Artifact, by_name, collector_for
+from collectors.target import TargetCollector, image_segments
 from timeline.custody import FileHashes, hash_file, verify_chain
-from timeline.schema import iso_ns
+from timeline.schema import TZ_ANALYST, iso_ns
 from timeline.errors import EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
 from timeline.store import (
     DATA_DIRS,
@@ -139,7 +140,7 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
         nonlocal dropped
         if not table.num_rows:
             return
-        n = len(parts)
+        n = len(others)  # one sightings file per table written, whether or not timeline rows remain
         sp = Path(staging) / f"sightings-{prefix}-{n:04d}.parquet"
         write_parquet(table.select(SIGHTINGS_SCHEMA.names).cast(SIGHTINGS_SCHEMA), sp)
         others.append(str(sp))
@@ -175,9 +176,11 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
 
     problems: list[dict[str, Any]] = []
     reports = []
-    for art in artifacts:
+    inner: dict[tuple[str, str], Artifact] = getattr(c, "inner", {})
+    for art in list(artifacts) + [a for k, a in inner.items() if k not in {x.key for x in artifacts}]:
         rep = c.report(art)
-        base = {"evidence_id": art.evidence_id, "evidence_path": art.evidence_path, "parser": collector}
+        coll = rep.collector or collector
+        base = {"evidence_id": art.evidence_id, "evidence_path": art.evidence_path, "parser": coll}
         problems += [{"severity": "error", **base, **e.as_dict()} for e in rep.errors]
         problems += [{"severity": "warning", **base, **w.as_dict()} for w in rep.warnings]
         failure = failures.get(art.key)
@@ -186,11 +189,17 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
                              "message": failure, "count": 1})
         rows = rep.stats.get("rows", 0)
         lost = sum(e.count for e in rep.errors) + (1 if failure else 0)
-        reports.append({
+        entry = {
             "evidence_id": art.evidence_id, "evidence_path": art.evidence_path, "sha256": art.sha256,
-            "collector": collector, "engine": engine or cls.engines[0], "rows": rows, "lost": lost,
-            "records_read": rows + lost, "warnings": len(rep.warnings), "failed": failure, "stats": dict(rep.stats),
-        })
+            "collector": coll, "engine": (engine or cls.engines[0]) if coll == collector else by_name(coll).engines[0],
+            "rows": rows, "lost": lost, "records_read": rows + lost, "warnings": len(rep.warnings), "failed": failure,
+            "stats": dict(rep.stats),
+        }
+        if rep.facts:
+            entry["facts"] = rep.facts
+        if art.key not in {x.key for x in artifacts}:
+            entry["inside"] = True
+        reports.append(entry)
     return {"parts": parts, "others": others, "problems": problems, "artifacts": reports, "dropped": dropped}
 
 
@@ -233,9 +242,26 @@ class Case:
         workers: int | None = None,
         progress: Callable[[int, int, int], None] | None = None,
         batch_rows: int = BATCH_ROWS,
+        tz: str | None = None,
+        only: Iterable[str] | None = None,
     ) -> CollectReport:
+        """Collect ``evidence`` (files, folders, disk images, archives) into the case.
+
+        ``tz`` is the analyst's zone for local times the evidence does not date itself; it wins over
+        the zone an image states.  Without it, images use their own configuration and loose text
+        logs the case's zone when one was given at creation, else UTC (every row says which).
+        ``only`` restricts collection to the named collectors (e.g. ``["evtx"]``).
+        """
         t0 = time.monotonic()
-        items = [_resolve(Path(p)) for p in evidence]
+        if tz is not None:
+            from collectors.text import zone
+
+            zone(tz)  # unknown zone: a clear error before anything is read
+        analyst_tz = tz or self.store.meta.get("tz")
+        # An explicit tz overrides what an image states; the case's zone only fills in where it states none.
+        analyst_source = TZ_ANALYST if tz else None
+        only_set = _only(only)
+        items = [_resolve(Path(p), only_set) for p in evidence]
         if not items:
             raise EvidenceNotFound("no evidence given")
         with self.store.lock():
@@ -258,11 +284,15 @@ class Case:
         tasks, skipped = [], []
         for it in items:
             for rel, real, coll in it.files:
+                if not coll:  # a further segment of an image: hashed, read through its first segment
+                    continue
                 cls = by_name(coll)
                 eng = engine if engine is not None else cls.engines[0]
                 if engine is not None and engine not in cls.engines:
                     raise UnknownFormat(f"engine {engine!r} does not read {coll} artifacts ({', '.join(cls.engines)})")
-                art = Artifact(it.evidence_id, rel, str(real), it.hashes[rel].sha256, it.hashes[rel].size)
+                art = Artifact(it.evidence_id, rel, str(real), it.hashes[rel].sha256, it.hashes[rel].size,
+                               tz=analyst_tz, tz_source=analyst_source,
+                               mtime_ns=os.stat(real).st_mtime_ns)
                 if (it.evidence_id, rel, art.sha256, eng) in done:
                     skipped.append(f"{it.evidence_id}:{rel}")
                     continue
@@ -485,40 +515,81 @@ class Case:
 # ---------------------------------------------------------------------------------------------
 
 
-def _resolve(path: Path) -> _Item:
+def resolve(path: str | os.PathLike, only: Iterable[str] | None = None) -> list[tuple[str, Path, str]]:
+    """What collecting ``path`` would read: (path inside the evidence, real file, collector; "" for a
+    further image segment).  Raises the error collection would raise, without touching any case."""
+    return _resolve(Path(path), _only(only)).files
+
+
+def _only(only: Iterable[str] | None) -> frozenset[str] | None:
+    if only is None:
+        return None
+    names = frozenset(only)
+    unknown = names - {c.name for c in REGISTRY}
+    if unknown:
+        raise UnknownFormat(f"unknown collector(s) {sorted(unknown)}; known: {', '.join(c.name for c in REGISTRY)}")
+    return names
+
+
+def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
     path = Path(os.path.abspath(path))
     if not path.exists():
         raise EvidenceNotFound(f"evidence not found: {path}")
     if path.is_file():
         if not os.access(path, os.R_OK):
             raise EvidenceUnreadable(f"cannot read evidence {path}: permission denied")
-        cls = collector_for(str(path))
+        cls = collector_for(str(path), only)
         if cls is None:
-            tried = ", ".join(c.name for c in REGISTRY)
+            tried = ", ".join(c.name for c in REGISTRY if only is None or c.name in only)
             raise UnknownFormat(f"{path}: unknown format (no collector recognises it; tried: {tried})")
+        if cls is TargetCollector:
+            cls.check_compatible(str(path))  # a bogus image fails here, before the case is touched
+            return _Item(path, _image_files(path, path.parent), [])
         return _Item(path, [(path.name, path, cls.name)], [])
     if path.is_dir():
         files, unrecognised = [], []
+        segments: set[Path] = set()
         for dirpath, dirnames, filenames in os.walk(path, onerror=_raise):
             dirnames.sort()
             for name in sorted(filenames):
                 real = Path(dirpath) / name
                 rel = real.relative_to(path).as_posix()
-                if not real.is_file():
+                if not real.is_file() or real in segments:
                     continue
                 if not os.access(real, os.R_OK):
                     unrecognised.append(f"{rel} (unreadable)")
                     continue
-                cls = collector_for(str(real))
+                cls = collector_for(str(real), only)
                 if cls is None:
                     unrecognised.append(rel)
+                elif cls is TargetCollector:
+                    try:
+                        cls.check_compatible(str(real))
+                    except UnknownFormat as exc:
+                        unrecognised.append(f"{rel} ({exc})")
+                        continue
+                    image = _image_files(real, path)
+                    segments.update(r for _, r, c in image if not c)
+                    files += image
                 else:
                     files.append((rel, real, cls.name))
         if not files:
-            tried = ", ".join(c.name for c in REGISTRY)
+            tried = ", ".join(c.name for c in REGISTRY if only is None or c.name in only)
             raise UnknownFormat(f"{path}: no recognised artifact in this folder (tried: {tried}; {len(unrecognised)} file(s) not recognised)")
         return _Item(path, files, unrecognised)
     raise UnknownFormat(f"{path}: not a regular file or folder")
+
+
+def _image_files(first: Path, root: Path) -> list[tuple[str, Path, str]]:
+    """An image's files: the first segment (read by the target collector), then the others (hashed only)."""
+    out = []
+    for i, seg in enumerate(image_segments(first)):
+        try:
+            rel = seg.relative_to(root).as_posix()
+        except ValueError:
+            rel = seg.name
+        out.append((rel, seg, TargetCollector.name if i == 0 else ""))
+    return out
 
 
 def _raise(exc: OSError) -> None:

@@ -37,10 +37,16 @@ def _progress(quiet: bool):
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    from forensics.case import resolve
+
+    only = args.only.split(",") if args.only else None
+    for p in args.evidence:  # bad evidence fails before a new case directory is created
+        resolve(p, only)
     case = Case(args.case, create=True, tz=args.tz)
     update, bar = _progress(args.quiet)
     try:
-        report = case.collect(args.evidence, engine=args.engine, workers=args.workers, progress=update)
+        report = case.collect(args.evidence, engine=args.engine, workers=args.workers, progress=update, tz=args.tz,
+                              only=only)
     finally:
         if bar is not None:
             bar.close()
@@ -216,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--engine", choices=["evtx", "python-evtx"], default=None,
                    help="EVTX engine: evtx (Rust parser + dissect.eventlog fallback, default) or python-evtx")
     c.add_argument("--workers", type=int, default=None, help="parallel parser processes (default: all cores)")
-    c.add_argument("--tz", default=None, help="the case's display zone, e.g. Asia/Kolkata (EVTX times are UTC)")
+    c.add_argument("--only", default=None, metavar="NAMES",
+                   help="collect only with these collectors, comma-separated (e.g. evtx,syslog; default: all)")
+    c.add_argument("--tz", default=None, help="zone of local times the evidence does not date itself (overrides an image's own zone) and "
+                        "the case's display zone, e.g. Asia/Kolkata; EVTX times are UTC")
     c.set_defaults(func=cmd_collect)
 
     i = sub.add_parser("info", help="hosts, time range, counts per artifact, errors and warnings")
@@ -277,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    # dissect narrates what it tries (no volume system, no OS plugin...); what matters is in the case's custody
+    logging.getLogger("dissect").setLevel(logging.ERROR if args.verbose < 2 else logging.DEBUG)
     try:
         return args.func(args)
     except ForensicsError as exc:

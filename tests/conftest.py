@@ -61,5 +61,5 @@ def corpus_case(evidence: Path, tmp_path_factory):
     from forensics import Case
 
     case = Case(tmp_path_factory.mktemp("corpus") / "case", create=True)
-    report = case.collect([evidence], workers=1)
+    report = case.collect([evidence], workers=1, only=["evtx"])
     return case, report

@@ -1,0 +1,392 @@
+"""Disk images, archives and triage collections, opened read-only through ``dissect.target``.
+
+E01 (and split E01), raw/dd (and split raw), QCOW2, VMDK, VHD/VHDX (with a differencing
+disk's parent), tar/zip/tgz archives (KAPE, Velociraptor, UAC, acquire collections among them):
+volumes and file systems are found by dissect.  One image is one artifact of this collector,
+which
+
+* decides the host (``/etc/hostname`` or the registry, through dissect) and its zone
+  (``/etc/timezone``, ``/etc/localtime``, the registry's TimeZoneInformation), recorded as
+  ``tz_source`` evidence_config unless the analyst gave ``--tz``;
+* writes the file-system timeline: one row per file and time kind (ext/XFS inode times,
+  NTFS ``$STANDARD_INFORMATION`` and ``$FILE_NAME`` times), ``source`` FILE, ``attrs.macb``;
+* hands every log file it finds (``/var/log``, shell histories, ``*.evtx``, web server log
+  folders) to the collector of the registry that recognises it, on a private temporary copy
+  read from the image, so the same parsers (and EVTX's loss-free recovery) apply; each such
+  artifact keeps its path inside the image as ``evidence_path`` and is reported on its own.
+
+A file that cannot be read is a counted error of the image; a volume without a file system
+a warning.  An image with no file system at all fails :meth:`check_compatible` with the
+formats tried, before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import stat as _stat
+import struct
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+import pyarrow as pa
+
+from collectors.base import Artifact, ArtifactReport, Collector, RecordError
+from timeline.custody import open_evidence
+from timeline.errors import UnknownFormat
+from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, RowBuilder, event_hash
+
+__all__ = ["TargetCollector", "image_segments", "is_container"]
+
+log = logging.getLogger(__name__)
+
+_IMAGE_EXT = re.compile(r"\.(e01|ex01|s01|l01|qcow2?|vmdk|vhdx?|vdi|dd|raw|img|bin|00[01]|iso|asdf)$", re.I)
+_ARCHIVE_EXT = re.compile(r"\.(zip|tar|tgz|tar\.gz|tar\.bz2|tar\.xz|7z)$", re.I)
+_MAGIC = (b"EVF\x09\x0d\x0a\xff\x00", b"EVF2\r\n\x81\x00", b"QFI\xfb", b"KDMV", b"# Disk DescriptorFile",
+          b"vhdxfile", b"conectix", b"PK\x03\x04")
+FORMATS = "E01/Ex01, split E01, raw/dd (and split raw), QCOW2, VMDK, VHD/VHDX, VDI, ISO, tar/zip archives"
+
+# Files inside an image handed to the log collectors (everything else only gets file-system rows).
+_LOG_NAMES = {".bash_history", ".zsh_history", ".history", ".sh_history", "fish_history", "wtmp", "btmp", "utmp",
+              "lastlog", "consolehost_history.txt"}
+
+_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds (years 1677..2262)
+_TIME_KINDS = (  # (stat attribute, MACB letter, timestamp_desc)
+    ("st_mtime_ns", "M", "Content Modification Time"),
+    ("st_atime_ns", "A", "Last Access Time"),
+    ("st_ctime_ns", "C", "Metadata Modification Time"),
+    ("st_birthtime_ns", "B", "Creation Time"),
+)
+_NTFS_KINDS = (
+    ("last_modification_time_ns", "M", "Content Modification Time"),
+    ("last_access_time_ns", "A", "Last Access Time"),
+    ("last_change_time_ns", "C", "Metadata Modification Time"),
+    ("creation_time_ns", "B", "Creation Time"),
+)
+
+
+def image_segments(first: str | os.PathLike) -> list[Path]:
+    """All files of a (possibly split) image, first segment first: E01 → E02…, .000/.001 → .001/.002…,
+    and a differencing VHD's parent (which dissect opens beside it)."""
+    p = Path(first)
+    out = [p]
+    m = re.search(r"\.([Ee])(\d\d)$", p.name)
+    if m:
+        n = int(m.group(2)) + 1
+        while (q := p.with_name(f"{p.name[:-3]}{m.group(1)}{n:02d}")).exists():
+            out.append(q)
+            n += 1
+    m = re.search(r"\.(\d{3})$", p.name)
+    if m:
+        n = int(m.group(1)) + 1
+        while (q := p.with_name(f"{p.name[:-4]}.{n:03d}")).exists():
+            out.append(q)
+            n += 1
+    parent = _vhd_parent(p)
+    if parent is not None and parent.exists():
+        out += [s for s in image_segments(parent) if s not in out]
+    return out
+
+
+def _vhd_parent(p: Path) -> Path | None:
+    """A differencing VHD names its parent in its dynamic header (UTF-16BE)."""
+    try:
+        size = p.stat().st_size
+        if size < 1024 or not p.name.lower().endswith(".vhd"):
+            return None
+        fd = open_evidence(p)
+        try:
+            footer = os.pread(fd, 512, size - 512)
+            if footer[:8] != b"conectix" or struct.unpack(">I", footer[60:64])[0] != 4:
+                return None
+            dyn = os.pread(fd, 1024, struct.unpack(">Q", footer[16:24])[0])
+        finally:
+            os.close(fd)
+        if dyn[:8] != b"cxsparse":
+            return None
+        name = dyn[64:576].decode("utf-16-be", "ignore").split("\x00", 1)[0]
+        return p.with_name(name.replace("\\", "/").rsplit("/", 1)[-1]) if name else None
+    except OSError:
+        return None
+
+
+def is_container(path: str) -> bool:
+    """A disk image or archive (by name or magic); plain compressed logs (``syslog.gz``) are not."""
+    name = os.path.basename(path)
+    if _IMAGE_EXT.search(name) or _ARCHIVE_EXT.search(name):
+        return True
+    try:
+        fd = open_evidence(path)
+    except Exception:
+        return False
+    try:
+        head = os.pread(fd, 512, 0)
+        if any(head.startswith(m) for m in _MAGIC) or head[257:262] == b"ustar":
+            return True
+        size = os.fstat(fd).st_size
+        return size >= 1024 and os.pread(fd, 8, size - 512) == b"conectix"
+    finally:
+        os.close(fd)
+
+
+def _open(path: str):
+    from dissect.target import Target  # AGPL-3.0; imported only where images are opened
+
+    try:
+        return Target.open(path)
+    except Exception as exc:
+        raise UnknownFormat(f"{path}: cannot open as a disk image or archive (tried: {FORMATS}): "
+                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def _host_and_zone(t) -> tuple[str | None, str | None, str | None]:
+    """(host, zone, where the zone came from) as the evidence states them; None when it does not."""
+    host = tz = where = None
+    try:
+        host = t.hostname or None
+    except Exception:
+        pass
+    try:
+        tz = t.timezone or None
+    except Exception:
+        tz = None
+    if tz:
+        if t.os == "windows":
+            where = "registry TimeZoneInformation"
+        else:
+            where = "/etc/timezone" if t.fs.path("/etc/timezone").exists() else "/etc/localtime"
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(tz)
+        except Exception:
+            log.warning("zone %r stated by the evidence (%s) is not an IANA zone; not used", tz, where)
+            tz, where = None, f"{where}: unknown zone {tz!r}"
+    return host, tz, where
+
+
+class TargetCollector(Collector):
+    name = "target"
+    source = "FILE"
+    engines = ("dissect.target",)
+
+    def __init__(self, engine: str | None = None, threads: int = 1):
+        super().__init__(engine, threads)
+        self._rows = RowBuilder()
+        self._subs: dict[str, Collector] = {}
+        self._parser = f"dissect.target/{version('dissect.target')}"
+        self.inner: dict[tuple[str, str], Artifact] = {}  # artifacts found inside images, for reporting
+        self._copies = 0
+
+    @classmethod
+    def matches(cls, path: str) -> bool:
+        return is_container(path)
+
+    @classmethod
+    def check_compatible(cls, path: str) -> None:
+        """Open the image and demand at least one file system (a bogus image fails here, naming the formats)."""
+        t = _open(path)
+        if not list(t.filesystems):
+            raise UnknownFormat(f"{path}: no file system found in it (tried: {FORMATS}; "
+                                f"{len(t.volumes)} volume(s), none with a known file system)")
+
+    # -----------------------------------------------------------------------------------------
+
+    def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
+        rep = self.report(artifact)
+        t = _open(artifact.fs_path)
+        host, tz, where = _host_and_zone(t)
+        if artifact.tz and artifact.tz_source == TZ_ANALYST:  # the analyst's --tz wins over the evidence
+            tz, tz_source = artifact.tz, TZ_ANALYST
+        elif tz:
+            tz_source = TZ_EVIDENCE_CONFIG
+        else:  # the case's zone, given by the analyst at creation, or nothing (UTC assumed, per row)
+            tz, tz_source = artifact.tz, (TZ_ANALYST if artifact.tz else None)
+        rep.facts = {"host": host, "os": t.os, "tz": tz, "tz_source": tz_source, "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
+        self._rows_n = 0
+        with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
+            yield from self._target(artifact, rep, t, "", host, tz, tz_source, tmp, batch_rows, depth=0)
+        rep.stats["rows"] = self._rows_n
+
+    def _target(self, art: Artifact, rep: ArtifactReport, t, outer: str, host, tz, tz_source, tmp: str,
+                batch_rows: int, depth: int) -> Iterator[pa.Table]:
+        """Walk every file system of an opened target (an image, or an archive found inside one)."""
+        from collectors import collector_for
+
+        filesystems = list(t.filesystems)
+        if not filesystems:
+            raise UnknownFormat(f"{art.fs_path if not outer else outer}: no file system found (tried: {FORMATS})")
+        for v in t.volumes:
+            if getattr(v, "fs", None) is None and not any(getattr(f, "volume", None) is v for f in filesystems):
+                rep.warn("no_filesystem", f"{outer}volume {v.name or v.number} at offset {v.offset} ({v.size} bytes): "
+                                          "no file system recognised")
+        rep.stats.setdefault("filesystems", []).extend(f"{outer}{getattr(f, '__type__', '?')}" for f in filesystems)
+        rows = self._rows
+        multi = len(filesystems) > 1
+        archive = not t.disks  # a tar/zip collection: every file is offered to the log collectors
+        for i, fs in enumerate(filesystems):
+            prefix = f"{outer}fs{i}:" if multi else outer
+            fstype = getattr(fs, "__type__", type(fs).__name__)
+            for path, entry, st in self._walk(fs, rep, prefix):
+                inner = f"{prefix}{path}"
+                self._rows_n += self._fs_rows(art, host, fstype, inner, entry, st)
+                if len(rows) >= batch_rows:
+                    yield rows.to_table()
+                if not _stat.S_ISREG(st.st_mode) or not (archive or _is_log(path)):
+                    continue
+                copy = self._copy(rep, entry, inner, tmp)
+                if copy is None:
+                    continue
+                dest, sha = copy
+                cls = collector_for(str(dest))
+                if cls is TargetCollector and depth < 3:  # an archive inside: its files, as "outer!inner"
+                    try:
+                        nested = _open(str(dest))
+                        yield from self._target(art, rep, nested, f"{inner}!", host, tz, tz_source, tmp, batch_rows, depth + 1)
+                    except UnknownFormat as exc:
+                        rep.warn("unreadable_archive", str(exc), inner)
+                    continue
+                if cls is None or cls is TargetCollector:
+                    rep.stats["logs_unrecognised"] = rep.stats.get("logs_unrecognised", 0) + 1
+                    continue
+                a = Artifact(art.evidence_id, inner, str(dest), sha, st.st_size, host=host, tz=tz,
+                             tz_source=tz_source, mtime_ns=st.st_mtime_ns)
+                yield from self._inner(a, cls, batch_rows)
+
+    @staticmethod
+    def _walk(fs, rep: ArtifactReport, prefix: str) -> Iterator[tuple[str, Any, Any]]:
+        """(path, entry, lstat) for every entry, depth first, names sorted; unreadable ones are counted errors."""
+        stack = ["/"]
+        while stack:
+            d = stack.pop()
+            try:
+                names = sorted(fs.get(d).listdir())
+            except Exception as exc:
+                rep.errors.append(RecordError(f"{prefix}{d}", "unreadable", f"cannot list directory: {exc}"))
+                continue
+            subdirs = []
+            for name in names:
+                if name in (".", ".."):
+                    continue
+                p = d.rstrip("/") + "/" + name
+                try:
+                    e = fs.get(p)
+                    st = _lstat(e)
+                except Exception as exc:
+                    rep.errors.append(RecordError(f"{prefix}{p}", "unreadable", f"cannot stat: {exc}"))
+                    continue
+                yield p, e, st
+                if _stat.S_ISDIR(st.st_mode):
+                    subdirs.append(p)
+            stack.extend(reversed(subdirs))
+
+    def _fs_rows(self, art: Artifact, host: str | None, fstype: str, inner: str, entry, st) -> int:
+        """File-system timeline rows of one entry: one per time kind (and per NTFS attribute)."""
+        rows = self._rows
+        kinds: list[tuple[str, list[tuple[str, str, int]]]] = []
+        ntfs = getattr(entry, "entry", None) if fstype == "ntfs" else None
+        if ntfs is not None:
+            try:
+                from dissect.ntfs.c_ntfs import ATTRIBUTE_TYPE_CODE as A
+
+                for code, label in ((A.STANDARD_INFORMATION, "$SI"), (A.FILE_NAME, "$FN")):
+                    for attr in ntfs.attributes[code][:1]:
+                        kinds.append((label, [(mac, desc, getattr(attr, a)) for a, mac, desc in _NTFS_KINDS]))
+            except Exception:
+                kinds = []
+        if not kinds:
+            kinds.append(("", [(mac, desc, getattr(st, a, None)) for a, mac, desc in _TIME_KINDS]))
+        mode = _stat.filemode(st.st_mode)
+        size = st.st_size
+        n = 0
+        for label, times in kinds:
+            art_name = f"fs:{fstype}" + (f":{label}" if label else "")
+            present = [(mac, desc, ns) for mac, desc, ns in times if ns]
+            bad = [(mac, ns) for mac, _, ns in present if not _NS_MIN <= ns <= _NS_MAX]
+            if bad:  # a time no clock could hold (a wiped or crafted inode): kept in the warning, not as a row
+                self.report(art).warn("bad_time", f"{inner}: {label or 'inode'} time(s) out of range {bad}", inner)
+                present = [p for p in present if _NS_MIN <= p[2] <= _NS_MAX]
+            for mac, desc, ns in present:
+                macb = "".join(m if any(m == x and ns == y for x, _, y in present) else "." for m in "MACB")
+                attrs = {"inode": st.st_ino, "size": size, "mode": mode, "uid": st.st_uid, "gid": st.st_gid,
+                         "fs": fstype, "macb": macb, "times_from": label or "inode"}
+                rows.add(
+                    timestamp=ns, timestamp_desc=desc, host=host, source="FILE", artifact=art_name, path=inner,
+                    message=f"{macb} {label + ' ' if label else ''}{inner} ({mode}, {size} bytes)",
+                    attrs=orjson.dumps(attrs).decode(), tags=[], tz_source=TZ_SOURCE_UTC,
+                    evidence_id=art.evidence_id, evidence_path=art.evidence_path,
+                    record_ref=f"{inner} inode={st.st_ino}", parser=self._parser,
+                    event_hash=event_hash("FILE", art.evidence_id, inner, st.st_ino, label, mac, ns),
+                )
+                n += 1
+        return n
+
+    def _copy(self, rep: ArtifactReport, entry, inner: str, tmp: str) -> tuple[Path, str] | None:
+        """A private read-only copy of one file of the image, and its SHA-256."""
+        self._copies += 1
+        dest = Path(tmp) / f"{self._copies:06d}" / Path(inner.rsplit("!", 1)[-1].split(":", 1)[-1]).name
+        dest.parent.mkdir(parents=True)
+        h = hashlib.sha256()
+        try:
+            with entry.open() as src, open(dest, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    out.write(chunk)
+        except Exception as exc:
+            rep.errors.append(RecordError(inner, "unreadable", f"cannot read file from the image: {exc}"))
+            return None
+        os.chmod(dest, 0o444)
+        return dest, h.hexdigest()
+
+    def _inner(self, a: Artifact, cls: type[Collector], batch_rows: int) -> Iterator[pa.Table]:
+        """Hand one copied log file to the collector that knows it; its report is kept under its own path."""
+        sub = self._subs.get(cls.name)
+        if sub is None:
+            sub = self._subs[cls.name] = cls(threads=self.threads)
+        self.inner[a.key] = a
+        try:
+            yield from sub.collect(a, batch_rows=batch_rows)
+            # a sub-collector may keep rows of this copy buffered; flush now, the copy goes away with tmp
+            yield from sub.finish()
+        except Exception as exc:  # a corrupt file skips that file, not the image
+            sub.report(a).errors.append(RecordError(None, "file_failed", f"{type(exc).__name__}: {exc}"))
+        self.reports[a.key] = sub.report(a)
+        self.reports[a.key].collector = cls.name
+
+    def finish(self) -> Iterator[pa.Table]:
+        if len(self._rows):
+            yield self._rows.to_table()
+
+
+def _lstat(e):
+    """The entry's lstat; for NTFS metafiles without an unnamed data stream ($Secure, $Extend/$Quota...),
+    which dissect cannot stat, the MFT record's segment number and kind (times come from $SI/$FN)."""
+    try:
+        return e.lstat()
+    except Exception:
+        rec = getattr(e, "entry", None)
+        if rec is None or not hasattr(rec, "segment"):
+            raise
+        from types import SimpleNamespace
+
+        mode = (_stat.S_IFDIR | 0o555) if rec.is_dir() else (_stat.S_IFREG | 0o444)
+        return SimpleNamespace(st_mode=mode, st_size=0, st_ino=rec.segment, st_uid=None, st_gid=None,
+                               st_mtime_ns=None, st_atime_ns=None, st_ctime_ns=None, st_birthtime_ns=None)
+
+
+_LOG_NAME = re.compile(r"^(syslog|messages|auth\.log|secure|kern\.log|daemon\.log|cron|user\.log|access\.log|error\.log|"
+                       r"access_log|error_log|audit\.log|u_ex\d+\.log)([.-]\d+)*(\.(gz|bz2|xz))?$")
+
+
+def _is_log(path: str) -> bool:
+    """Worth reading as a log: under a log folder, a known log or history name, an EVTX file."""
+    low = path.lower()
+    name = low.rsplit("/", 1)[-1]
+    dirs = low.split("/")[:-1]
+    return (name.endswith(".evtx") or name in _LOG_NAMES or bool(_LOG_NAME.match(name))
+            or any(d in ("log", "logs", "winevt", "logfiles") for d in dirs))

@@ -1,0 +1,154 @@
+"""What the line-oriented log collectors share: reading (compressed) text, zones and years.
+
+Text logs rarely say which zone their times are in and BSD syslog does not even say
+which year.  :class:`Clock` turns a local wall-clock time into UTC nanoseconds and
+records how the zone was decided (``tz_source``); :func:`syslog_years` decides the
+year of year-less lines from the evidence (the file's modification time and the
+month roll-overs in the file), never from today's date.
+"""
+
+from __future__ import annotations
+
+import bz2
+import datetime as _dt
+import gzip
+import io
+import lzma
+import os
+from dataclasses import dataclass
+from typing import IO, Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from timeline.custody import open_evidence
+from timeline.errors import UnknownFormat
+from timeline.schema import TZ_ANALYST, TZ_ASSUMED_UTC, TZ_EVIDENCE_CONFIG
+
+__all__ = ["open_text", "read_head", "lines", "Clock", "syslog_years", "MONTHS", "compression"]
+
+MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"))
+
+
+def compression(head: bytes) -> str | None:
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def open_text(path: str) -> IO[bytes]:
+    """The artifact's bytes, decompressed when gzip/bzip2/xz (by magic, not by name); read-only."""
+    fh = os.fdopen(open_evidence(path), "rb")
+    kind = compression(fh.peek(6)[:6] if hasattr(fh, "peek") else b"")
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=fh, mode="rb")
+    if kind == "bzip2":
+        return bz2.BZ2File(fh, "rb")
+    if kind == "xz":
+        return lzma.LZMAFile(fh, "rb")
+    return fh
+
+
+def read_head(path: str, size: int = 4096) -> bytes:
+    """The first ``size`` decompressed bytes (for format sniffing); b"" when unreadable."""
+    try:
+        with open_text(path) as fh:
+            return fh.read(size)
+    except (OSError, EOFError, lzma.LZMAError, UnknownFormat):
+        return b""
+
+
+def lines(fh: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """(line number from 1, text without the line end).  Bytes that are not UTF-8 are kept as
+    ``\\xNN`` escapes, never dropped.  A truncated compressed stream raises after the last good line."""
+    for n, raw in enumerate(io.BufferedReader(fh, 1 << 16) if not isinstance(fh, io.BufferedReader) else fh, 1):
+        yield n, raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UnknownFormat(f"unknown time zone {name!r}") from exc
+
+
+@dataclass
+class Clock:
+    """Local wall-clock time → UTC ns, with how the zone was decided.
+
+    ``tz``/``tz_source`` come from the analyst (``--tz``), else the evidence's configuration,
+    else UTC is assumed and every row says so.
+    """
+
+    tz: str | None = None
+    tz_source: str = TZ_ASSUMED_UTC
+
+    def __post_init__(self) -> None:
+        if self.tz is None:
+            self.tz_source = TZ_ASSUMED_UTC
+        self._zone = zone(self.tz) if self.tz else _dt.timezone.utc
+
+    @classmethod
+    def for_artifact(cls, tz: str | None, tz_source: str | None) -> "Clock":
+        if tz:
+            return cls(tz, tz_source or TZ_ANALYST)
+        return cls(None, TZ_ASSUMED_UTC)
+
+    def local_ns(self, y: int, mo: int, d: int, h: int, mi: int, s: int, ns: int = 0) -> tuple[int, str | None]:
+        """UTC ns of a local time, and a note when the local time is ambiguous (DST fall-back: the
+        earlier instant is taken) or does not exist (DST spring-forward gap: read as the offset before)."""
+        naive = _dt.datetime(y, mo, d, h, mi, s)
+        if self.tz is None:
+            return _ns(naive.replace(tzinfo=_dt.timezone.utc), ns), None
+        a = naive.replace(tzinfo=self._zone, fold=0)
+        b = naive.replace(tzinfo=self._zone, fold=1)
+        note = None
+        if a.utcoffset() != b.utcoffset():
+            back = a.astimezone(_dt.timezone.utc).astimezone(self._zone).replace(tzinfo=None) == naive
+            note = (f"ambiguous local time in {self.tz} (DST change): the earlier instant was taken" if back
+                    else f"local time does not exist in {self.tz} (DST gap): read with the offset before the change")
+        return _ns(a, ns), note
+
+
+def _ns(aware: _dt.datetime, ns: int = 0) -> int:
+    delta = aware - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000 + ns
+
+
+def ns_of(aware: _dt.datetime, ns: int | None = None) -> int:
+    """UTC nanoseconds of an aware datetime (``ns`` replaces the microseconds when given)."""
+    if ns is not None:
+        aware = aware.replace(microsecond=0)
+        return _ns(aware, ns)
+    return _ns(aware)
+
+
+def syslog_years(months: list[int], end_year: int, end_month: int) -> tuple[list[int], int]:
+    """Years for a file's year-less lines, in file order.
+
+    The last line was written no later than the file's modification time (``end_year``,
+    ``end_month``): its year is ``end_year``, or the year before when its month is later than
+    the modification month.  Walking backwards, a month at least six *greater* than the one
+    after it (Dec then Jan, Nov then Feb) is a New Year roll-over; a smaller step back is a
+    line written out of order in the same year.  Returns the years and the number of roll-overs.
+    """
+    if not months:
+        return [], 0
+    year = end_year - (1 if months[-1] > end_month else 0)
+    out = [0] * len(months)
+    rolls = 0
+    nxt = months[-1]
+    for i in range(len(months) - 1, -1, -1):
+        m = months[i]
+        if m - nxt >= 6:
+            year -= 1
+            rolls += 1
+        out[i] = year
+        nxt = m
+    return out, rolls
+
+
+def evidence_config_clock(tz: str | None) -> Clock:
+    return Clock(tz, TZ_EVIDENCE_CONFIG) if tz else Clock()
