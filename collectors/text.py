@@ -15,6 +15,7 @@ import gzip
 import io
 import lzma
 import os
+import zlib
 from dataclasses import dataclass
 from typing import IO, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -52,19 +53,44 @@ def open_text(path: str) -> IO[bytes]:
 
 
 def read_head(path: str, size: int = 4096) -> bytes:
-    """The first ``size`` decompressed bytes (for format sniffing); b"" when unreadable."""
+    """The first ``size`` decompressed bytes (for format sniffing): what could be read of a truncated
+    stream, b"" when unreadable."""
+    out = b""
     try:
         with open_text(path) as fh:
-            return fh.read(size)
-    except (OSError, EOFError, lzma.LZMAError, UnknownFormat):
-        return b""
+            while len(out) < size:
+                piece = fh.read(min(512, size - len(out)))
+                if not piece:
+                    break
+                out += piece
+    except (OSError, EOFError, lzma.LZMAError, zlib.error, UnknownFormat):
+        pass
+    return out
 
 
 def lines(fh: IO[bytes]) -> Iterator[tuple[int, str]]:
     """(line number from 1, text without the line end).  Bytes that are not UTF-8 are kept as
-    ``\\xNN`` escapes, never dropped.  A truncated compressed stream raises after the last good line."""
-    for n, raw in enumerate(io.BufferedReader(fh, 1 << 16) if not isinstance(fh, io.BufferedReader) else fh, 1):
-        yield n, raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
+    ``\\xNN`` escapes, never dropped.  A truncated compressed stream yields every line decoded
+    before the cut (the partial last line included), then raises."""
+    read = getattr(fh, "read1", fh.read)
+    n = 0
+    tail = b""
+    while True:
+        try:
+            chunk = read(1 << 16)
+        except (EOFError, OSError, zlib.error, lzma.LZMAError):
+            if tail:  # the partial line before the cut
+                yield n + 1, tail.rstrip(b"\r").decode("utf-8", "backslashreplace")
+            raise
+        if not chunk:
+            break
+        parts = (tail + chunk).split(b"\n")
+        tail = parts.pop()
+        for raw in parts:
+            n += 1
+            yield n, raw.rstrip(b"\r").decode("utf-8", "backslashreplace")
+    if tail:  # last line without a line end
+        yield n + 1, tail.rstrip(b"\r").decode("utf-8", "backslashreplace")
 
 
 def zone(name: str) -> ZoneInfo:

@@ -63,3 +63,17 @@ def corpus_case(evidence: Path, tmp_path_factory):
     case = Case(tmp_path_factory.mktemp("corpus") / "case", create=True)
     report = case.collect([evidence], workers=1, only=["evtx"])
     return case, report
+
+
+@pytest.fixture(scope="session")
+def mke2fs() -> str:
+    """``mke2fs`` (Debian e2fsprogs), to build ext4 test images from folders without root."""
+    import shutil
+
+    exe = shutil.which("mke2fs") or shutil.which("mke2fs", path="/usr/sbin:/sbin")
+    if exe is None:
+        reason = "mke2fs (Debian package e2fsprogs) is not installed"
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+    return exe
