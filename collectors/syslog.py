@@ -78,6 +78,8 @@ _SU = re.compile(r"(?:Successful su for (?P<target>\S+) by (?P<user>\S+))|"
 _NEWUSER = re.compile(r"new user: name=(?P<target>[^,\s]+)")
 _USERMOD = re.compile(r"add '(?P<target>[^']+)' to (?:shadow )?group '(?P<group>[^']+)'")
 _CRON = re.compile(r"\((?P<user>[^)]+)\) CMD \((?P<cmd>.*)\)\s*$", re.S)
+_DPKG = re.compile(r"(?P<action>install|upgrade|remove|purge|configure|trigproc|status \S+) (?P<package>\S+)"
+                   r"(?: (?P<old_version>\S+))?(?: (?P<version>\S+))?$")
 _UNIT = re.compile(r"(?:Started|Starting|Stopped|Stopping|Reloaded) (?P<unit>.+?)\.?$")
 
 
@@ -268,7 +270,20 @@ class SyslogCollector(Collector):
                     m = _ISO.match(text)
                     ns, tz_source, note = _iso_time(m, clock)
                     attrs["format"] = "iso8601"
-                    host, prog, pid, msg = _split_host(m["rest"][1:])
+                    if text[m.start("h") - 1] == " ":
+                        # "yyyy-mm-dd hh:mm:ss ..." (dpkg, application logs) names no host
+                        host = None
+                        prog, pid, msg = parse_program(m["rest"][1:])
+                        if logname == "dpkg" and prog is None:
+                            prog, pid = "dpkg", None
+                            d = _DPKG.match(msg)
+                            if d:
+                                g = d.groupdict()
+                                if g["action"].startswith("status") and g["version"] is None:
+                                    g["version"], g["old_version"] = g["old_version"], None
+                                attrs.update({k: v for k, v in g.items() if v is not None})
+                    else:
+                        host, prog, pid, msg = _split_host(m["rest"][1:])
                     if host and host.upper() in _SEVERITY:  # ChromeOS: "ts SEVERITY prog[pid]: msg", no host
                         attrs["severity"] = host
                         host = None

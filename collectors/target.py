@@ -37,6 +37,7 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError
+from collectors.os_artifacts import plugin_rows
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, RowBuilder, event_hash
@@ -211,6 +212,18 @@ class TargetCollector(Collector):
         self._rows_n = 0
         with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
             yield from self._target(artifact, rep, t, "", host, tz, tz_source, tmp, batch_rows, depth=0)
+        if t.os not in ("default", None):
+            def mtime_of(p: str) -> int | None:
+                try:
+                    return t.fs.path(p).stat().st_mtime_ns
+                except Exception:
+                    return None
+
+            for n in plugin_rows(t, self._rows, rep, artifact.evidence_id, artifact.evidence_path, host,
+                                 self._parser, mtime_of):
+                self._rows_n += n
+                if len(self._rows) >= batch_rows:
+                    yield self._rows.to_table()
         rep.stats["rows"] = self._rows_n
 
     def _target(self, art: Artifact, rep: ArtifactReport, t, outer: str, host, tz, tz_source, tmp: str,

@@ -193,11 +193,13 @@ _SVC_KEY = re.compile(r"\\Services\\([^\\]+)\\ImagePath$", re.I)
 
 
 def service_installs(data: Any) -> pd.DataFrame:
-    """Services that appeared: System 7045, Security 4697, Sysmon 13 on Services\\*\\ImagePath.
+    """Services that appeared: System 7045, Security 4697, Sysmon 13 on Services\\*\\ImagePath, and the
+    services (systemd units, registry service keys) read from disk images (``source == "SERVICE"``, at
+    their unit file's / key's modification time).
 
     Columns: ``service_name``, ``image_path``, ``account``, ``start_type``, ``user`` (who installed it).
     """
-    df = _frame(data, lambda tl: tl.where(event_id=[7045, 4697, 13]))
+    df = _frame(data, lambda tl: tl._with("(event_id IN (7045, 4697, 13) OR source = 'SERVICE')"))
     parts = []
     sc = df[_is(df, SYS, 7045)].copy() if len(df) else df
     if len(sc):
@@ -214,6 +216,12 @@ def service_installs(data: Any) -> pd.DataFrame:
         reg["service_name"] = name[name.notna()]
         reg["image_path"], reg["account"], reg["start_type"] = _attr(reg, "Details"), None, None
         parts.append(reg)
+    disk = df[df["source"] == "SERVICE"].copy() if len(df) else df
+    if len(disk):
+        disk["image_path"] = disk["command_line"].fillna(disk["path"])
+        disk["account"] = disk["user"]
+        disk["start_type"] = disk["attrs"].map(lambda a: json.loads(a).get("start") or json.loads(a).get("Install_WantedBy"))
+        parts.append(disk)
     out = pd.concat(parts) if parts else df.iloc[0:0]
     return _out(out, ["service_name", "image_path", "account", "start_type", "user", "event_id", "channel"])
 

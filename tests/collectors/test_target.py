@@ -137,6 +137,8 @@ def test_a_bogus_image_fails_clearly_and_leaves_no_case(dfvfs, tmp_path, capsys)
 
 def _server(root: Path, tz: str = "Asia/Kolkata") -> Path:
     (root / "etc").mkdir(parents=True)
+    for d in ("usr/bin", "opt", "root", "home/alice"):
+        (root / d).mkdir(parents=True)
     (root / "var" / "log" / "nginx").mkdir(parents=True)
     (root / "etc" / "hostname").write_text("ehosp-app01\n")
     (root / "etc" / "timezone").write_text(tz + "\n")
@@ -150,6 +152,17 @@ def _server(root: Path, tz: str = "Asia/Kolkata") -> Path:
 
     rotated.write_bytes(gzip.compress(b"Nov 23 07:00:01 ehosp-app01 CRON[7]: (root) CMD (backup.sh)\n", mtime=0))
     os.utime(rotated, ns=(1669200000_000_000_000, 1669200000_000_000_000))  # 2022-11-23 10:40 UTC
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\nsvc-backup:x:998:998::/home/svc:/bin/bash\n")
+    unit = root / "etc" / "systemd" / "system" / "kworker.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Unit]\nDescription=kernel worker\n[Service]\nExecStart=/tmp/.x/kworker -c /tmp/.x/c.json\n"
+                    "[Install]\nWantedBy=multi-user.target\n")
+    cron = root / "etc" / "cron.d" / "upd"
+    cron.parent.mkdir(parents=True)
+    cron.write_text("*/5 * * * * root /tmp/.x/kworker\n")
+    for f in (unit, cron):
+        os.utime(f, ns=(1669167120_000_000_000, 1669167120_000_000_000))  # 2022-11-23 01:32 UTC (07:02 IST)
+    (root / "var" / "log" / "dpkg.log").write_text("2022-11-23 07:10:00 install netcat:amd64 <none> 1.10-46\n")
     return root
 
 
@@ -200,3 +213,26 @@ def test_image_collection_is_idempotent_and_custody_verifies(tmp_path, mke2fs):
     assert first.rows_written > 0 and again.rows_written == 0 and again.skipped
     v = case.verify()
     assert v.ok and v.evidence_checked == 1
+
+
+def test_os_artifacts_of_a_linux_image_services_cron_accounts_packages(tmp_path, mke2fs):
+    from forensics.hunt import service_installs
+
+    img = _image(tmp_path, mke2fs)
+    case = Case(tmp_path / "case", create=True)
+    rep = case.collect([img], workers=1)
+    assert rep.errors == 0
+    t = case.timeline().to_pandas()
+    svc = t[t.source == "SERVICE"].iloc[0]
+    assert (svc.service_name, svc.command_line, svc.evidence_path) == (
+        "kworker.service", "/tmp/.x/kworker -c /tmp/.x/c.json", "/etc/systemd/system/kworker.service")
+    assert svc.timestamp == dt.datetime(2022, 11, 23, 1, 32, tzinfo=UTC) and svc.timestamp_desc == "Service Key / Unit File Modified"
+    cron = t[t.source == "CRON"].iloc[0]
+    assert (cron.user, cron.command_line, cron.timestamp_desc) == ("root", "root /tmp/.x/kworker", "Crontab Modified (entry time unknown)")
+    assert sorted(t[t.source == "ACCOUNT"].target_user) == ["root", "svc-backup"]
+    pkg = t[t.artifact == "syslog:dpkg"].iloc[0]
+    assert pkg.timestamp == dt.datetime(2022, 11, 23, 1, 40, tzinfo=UTC)  # 07:10 IST, the image's zone
+    assert json.loads(pkg["attrs"])["package"] == "netcat:amd64"
+    found = service_installs(case.timeline().to_pandas())
+    assert list(found.service_name) == ["kworker.service"] and list(found.image_path) == ["/tmp/.x/kworker -c /tmp/.x/c.json"]
+    assert list(found.start_type) == ["multi-user.target"]
