@@ -242,8 +242,12 @@ class TargetCollector(Collector):
         rows = self._rows
         multi = len(filesystems) > 1
         archive = not t.disks  # a tar/zip collection: every file is offered to the log collectors
+        mounts = getattr(t.fs, "mounts", {}) or {}
         for i, fs in enumerate(filesystems):
-            prefix = f"{outer}fs{i}:" if multi else outer
+            names = [m for m, f in mounts.items() if f is fs]
+            drive = next((m for m in names if len(m) == 2 and m[1] == ":"), None)
+            # the drive letter where the OS is Windows ("c:/Windows/..."), else "fsN:" when there are several
+            prefix = outer + (drive if drive else f"fs{i}:" if multi and "/" not in names else "")
             fstype = getattr(fs, "__type__", type(fs).__name__)
             for path, entry, st in self._walk(fs, rep, prefix):
                 inner = f"{prefix}{path}"

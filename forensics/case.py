@@ -268,13 +268,18 @@ class Case:
             self.store.recover()
 
         # 1. hash before (threads: hashlib releases the GIL; one file per thread when there are enough files)
-        jobs = [(it, rel, real) for it in items for rel, real, _ in it.files]
+        jobs = [(it, rel, real) for it in items for rel, real, _ in it.files if not real.is_dir()]
         hash_threads = max(1, min(4, os.cpu_count() or 1))
         split = len(jobs) < hash_threads  # few files: MD5 and SHA-256 of each file in two threads
         with ThreadPoolExecutor(max_workers=hash_threads) as pool:
             for (it, rel, _), h in zip(jobs, pool.map(lambda j: hash_file(j[2], parallel=split), jobs)):
                 it.hashes[rel] = h
         for it in items:
+            for rel, real, _ in it.files:
+                if real.is_dir():  # a triage folder read as a whole: its identity is the manifest of its files
+                    inside = sorted((r, it.hashes[r]) for r, p, _ in it.files if not p.is_dir())
+                    it.hashes[rel] = FileHashes(sum(h.size for _, h in inside), hashlib.sha256(
+                        "\n".join(f"{r}\t{h.sha256}" for r, h in inside).encode()).hexdigest())
             manifest = "\n".join(f"{rel}\t{it.hashes[rel].sha256}" for rel, _, _ in sorted(it.files))
             it.evidence_id = hashlib.sha256(manifest.encode()).hexdigest()[:16]
 
@@ -546,6 +551,11 @@ def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
             cls.check_compatible(str(path))  # a bogus image fails here, before the case is touched
             return _Item(path, _image_files(path, path.parent), [])
         return _Item(path, [(path.name, path, cls.name)], [])
+    if path.is_dir() and (only is None or TargetCollector.name in only) and _triage_folder(path):
+        # an OS tree or a KAPE / Velociraptor / UAC collection: read as one target (host, zone, OS artifacts);
+        # every file in it is hashed before and after
+        files = [(real.relative_to(path).as_posix(), real, "") for real in _files(path)]
+        return _Item(path, files + [(path.name + "/", path, TargetCollector.name)], [])
     if path.is_dir():
         files, unrecognised = [], []
         segments: set[Path] = set()
@@ -578,6 +588,24 @@ def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
             raise UnknownFormat(f"{path}: no recognised artifact in this folder (tried: {tried}; {len(unrecognised)} file(s) not recognised)")
         return _Item(path, files, unrecognised)
     raise UnknownFormat(f"{path}: not a regular file or folder")
+
+
+def _triage_folder(path: Path) -> bool:
+    """dissect recognises the folder as an OS tree or a triage collection (not a mere folder of logs)."""
+    try:
+        from dissect.target.loader import find_loader
+
+        return find_loader(path) is not None
+    except Exception:
+        return False
+
+
+def _files(path: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(path, onerror=_raise):
+        dirnames.sort()
+        out += [Path(dirpath) / n for n in sorted(filenames) if (Path(dirpath) / n).is_file()]
+    return out
 
 
 def _image_files(first: Path, root: Path) -> list[tuple[str, Path, str]]:
