@@ -40,6 +40,7 @@ __all__ = [
     "powershell",
     "first_seen",
     "encryption_burst",
+    "web_attacks",
     "story",
     "story_rows",
     "onset",
@@ -524,7 +525,8 @@ def story_rows(tl: Any) -> pd.DataFrame:
     pattern = r"(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy|comsvcs|procdump|sekurlsa|lsadump|ntdsutil|reg(\.exe)?\s+save"
     # attrs is the biggest column: keep it only where a helper reads a field from it
     need = ", ".join(str(i) for i in (4625, 4768, 4771, 4776, 7045, 4697, 10, 13, 4769, 1102, 104))
-    return tl._with(clause, pattern).to_pandas(replace={"attrs": f"CASE WHEN event_id IN ({need}) THEN attrs END"})
+    return tl._with(clause, pattern).to_pandas(
+        replace={"attrs": f"CASE WHEN event_id IN ({need}) OR source IN ('WEB', 'SERVICE') THEN attrs END"})
 
 
 def _txt(series: pd.Series) -> pd.Series:
@@ -551,7 +553,11 @@ def story(data: Any) -> pd.DataFrame:
             "timestamp": bf["first"], "host": bf["host"], "technique": "T1110",
             "finding": "brute force from " + _txt(bf["source"]) + ": " + bf["attempts"].astype(str) + " failures, "
                        + bf["users"].astype(str) + " accounts" + bf["success_after"].map({True: ", then a success", False: ""})}))
-    add(service_installs(df), "T1543.003",
+    si = service_installs(df)
+    if not si.empty:  # of the services read from disk, only admin-installed systemd units tell a story
+        disk = si["event_id"].isna()
+        si = si[~disk | si["evidence_path"].astype(str).str.startswith("/etc/systemd/system/")]
+    add(si, "T1543.003",
         lambda f: "service installed: " + _txt(f["service_name"]) + " -> " + _txt(f["image_path"]))
     st = scheduled_tasks(df)
     add(st[st["action"] == "created"] if not st.empty else st, "T1053.005",
@@ -577,6 +583,11 @@ def story(data: Any) -> pd.DataFrame:
             "finding": "encryption burst: " + eb["files"].astype(str) + " files to ." + eb["extension"] + " in "
                        + eb["directories"].astype(str) + " folders, " + eb["notes"].astype(str) + " ransom notes",
             "evidence_path": eb["evidence_path"], "record_ref": eb["record_ref"]}))
+    wa = web_attacks(df)
+    _WEB_TECH = {"scanner": "T1595", "upload": "T1105", "web shell": "T1505.003", "tunnel": "T1572"}
+    add(wa, wa["finding"].map(_WEB_TECH) if not wa.empty else "",
+        lambda f: f["finding"] + ": " + _txt(f["url"]) + " from " + _txt(f["src_ip"]) + " (" + f["requests"].astype(str)
+                  + " requests; " + _txt(f["detail"]) + ")")
     rdp = lg[(lg["method"] == "RDP") & (lg["outcome"] == "success")] if not lg.empty else lg
     add(rdp, "T1021.001", lambda f: "RDP logon by " + _txt(f["user"]) + " from " + _txt(f["src_ip"]))
     zone = data.tz if isinstance(data, Timeline) else (df["local_time"].dt.tz if "local_time" in df else None)
@@ -601,6 +612,96 @@ def onset(data: Any) -> pd.DataFrame:
     out = pd.concat(rows, ignore_index=True)
     out = out.rename(columns={"timestamp": "onset"}).drop(columns=["host"]).rename(columns={"host_key": "host"})
     return out.reindex(columns=["host", "onset", "technique", "finding"] + PROVENANCE)
+
+
+# --- web ---------------------------------------------------------------------------------------
+
+_SCRIPT = re.compile(r"\.(?:jsp|jspx|asp|aspx|ashx|asmx|php\d?|phtml|cgi|pl|cfm)$", re.I)
+_SCANNER = re.compile(r"sqlmap|nikto|nmap|masscan|zgrab|gobuster|dirbuster|dirb/|wfuzz|ffuf|feroxbuster|wpscan|"
+                      r"nuclei|acunetix|netsparker|openvas|nessus|whatweb|burp|jaeles|httpx|arachni|w3af|zmeu|"
+                      r"morfeus|hydra|python-requests|go-http-client|libwww-perl|curl/|wget/", re.I)
+_UPLOAD = re.compile(r"/manager/(?:html/upload|text/deploy)|/upload|fileupload|/wp-admin/(?:update|plugin-install)|"
+                     r"/admin/.*(?:upload|deploy)", re.I)
+_TUNNEL_Q = re.compile(r"(?:^|&)(?:cmd=(?:connect|forward|read|disconnect)|(?:target|ip|host|remote_?ip|rhost)=[^&]+"
+                       r"&(?:.*&)?(?:port|rport|remote_?port)=\d+)", re.I)
+_CMD_Q = re.compile(r"(?:^|&)(?:cmd|exec|command|c|code|shell|pass|z0|e)=", re.I)
+
+
+def _web(df: pd.DataFrame) -> pd.DataFrame:
+    w = df[df["source"] == "WEB"].copy() if len(df) else df.iloc[0:0].copy()
+    if not len(w):
+        return w.assign(method=None, status=None, user_agent=None, query=None, url=None)
+    a = w["attrs"].map(lambda t: json.loads(t) if isinstance(t, str) else {})
+    w["method"] = a.map(lambda x: (x.get("method") or "").upper() or None)
+    w["status"] = a.map(lambda x: x.get("status"))
+    w["user_agent"] = a.map(lambda x: x.get("user_agent"))
+    w["query"] = a.map(lambda x: x.get("query") or "")
+    w["url"] = w["path"].fillna(a.map(lambda x: x.get("uri")))
+    return w
+
+
+def web_attacks(data: Any, tunnel_hits: int = 1000, baseline: str = "1D") -> pd.DataFrame:
+    """Web attacks seen in web server logs (``source == "WEB"``), one row per finding:
+
+    - ``scanner``: requests whose user agent is a known scanner or attack tool, per source and agent;
+    - ``upload``: POST/PUT to an upload or deploy endpoint (Tomcat manager, WordPress, ``/upload``);
+    - ``web shell``: POSTs to a script (``.jsp/.aspx/.php``...) first requested after the log's first
+      ``baseline`` (newly seen), or after an upload from the same source, or with command-like parameters;
+    - ``tunnel``: one script hit ``tunnel_hits`` times or more with ``ip``/``port`` (reGeorg-style) parameters.
+
+    Columns: ``finding``, ``url``, ``src_ip``, ``requests``, ``first``, ``last``, ``user_agent``, ``detail``
+    (and the provenance of the first supporting row)."""
+    df = _frame(data, lambda tl: tl._with("source = 'WEB'"))
+    w = _web(df)
+    cols = ["finding", "url", "src_ip", "requests", "first", "last", "user_agent", "detail"]
+    if not len(w):
+        return pd.DataFrame(columns=["timestamp", "host"] + cols + PROVENANCE)
+    w = w.sort_values("timestamp", kind="stable")
+    found: list[pd.DataFrame] = []
+
+    def emit(rows: pd.DataFrame, keys: list[str], finding: str, detail: Callable[[pd.DataFrame], str]) -> None:
+        if rows.empty:
+            return
+        for _, g in rows.groupby(keys, dropna=False, sort=False):
+            first = g.iloc[0]
+            found.append(pd.DataFrame([{
+                "timestamp": first["timestamp"], "host": first["host"], "finding": finding, "url": first["url"],
+                "src_ip": first["src_ip"], "requests": len(g), "first": first["timestamp"],
+                "last": g["timestamp"].iloc[-1], "user_agent": first["user_agent"], "detail": detail(g),
+                **{k: first[k] for k in PROVENANCE if k in g}}]))
+
+    scan = w[w["user_agent"].fillna("").str.contains(_SCANNER)]
+    emit(scan, ["host", "src_ip", "user_agent"], "scanner",
+         lambda g: f"{g['url'].nunique()} distinct URLs, statuses {sorted(set(g['status'].dropna().astype(int)))[:6]}")
+    up = w[w["method"].isin(["POST", "PUT"]) & w["url"].fillna("").str.contains(_UPLOAD)]
+    emit(up, ["host", "src_ip", "url"], "upload", lambda g: f"{g['method'].iloc[0]} status {g['status'].iloc[0]}")
+
+    script = w[w["url"].fillna("").str.contains(_SCRIPT)]
+    if len(script):
+        start = w.groupby("host")["timestamp"].transform("min")
+        first_seen = script.groupby(["host", "url"])["timestamp"].transform("min")
+        new = first_seen > start.loc[script.index] + pd.Timedelta(baseline)
+        uploaded = pd.Series(False, index=script.index)
+        for (host, ip), u in up.groupby(["host", "src_ip"]):
+            t0 = u["timestamp"].min()
+            uploaded |= (script["host"] == host) & (script["src_ip"] == ip) & (script["timestamp"] > t0)
+        cmd = script["query"].str.contains(_CMD_Q)
+        posts = script[(script["method"] == "POST") & (new | uploaded | cmd)]
+        shell = pd.concat([posts, script[cmd & ~script.index.isin(posts.index)]]).sort_values("timestamp")
+        emit(shell, ["host", "url"], "web shell",
+             lambda g: f"{(g['method'] == 'POST').sum()} POST(s) from {g['src_ip'].nunique()} source(s)"
+                       + ("; first requested after the baseline" if bool(new.loc[g.index].any()) else "")
+                       + ("; after an upload" if bool(uploaded.loc[g.index].any()) else "")
+                       + ("; command parameters" if bool(cmd.loc[g.index].any()) else ""))
+        tun = script[script["query"].str.contains(_TUNNEL_Q)]
+        if len(tun):
+            hits = tun.groupby(["host", "url"])["timestamp"].transform("size")
+            emit(tun[hits >= tunnel_hits], ["host", "url"], "tunnel",
+                 lambda g: f"{len(g)} requests with ip/port parameters")
+    if not found:
+        return pd.DataFrame(columns=["timestamp", "host"] + cols + PROVENANCE)
+    out = pd.concat(found, ignore_index=True)
+    return out.reindex(columns=["timestamp", "host"] + cols + PROVENANCE).sort_values(["timestamp", "host"]).reset_index(drop=True)
 
 
 # --- df.fx accessor ------------------------------------------------------------------------------
@@ -654,6 +755,9 @@ class FxAccessor:
 
     def encryption_burst(self, window: str = "10min", min_files: int = 100) -> pd.DataFrame:
         return encryption_burst(self._df, window=window, min_files=min_files)
+
+    def web_attacks(self, tunnel_hits: int = 1000, baseline: str = "1D") -> pd.DataFrame:
+        return web_attacks(self._df, tunnel_hits=tunnel_hits, baseline=baseline)
 
     def story(self) -> pd.DataFrame:
         return story(self._df)

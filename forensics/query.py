@@ -303,6 +303,11 @@ class Timeline:
 
         return hunt.encryption_burst(self, window=window, min_files=min_files)
 
+    def web_attacks(self, tunnel_hits: int = 1000, baseline: str = "1D"):
+        from forensics import hunt
+
+        return hunt.web_attacks(self, tunnel_hits=tunnel_hits, baseline=baseline)
+
     def story(self):
         from forensics import hunt
 
