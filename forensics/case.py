@@ -244,6 +244,7 @@ class Case:
         batch_rows: int = BATCH_ROWS,
         tz: str | None = None,
         only: Iterable[str] | None = None,
+        client: Any = None,
     ) -> CollectReport:
         """Collect ``evidence`` (files, folders, disk images, archives) into the case.
 
@@ -251,6 +252,8 @@ class Case:
         the zone an image states.  Without it, images use their own configuration and loose text
         logs the case's zone when one was given at creation, else UTC (every row says which).
         ``only`` restricts collection to the named collectors (e.g. ``["evtx"]``).
+        ``client``: a ``dask.distributed.Client``; the units of work then run on its workers, which must
+        see the evidence and the case directory at the same paths (a shared file system).
         """
         t0 = time.monotonic()
         if tz is not None:
@@ -284,13 +287,19 @@ class Case:
             it.evidence_id = hashlib.sha256(manifest.encode()).hexdigest()[:16]
 
         phases = {"hash_before": time.monotonic() - t0}
-        # 2. what is left to do
+        # 2. what is left to do; each artifact carries the evidence files it is read from (an image's segments)
         done = self.store.collected_artifacts()
         tasks, skipped = [], []
+        owned: dict[tuple[str, str], list[tuple[_Item, str, Path]]] = {}
         for it in items:
+            current = None
             for rel, real, coll in it.files:
-                if not coll:  # a further segment of an image: hashed, read through its first segment
+                if not coll:  # a further segment of an image (or a file of a triage folder): read through its owner
+                    if current is not None:
+                        owned[current].append((it, rel, real))
                     continue
+                current = (it.evidence_id, rel)
+                owned[current] = [(it, rel, real)] if not real.is_dir() else []
                 cls = by_name(coll)
                 eng = engine if engine is not None else cls.engines[0]
                 if engine is not None and engine not in cls.engines:
@@ -302,98 +311,129 @@ class Case:
                     skipped.append(f"{it.evidence_id}:{rel}")
                     continue
                 tasks.append((coll, eng, art))
-        # 3. parse: bins of artifacts in a process pool (inline when there is one bin)
-        run_id = new_run_id()
-        staging = self.store.staging_dir(run_id)
+        self._note_interrupted()
+        # 3. parse: units of work (bins of artifacts), each committed on its own as soon as it is done, so that
+        # a run that dies resumes where it stopped (committed artifacts are skipped by the next run)
+        collection = new_run_id()
         n_workers = max(1, workers or os.cpu_count() or 1)
+        if client is not None:
+            n_workers = max(1, len(client.scheduler_info().get("workers", {})) or n_workers)
         bins = _bins(tasks, n_workers)
         n_workers = min(n_workers, max(1, len(bins)))
         threads = max(1, (os.cpu_count() or 1) // n_workers)
-        args = [(b[0][0], b[0][1], [t[2] for t in b], str(staging), f"{i:05d}", batch_rows, threads)
-                for i, b in enumerate(bins)]
-        results = []
+        units = []
+        for i, b in enumerate(bins):
+            run_id = f"{collection}-u{i:04d}"
+            staging = self.store.staging_dir(run_id)
+            units.append((run_id, (b[0][0], b[0][1], [t[2] for t in b], str(staging), f"{i:05d}", batch_rows, threads)))
+        totals = {"records_read": 0, "rows_written": 0, "duplicates_dropped": 0, "errors": 0, "warnings": 0}
+        all_artifacts: list[dict[str, Any]] = []
+        evidence_seen: dict[str, dict[str, Any]] = {}
+        changed_all: list[str] = []
         files_done = rows_so_far = 0
         total_files = len(tasks)
+        tool = tool_versions()
+
+        def finish_unit(i: int, result: dict[str, Any]) -> None:
+            nonlocal files_done, rows_so_far
+            run_id, args = units[i]
+            # 4. hash after: the unit's evidence must not have changed while it was read
+            files = [f for art in args[2] for f in owned.get(art.key, [])]
+            after = [hash_file(real, md5=False) for _, _, real in files]
+            changed = [f"{real}: sha256 before {it.hashes[rel].sha256}, after {h.sha256}"
+                       for (it, rel, real), h in zip(files, after) if h.sha256 != it.hashes[rel].sha256]
+            ev = _evidence_entry(items, files, after)
+            for e in ev:
+                evidence_seen.setdefault(e["evidence_id"], {**e, "files": []})["files"] += e["files"]
+            if changed:
+                changed_all.extend(changed)
+                self.store.abort(run_id, "evidence changed during collection", evidence=ev, changed=changed,
+                                 collection=collection, unit=i, units=len(units))
+                return
+            # 5. commit the unit
+            problems = result["problems"]
+            others = [Path(p) for p in result["others"]]
+            if problems:
+                pp = Path(args[3]) / f"problems-{run_id}.parquet"
+                write_parquet(pa.Table.from_pylist(problems, schema=PROBLEMS_SCHEMA), pp, sort=False)
+                others.append(pp)
+            arts = sorted(result["artifacts"], key=lambda a: (a["evidence_id"], a["evidence_path"]))
+            errors = sum(p["count"] for p in problems if p["severity"] == "error")
+            warnings = sum(p["count"] for p in problems if p["severity"] == "warning")
+            records = sum(a["records_read"] for a in arts)
+            entry = self.store.commit(
+                run_id, [Path(p) for p in result["parts"]], others, tool=tool, engine=engine, evidence=ev,
+                artifacts=arts, skipped=skipped if i == 0 else [], records_read=records, errors=errors,
+                warnings=warnings, dropped_in_workers=result["dropped"], collection=collection, unit=i,
+                units=len(units),
+            )
+            all_artifacts.extend(arts)
+            totals["records_read"] += records
+            totals["rows_written"] += entry["rows_written"]
+            totals["duplicates_dropped"] += entry["duplicates_dropped"]
+            totals["errors"] += errors
+            totals["warnings"] += warnings
+            files_done += len(args[2])
+            rows_so_far += sum(a["rows"] for a in arts)
+            if progress:
+                progress(files_done, total_files, rows_so_far)
+
         try:
-            if n_workers == 1:
-                for a in args:
-                    results.append(_collect_bin(*a))
-                    files_done += len(a[2])
-                    rows_so_far += sum(r["rows"] for r in results[-1]["artifacts"])
-                    if progress:
-                        progress(files_done, total_files, rows_so_far)
+            if client is not None:
+                from distributed import as_completed as dask_completed
+
+                futures = {client.submit(_collect_bin, *args, pure=False, key=f"forensics-{run_id}"): i
+                           for i, (run_id, args) in enumerate(units)}
+                for fut in dask_completed(futures):
+                    finish_unit(futures[fut], fut.result())
+            elif n_workers == 1:
+                for i, (_, args) in enumerate(units):
+                    finish_unit(i, _collect_bin(*args))
             else:
                 with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn")) as pool:
-                    futures = {pool.submit(_collect_bin, *a): len(a[2]) for a in args}
+                    futures = {pool.submit(_collect_bin, *args): i for i, (_, args) in enumerate(units)}
                     for fut in as_completed(futures):
-                        results.append(fut.result())
-                        files_done += futures[fut]
-                        rows_so_far += sum(r["rows"] for r in results[-1]["artifacts"])
-                        if progress:
-                            progress(files_done, total_files, rows_so_far)
+                        finish_unit(futures[fut], fut.result())
         except BaseException as exc:
-            self.store.abort(run_id, f"collection interrupted: {type(exc).__name__}: {exc}")
+            for run_id, _ in units:
+                if (self.store.root / STAGING_DIR / run_id).exists():
+                    self.store.abort(run_id, f"collection interrupted: {type(exc).__name__}: {exc}",
+                                     collection=collection)
             raise
-        results.sort(key=lambda r: r["parts"][0] if r["parts"] else "~")
-
-        phases["parse"] = time.monotonic() - t0 - sum(phases.values())
-        # 4. hash after: the evidence must not have changed while we read it
-        changed = []
-        with ThreadPoolExecutor(max_workers=hash_threads) as pool:
-            after = list(pool.map(lambda j: hash_file(j[2], md5=False), jobs))
-        for (it, rel, real), h in zip(jobs, after):
-            if h.sha256 != it.hashes[rel].sha256:
-                changed.append(f"{real}: sha256 before {it.hashes[rel].sha256}, after {h.sha256}")
-        evidence_entry = [
-            {
-                "evidence_id": it.evidence_id,
-                "path": str(it.path),
-                "files": [
-                    {"path": rel, "real_path": str(real), **it.hashes[rel].as_dict(), "sha256_after": h.sha256}
-                    for (jit, rel, real), h in zip(jobs, after) if jit is it
-                ],
-                "unrecognised": it.unrecognised,
-            }
-            for it in items
-        ]
-        if changed:
-            self.store.abort(run_id, "evidence changed during collection", evidence=evidence_entry, changed=changed)
-            raise EvidenceChanged("evidence changed while it was being read; nothing committed:\n  " + "\n  ".join(changed))
-
-        phases["hash_after"] = time.monotonic() - t0 - sum(phases.values())
-        # 5. commit
-        problems = [p for r in results for p in r["problems"]]
-        others = [Path(p) for r in results for p in r["others"]]
-        if problems:
-            pp = staging / f"problems-{run_id}.parquet"
-            write_parquet(pa.Table.from_pylist(problems, schema=PROBLEMS_SCHEMA), pp, sort=False)
-            others.append(pp)
-        artifacts = sorted((a for r in results for a in r["artifacts"]), key=lambda a: (a["evidence_id"], a["evidence_path"]))
-        errors = sum(p["count"] for p in problems if p["severity"] == "error")
-        warnings = sum(p["count"] for p in problems if p["severity"] == "warning")
-        records_read = sum(a["records_read"] for a in artifacts)
-        entry = self.store.commit(
-            run_id,
-            [Path(p) for r in results for p in r["parts"]],
-            others,
-            tool=tool_versions(),
-            engine=engine,
-            evidence=evidence_entry,
-            artifacts=artifacts,
-            skipped=skipped,
-            records_read=records_read,
-            errors=errors,
-            warnings=warnings,
-            dropped_in_workers=sum(r["dropped"] for r in results),
-        )
-        phases["commit"] = time.monotonic() - t0 - sum(phases.values())
+        if not units:  # nothing new to read: the run is still recorded (what it skipped)
+            run_id = f"{collection}-u0000"
+            self.store.staging_dir(run_id)
+            self.store.commit(run_id, [], [], tool=tool, engine=engine, evidence=_evidence_entry(items, [], []),
+                              artifacts=[], skipped=skipped, records_read=0, errors=0, warnings=0,
+                              collection=collection, unit=0, units=1)
+        phases["parse_and_commit"] = time.monotonic() - t0 - sum(phases.values())
+        if changed_all:
+            raise EvidenceChanged("evidence changed while it was being read; those units were not committed:\n  "
+                                  + "\n  ".join(changed_all))
         log.info("collect phases (s): %s", {k: round(v, 2) for k, v in phases.items()})
+        all_artifacts.sort(key=lambda a: (a["evidence_id"], a["evidence_path"]))
         return CollectReport(
-            phases=phases,
-            run_id=run_id, evidence=evidence_entry, artifacts=artifacts, records_read=records_read,
-            rows_written=entry["rows_written"], duplicates_dropped=entry["duplicates_dropped"], errors=errors,
-            warnings=warnings, skipped=skipped, seconds=time.monotonic() - t0,
+            phases=phases, run_id=collection, evidence=list(evidence_seen.values()) or _evidence_entry(items, [], []),
+            artifacts=all_artifacts, records_read=totals["records_read"], rows_written=totals["rows_written"],
+            duplicates_dropped=totals["duplicates_dropped"], errors=totals["errors"], warnings=totals["warnings"],
+            skipped=skipped, seconds=time.monotonic() - t0,
         )
+
+    def _note_interrupted(self) -> None:
+        """Record in the custody log every earlier collection that committed only some of its units."""
+        units: dict[str, tuple[int, set[int]]] = {}
+        noted = set()
+        for e in self.store.custody.entries():
+            if e.get("action") == "commit" and e.get("collection"):
+                n, got = units.setdefault(e["collection"], (e.get("units", 1), set()))
+                got.add(e.get("unit", 0))
+            elif e.get("action") == "interrupted":
+                noted.add(e.get("collection"))
+        for coll, (n, got) in units.items():
+            if len(got) < n and coll not in noted:
+                self.store.custody.append("interrupted", collection=coll, units=n, units_committed=len(got),
+                                          note=f"collection {coll} stopped after {len(got)} of {n} unit(s); "
+                                               "this run collects the rest")
 
     # --- read ------------------------------------------------------------------------------------
 
@@ -428,11 +468,14 @@ class Case:
         problems = self.problems()
         commits = self.store.commits()
         evidence: dict[str, dict[str, Any]] = {}
-        for c in commits:
+        ev_files: dict[str, dict[str, int]] = {}
+        for c in commits:  # a collection commits unit by unit: an item's files are spread over its units
             for e in c.get("evidence", []):
-                evidence.setdefault(e["evidence_id"], {"evidence_id": e["evidence_id"], "path": e["path"],
-                                                       "files": len(e["files"]),
-                                                       "bytes": sum(f["size"] for f in e["files"])})
+                evidence.setdefault(e["evidence_id"], {"evidence_id": e["evidence_id"], "path": e["path"]})
+                ev_files.setdefault(e["evidence_id"], {}).update({f["path"]: f["size"] for f in e["files"]})
+        for eid, d in evidence.items():
+            d["files"] = len(ev_files[eid])
+            d["bytes"] = sum(ev_files[eid].values())
 
         def counts(table: pa.Table, col: str) -> dict[str, int]:
             if not table.num_rows:
@@ -555,7 +598,7 @@ def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
         # an OS tree or a KAPE / Velociraptor / UAC collection: read as one target (host, zone, OS artifacts);
         # every file in it is hashed before and after
         files = [(real.relative_to(path).as_posix(), real, "") for real in _files(path)]
-        return _Item(path, files + [(path.name + "/", path, TargetCollector.name)], [])
+        return _Item(path, [(path.name + "/", path, TargetCollector.name)] + files, [])
     if path.is_dir():
         files, unrecognised = [], []
         segments: set[Path] = set()
@@ -588,6 +631,17 @@ def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
             raise UnknownFormat(f"{path}: no recognised artifact in this folder (tried: {tried}; {len(unrecognised)} file(s) not recognised)")
         return _Item(path, files, unrecognised)
     raise UnknownFormat(f"{path}: not a regular file or folder")
+
+
+def _evidence_entry(items: list[_Item], files: list[tuple[_Item, str, Path]], after: list[FileHashes]) -> list[dict[str, Any]]:
+    """The custody entry's evidence list for the given files (hashes before, SHA-256 after)."""
+    out = []
+    for it in items:
+        mine = [{"path": rel, "real_path": str(real), **it.hashes[rel].as_dict(), "sha256_after": h.sha256}
+                for (fit, rel, real), h in zip(files, after) if fit is it]
+        if mine or not files:
+            out.append({"evidence_id": it.evidence_id, "path": str(it.path), "files": mine, "unrecognised": it.unrecognised})
+    return out
 
 
 def _triage_folder(path: Path) -> bool:

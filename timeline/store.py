@@ -315,7 +315,7 @@ class CaseStore:
         ``dropped_in_workers``: repeats the writers already left out of their parts (counted as duplicates).
         """
         with self.lock():
-            existing = _hash_array(self.files(TIMELINE_DIR))
+            known = self._known_hashes()
             final: list[tuple[Path, str, int]] = []
             duplicates = dropped_in_workers
             # All the run's hashes at once (only the event_hash column is read): one sort finds the first
@@ -328,7 +328,8 @@ class CaseStore:
             _, first = np.unique(allh, return_index=True)
             keep_all = np.zeros(allh.shape, dtype=bool)
             keep_all[first] = True
-            keep_all &= ~_isin_sorted(allh, existing)
+            for existing in known:
+                keep_all &= ~_isin_sorted(allh, existing)
             start = 0
             for part, hashes in zip(timeline_parts, per_part):
                 keep = keep_all[start:start + len(hashes)]
@@ -361,6 +362,17 @@ class CaseStore:
                 _fsync_dir(self.root / kind)
             self._end_run(run_id)
         return entry
+
+    def _known_hashes(self) -> list[np.ndarray]:
+        """Sorted event hashes of every committed timeline file, read once per file per process
+        (a collection commits unit by unit; only files new since the last commit are read)."""
+        cache = self.__dict__.setdefault("_hash_cache", {})
+        files = self.files(TIMELINE_DIR)
+        for f in files:
+            if f.name not in cache:
+                cache[f.name] = _hash_array([f])
+        names = {f.name for f in files}
+        return [a for n, a in cache.items() if n in names and a.size]
 
     def abort(self, run_id: str, reason: str, **entry: Any) -> None:
         with self.lock():
