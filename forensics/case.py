@@ -204,15 +204,16 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
 
 
 def _bins(tasks: list[tuple[str, str, Artifact]], workers: int, bin_bytes: int = 32 << 20) -> list[list[tuple[str, str, Artifact]]]:
-    """Group artifacts (same collector and engine) into bins: few enough that small files share a batch,
-    enough that every worker has work.  Largest first into the lightest bin."""
+    """Group artifacts (same collector and engine) into bins — the units of work, each committed on its own:
+    about ``bin_bytes`` of evidence each (small files share a batch; a crash loses at most the units
+    being read), and at least one per worker.  Largest first into the lightest bin."""
     out = []
     groups: dict[tuple[str, str], list] = {}
     for t in tasks:
         groups.setdefault((t[0], t[1]), []).append(t)
     for group in groups.values():
         total = sum(t[2].size for t in group)
-        n = min(len(group), max(1, min(workers * 4, -(-total // bin_bytes))))
+        n = min(len(group), max(workers, -(-total // bin_bytes)))
         bins: list[list] = [[] for _ in range(n)]
         loads = [0] * n
         for t in sorted(group, key=lambda t: -t[2].size):
@@ -245,6 +246,7 @@ class Case:
         tz: str | None = None,
         only: Iterable[str] | None = None,
         client: Any = None,
+        unit_bytes: int = 32 << 20,
     ) -> CollectReport:
         """Collect ``evidence`` (files, folders, disk images, archives) into the case.
 
@@ -254,6 +256,7 @@ class Case:
         ``only`` restricts collection to the named collectors (e.g. ``["evtx"]``).
         ``client``: a ``dask.distributed.Client``; the units of work then run on its workers, which must
         see the evidence and the case directory at the same paths (a shared file system).
+        ``unit_bytes``: evidence per unit of work (each unit is committed on its own: the resume granularity).
         """
         t0 = time.monotonic()
         if tz is not None:
@@ -318,7 +321,7 @@ class Case:
         n_workers = max(1, workers or os.cpu_count() or 1)
         if client is not None:
             n_workers = max(1, len(client.scheduler_info().get("workers", {})) or n_workers)
-        bins = _bins(tasks, n_workers)
+        bins = _bins(tasks, n_workers, unit_bytes)
         n_workers = min(n_workers, max(1, len(bins)))
         threads = max(1, (os.cpu_count() or 1) // n_workers)
         units = []

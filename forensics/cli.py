@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from forensics.case import Case
-from timeline.errors import ForensicsError, IntegrityError
+from timeline.errors import ForensicsError, IntegrityError, ParserUnavailable
 
 log = logging.getLogger("forensics")
 
@@ -44,12 +44,21 @@ def cmd_collect(args: argparse.Namespace) -> int:
         resolve(p, only)
     case = Case(args.case, create=True, tz=args.tz)
     update, bar = _progress(args.quiet)
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise ParserUnavailable("--scheduler needs dask.distributed: pip install 'forensics[dask]'") from exc
+        client = Client(args.scheduler)
     try:
         report = case.collect(args.evidence, engine=args.engine, workers=args.workers, progress=update, tz=args.tz,
-                              only=only)
+                              only=only, client=client, unit_bytes=int(args.unit_mb * (1 << 20)))
     finally:
         if bar is not None:
             bar.close()
+        if client is not None:
+            client.close()
     if not args.quiet:
         print(report.summary())
         for a in report.artifacts:
@@ -222,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--engine", choices=["evtx", "python-evtx"], default=None,
                    help="EVTX engine: evtx (Rust parser + dissect.eventlog fallback, default) or python-evtx")
     c.add_argument("--workers", type=int, default=None, help="parallel parser processes (default: all cores)")
+    c.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the units of work on a Dask cluster (e.g. tcp://10.0.0.1:8786); its workers must see the "
+                        "evidence and the case at the same paths")
+    c.add_argument("--unit-mb", type=float, default=32, metavar="MB",
+                   help="evidence per unit of work; each unit is committed on its own, so an interrupted run "
+                        "resumes from the last committed unit (default 32)")
     c.add_argument("--only", default=None, metavar="NAMES",
                    help="collect only with these collectors, comma-separated (e.g. evtx,syslog; default: all)")
     c.add_argument("--tz", default=None, help="zone of local times the evidence does not date itself (overrides an image's own zone) and "

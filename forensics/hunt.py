@@ -18,6 +18,7 @@ recognised by the conventions below and arrive with their collectors:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, Callable
@@ -69,6 +70,20 @@ def _frame(data: Any, prefilter: Callable | None = None) -> pd.DataFrame:
     return data
 
 
+def _partitionwise(fn: Callable) -> Callable:
+    """Helpers whose answer for a row depends on that row alone also take a dask DataFrame
+    (``forensics.open(case, engine="dask")``): they then run on each partition, lazily."""
+
+    @functools.wraps(fn)
+    def wrapper(data: Any, *args: Any, **kwargs: Any) -> Any:
+        if type(data).__module__.startswith("dask"):
+            meta = fn(data._meta, *args, **kwargs)
+            return data.map_partitions(fn, *args, meta=meta, **kwargs)
+        return fn(data, *args, **kwargs)
+
+    return wrapper
+
+
 def _is(df: pd.DataFrame, channel: str, *event_ids: int) -> pd.Series:
     return (df["channel"] == channel) & df["event_id"].isin(event_ids)
 
@@ -105,9 +120,12 @@ _SSH = re.compile(r"(Accepted|Failed) (\S+) for (?:invalid user )?(\S+) from (\S
 
 
 def _logon_rows(tl):
-    return tl.where(event_id=sorted({e for ids in _LOGON_IDS.values() for e in ids}))
+    ids = ", ".join(str(e) for e in sorted({e for ids in _LOGON_IDS.values() for e in ids}))
+    return tl._with(f"(event_id IN ({ids}) OR (source = 'SYSLOG' AND message LIKE '%sshd%')"
+                    " OR artifact IN ('wtmp', 'btmp'))")
 
 
+@_partitionwise
 def logons(data: Any, success: bool | None = None) -> pd.DataFrame:
     """Logons and logon attempts: Windows 4624/4625/4648/4768/4771/4776, RDP 1149/21/24/25, sshd, wtmp/btmp.
 
@@ -193,6 +211,7 @@ def brute_force(data: Any, threshold: int = 10, window: str = "10min", *,
 _SVC_KEY = re.compile(r"\\Services\\([^\\]+)\\ImagePath$", re.I)
 
 
+@_partitionwise
 def service_installs(data: Any) -> pd.DataFrame:
     """Services that appeared: System 7045, Security 4697, Sysmon 13 on Services\\*\\ImagePath, and the
     services (systemd units, registry service keys) read from disk images (``source == "SERVICE"``, at
@@ -227,6 +246,7 @@ def service_installs(data: Any) -> pd.DataFrame:
     return _out(out, ["service_name", "image_path", "account", "start_type", "user", "event_id", "channel"])
 
 
+@_partitionwise
 def process_executions(data: Any) -> pd.DataFrame:
     """Processes that ran: Security 4688, Sysmon 1 (and, with their collectors, prefetch, shell history,
     auditd execve).  Columns: ``process``, ``command_line``, ``parent``, ``user``."""
@@ -249,6 +269,7 @@ _INHIBIT = re.compile(
 )
 
 
+@_partitionwise
 def shadow_copy_deletion(data: Any) -> pd.DataFrame:
     """Inhibit-recovery commands (vssadmin/wmic/wbadmin/bcdedit, PowerShell Win32_ShadowCopy) from
     any process-execution or script source."""
@@ -260,6 +281,7 @@ def shadow_copy_deletion(data: Any) -> pd.DataFrame:
     return _out(out, ["process", "command_line", "user", "event_id", "artifact"])
 
 
+@_partitionwise
 def log_cleared(data: Any) -> pd.DataFrame:
     """Logs cleared or silenced: Security 1102, System 104, the event-log service disabled (7040);
     with their collectors, wiped shell histories."""
@@ -276,6 +298,7 @@ def log_cleared(data: Any) -> pd.DataFrame:
     return _out(out, ["log", "user", "event_id", "message"])
 
 
+@_partitionwise
 def accounts_created(data: Any) -> pd.DataFrame:
     """Accounts created (Security 4720).  Columns: ``account`` (the new one), ``user`` (who)."""
     df = _frame(data, lambda tl: tl.where(event_id=4720))
@@ -283,6 +306,7 @@ def accounts_created(data: Any) -> pd.DataFrame:
     return _out(out, ["account", "user", "event_id"])
 
 
+@_partitionwise
 def group_changes(data: Any) -> pd.DataFrame:
     """Group membership changes (4728/4729/4732/4733/4756/4757): ``group``, ``member``, ``change``, ``user``."""
     ids = (4728, 4729, 4732, 4733, 4756, 4757)
@@ -294,6 +318,7 @@ def group_changes(data: Any) -> pd.DataFrame:
     return _out(out, ["group", "member", "change", "user", "event_id"])
 
 
+@_partitionwise
 def scheduled_tasks(data: Any) -> pd.DataFrame:
     """Scheduled tasks created, deleted, enabled, disabled or updated (4698-4702): ``task``, ``action``,
     ``command_line``, ``user``."""
@@ -417,6 +442,7 @@ _OBFUSCATION = re.compile(r"(?:[a-z]`[a-z]|\[char\]\s*\d+|-join\s*\(|\(\s*'[^']{
                           r"-replace\s*'[^']*'\s*,\s*''.*-replace)", re.I)
 
 
+@_partitionwise
 def powershell(data: Any) -> pd.DataFrame:
     """PowerShell activity (4104 script blocks, 4103/800 pipelines, 400 engine starts) with flags:
     ``download`` (download cradles), ``encoded`` (base64 commands), ``obfuscated`` (heuristics)."""

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 
-from timeline.errors import CaseError, QueryError
+from timeline.errors import CaseError, ParserUnavailable, QueryError
 from timeline.schema import SCHEMA
 from timeline.store import DETECTIONS_DIR, TIMELINE_DIR
 
@@ -202,6 +202,32 @@ class Timeline:
         df.insert(df.columns.get_loc("timestamp") + 1, "local_time", df["timestamp"].dt.tz_convert(self.tz))
         return df
 
+    def to_dask(self):
+        """A dask DataFrame over the case's timeline files (all rows; this view's filters are not applied),
+        with ``local_time`` in the case's zone.  Needs ``dask[dataframe]`` (the ``dask`` extra)."""
+        try:
+            import dask.dataframe as dd
+        except ImportError as exc:
+            raise ParserUnavailable("dask is not installed: pip install 'forensics[dask]'") from exc
+        import forensics.hunt  # noqa: F401 - the df.fx accessor
+
+        if self._where:
+            raise QueryError("to_dask() reads the whole timeline; filter the dask DataFrame instead")
+        files = self._files()
+        if not files:
+            ddf = dd.from_pandas(SCHEMA.empty_table().to_pandas(), npartitions=1)
+        else:
+            ddf = dd.read_parquet(files, dtype_backend=None, split_row_groups="adaptive")
+        tz = self.tz
+
+        def local(part):
+            part = part.copy()
+            part["timestamp"] = part["timestamp"].dt.tz_convert("UTC")
+            part.insert(part.columns.get_loc("timestamp") + 1, "local_time", part["timestamp"].dt.tz_convert(tz))
+            return part
+
+        return ddf.map_partitions(local, meta=local(ddf._meta))
+
     def sql(self, query: str, params: Iterable[Any] = ()):
         """Run SQL over this (filtered) timeline, visible as the table ``timeline``; returns a DataFrame."""
         con, where = self._con()
@@ -322,6 +348,12 @@ class Timeline:
         return f"Timeline({str(self.case_dir)!r}, tz={self.tz!r}, filters={len(self._where)})"
 
 
-def open_case(case_dir: str | Path, tz: str | None = None) -> Timeline:
-    """The case's timeline as a lazy :class:`Timeline` (``forensics.open``)."""
-    return Timeline(case_dir, tz=tz)
+def open_case(case_dir: str | Path, tz: str | None = None, engine: str = "duckdb"):
+    """The case's timeline (``forensics.open``): a lazy, DuckDB-backed :class:`Timeline`, or with
+    ``engine="dask"`` a dask DataFrame over the same Parquet files (with ``local_time``), for a
+    Dask cluster; row filters and the row-wise helpers of :mod:`forensics.hunt` work on it unchanged."""
+    if engine == "duckdb":
+        return Timeline(case_dir, tz=tz)
+    if engine == "dask":
+        return Timeline(case_dir, tz=tz).to_dask()
+    raise QueryError(f"unknown engine {engine!r}: use 'duckdb' or 'dask'")
