@@ -493,6 +493,12 @@ def encryption_burst(data: Any, window: str = "10min", min_files: int = 100) -> 
     df = _frame(data, lambda tl: tl._with(
         "(source = 'FILE' OR (channel = 'Microsoft-Windows-Sysmon/Operational' AND event_id IN (2, 11)))"))
     files = df[df["path"].notna() & ((df.get("source") == "FILE") | _is(df, SYSMON, 2, 11))] if len(df) else df
+    if len(files) and (files["source"] == "FILE").any():
+        # a file-system timeline has a row per time kind: a file counts once, at its content modification
+        # (encryption rewrites the content; inode change and birth times may be those of the acquisition)
+        fs = files[(files["source"] == "FILE") & (files["timestamp_desc"] == "Content Modification Time")]
+        fs = fs.sort_values("timestamp").drop_duplicates(["host", "path"], keep="last")
+        files = pd.concat([files[files["source"] != "FILE"], fs])
     cols = ["host", "extension", "first", "last", "files", "directories", "notes", "first_note",
             "evidence_path", "record_ref"]
     if files.empty:
