@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from forensics.case import Case
@@ -195,6 +196,64 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample_case(args: argparse.Namespace) -> int:
+    from forensics import sample
+
+    out = sample.build(args.directory, hosts=args.hosts, days=args.days, seed=args.seed)
+    if not args.quiet:
+        print(f"wrote {len(out['evidence'])} evidence files and ground_truth.json "
+              f"({len(out['ground_truth']['steps'])} attack steps) to {out['directory']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the sample case, collect it, verify it, tell the story, check it against the ground truth."""
+    import tempfile
+    import time
+
+    from forensics import sample
+    from forensics.query import open_case
+
+    t0 = time.monotonic()
+    base = Path(args.directory) if args.directory else Path(tempfile.mkdtemp(prefix="forensics-demo-"))
+    evidence, case_dir = base / "evidence", base / "case"
+    say = (lambda *a: None) if args.quiet else print
+    say(f"1. building the sample case (seed {args.seed}) in {evidence}")
+    built = sample.build(evidence, seed=args.seed)
+    say(f"   {len(built['evidence'])} evidence files: Windows triage folders (EVTX) and ext4 images of the Linux servers")
+    say("2. collecting")
+    case = Case(case_dir, create=True, tz="Asia/Kolkata")
+    rep = case.collect([evidence], workers=args.workers)
+    say("   " + rep.summary())
+    say("3. verifying the chain of custody")
+    v = case.verify()
+    say(f"   {'OK' if v.ok else 'FAILED'}: {v.custody_entries} custody entries, {v.files_checked} case files and "
+        f"{v.evidence_checked} evidence files re-hashed")
+    say("4. the reconstructed story (local IST, then UTC)")
+    story = open_case(case_dir).story()
+    for r in story.itertuples():
+        say(f"   {r.local_time:%Y-%m-%d %H:%M:%S} IST  {r.timestamp:%H:%M:%S} UTC  {r.host:<16} {r.technique:<10} {r.finding[:110]}")
+    say("5. checked against ground_truth.json")
+    result = sample.check(story, built["ground_truth"])
+    for s in result:
+        local = pd_local(s["time_utc"])
+        say(f"   step {s['step']} {'found  ' if s['found'] else 'MISSING'} {local} IST  {s['host']:<16} "
+            f"{'/'.join(s['techniques']):<22} {s['what']}")
+    missed = [s for s in result if not s["found"]]
+    say(f"{len(result) - len(missed)} of {len(result)} attack steps reconstructed; case in {case_dir} "
+        f"({time.monotonic() - t0:.0f} s)")
+    if not v.ok:
+        return IntegrityError.exit_code
+    return 0 if not missed else 10
+
+
+def pd_local(iso_utc: str) -> str:
+    import datetime as _dt
+    from zoneinfo import ZoneInfo
+
+    return _dt.datetime.fromisoformat(iso_utc).astimezone(ZoneInfo("Asia/Kolkata")).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _hunt_sigma(tl, args: argparse.Namespace) -> int:
     from forensics import sigma
 
@@ -284,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--save", action="store_true",
                    help="with --sigma: store the matches in the case (custody-logged) so the rows' tags carry them")
     h.set_defaults(func=cmd_hunt)
+
+    sc = sub.add_parser("sample-case", help="write the sample hospital ransomware case (evidence + ground truth)")
+    sc.add_argument("directory", help="where to write it (created; must be empty)")
+    sc.add_argument("--hosts", type=int, default=4, help="hosts (>= 4: DC, file server, app and DB servers, workstations)")
+    sc.add_argument("--days", type=int, default=3, help="days of background activity up to the attack day")
+    sc.add_argument("--seed", type=int, default=7)
+    sc.set_defaults(func=cmd_sample_case)
+
+    d = sub.add_parser("demo", help="build the sample case, collect, verify, print the story, check the ground truth")
+    d.add_argument("directory", nargs="?", default=None, help="working folder (default: a new temporary folder)")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--workers", type=int, default=None)
+    d.set_defaults(func=cmd_demo)
 
     g = sub.add_parser("plot", help="PNG figures: activity per host over time, or the story as a timeline")
     g.add_argument("case")

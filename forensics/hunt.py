@@ -565,6 +565,9 @@ def _txt(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), "?").astype(str)
 
 
+_ROOT_SHELL = re.compile(r"(?:^|/)(?:ba|z|da|k|c|tc|fi)?sh(?:\s+-[il]+)?\s*$|(?:^|/)su(?:\s+-)?\s*$|(?:^|/)su\s+-?\s*root\s*$")
+
+
 def story(data: Any) -> pd.DataFrame:
     """The attack as one ordered table of findings from every helper: time (UTC and local), host,
     ATT&CK technique, finding, and a reference back to the supporting row (evidence, record)."""
@@ -620,6 +623,9 @@ def story(data: Any) -> pd.DataFrame:
     add(wa, wa["finding"].map(_WEB_TECH) if not wa.empty else "",
         lambda f: f["finding"] + ": " + _txt(f["url"]) + " from " + _txt(f["src_ip"]) + " (" + f["requests"].astype(str)
                   + " requests; " + _txt(f["detail"]) + ")")
+    sudo = df[(df["source"] == "SYSLOG") & (df["provider"] == "sudo") & (df["target_user"] == "root")
+              & df["command_line"].fillna("").str.contains(_ROOT_SHELL)] if len(df) else df
+    add(sudo, "T1548.003", lambda f: "sudo to a root shell by " + _txt(f["user"]) + ": " + _txt(f["command_line"]))
     rdp = lg[(lg["method"] == "RDP") & (lg["outcome"] == "success")] if not lg.empty else lg
     add(rdp, "T1021.001", lambda f: "RDP logon by " + _txt(f["user"]) + " from " + _txt(f["src_ip"]))
     zone = data.tz if isinstance(data, Timeline) else (df["local_time"].dt.tz if "local_time" in df else None)
