@@ -87,10 +87,10 @@ _QUOTED = r'(?:[^"\\]|\\.)*'
 _CLF = re.compile(
     r'(?P<pre>[^\[\s][^\[]*?) \[(?P<time>' + _CLF_TIME + r')\] "(?P<request>.*?)" (?P<status>\d{3}|-) (?P<bytes>\d+|-)'
     r'(?: "(?P<referer>' + _QUOTED + r')"(?: "(?P<ua>' + _QUOTED + r')(?P<uaend>"|$))?)?(?P<extra>.*)', re.S)
-# Nginx Proxy Manager: [time] [cache] status [upstream_status] - method scheme host "uri" [Client ip] [Length n]
+# Nginx Proxy Manager: [time] [cache upstream_status] status - method scheme host "uri" [Client ip] [Length n]
 # [Gzip r] [Sent-to server] "ua" "referer"
 _NPM = re.compile(
-    r'\[(?P<time>' + _CLF_TIME + r')\] (?:(?P<cache>\S+) )?(?P<status>\d{3}) (?:(?P<upstream_status>\d{3}|-) )?- '
+    r'\[(?P<time>' + _CLF_TIME + r')\] (?:(?P<cache>\S+) (?P<upstream_status>\d{3}|-) )?(?P<status>\d{3}) - '
     r'(?P<method>\S+) (?P<scheme>\S+) (?P<vhost>\S+) "(?P<uri>' + _QUOTED + r')" \[Client (?P<client>[^\]]+)\] '
     r'\[Length (?P<bytes>[^\]]+)\] \[Gzip (?P<gzip>[^\]]+)\](?: \[Sent-to (?P<sent_to>[^\]]+)\])? '
     r'"(?P<ua>' + _QUOTED + r')" "(?P<referer>' + _QUOTED + r')"(?P<extra>.*)', re.S)
@@ -208,8 +208,7 @@ def split_uri(uri: str | None) -> tuple[str | None, str | None, str | None]:
         uri = rest if rest.startswith("/") else "/" + rest
     elif not uri.startswith("/"):
         return None, None, None
-    path, sep, query = uri.partition("?")
-    path = path.split("#", 1)[0]
+    path, sep, query = uri.split("#", 1)[0].partition("?")
     return path, (query if sep else None), host
 
 
