@@ -5,15 +5,16 @@ The kernel writes the records of one event (SYSCALL, EXECVE, CWD, PATH..., PROCT
 same ``SECONDS.MILLIS:SERIAL`` stamp; they are grouped into one row, even when records of other
 events are interleaved between them.  Rows come in file order of each event's first record.
 
-Memory is bounded: an event is written once its ``EOE`` record was read, or once 1,000 lines
-(:data:`FLUSH_LINES`) were read without a record of it; an event still open when 10,000 events are
-pending (:data:`MAX_OPEN`) is written early.  Records of an event that arrive after it was written
-(more than 1,000 lines later) form a second row with the same stamp.
+Memory is bounded: an event is closed once its ``EOE`` record was read, or once 1,000 lines
+(:data:`FLUSH_LINES`) were read without a record of it, and written when every event begun before it
+is written too; when 10,000 events (:data:`MAX_OPEN`) wait, the oldest is closed and written early.
+Records of an event that arrive after it was closed (more than 1,000 lines later) form a second row
+with the same stamp (``attrs.lines`` tells which lines each row holds).
 
 Times are the kernel's epoch seconds in UTC with their milliseconds (``tz_source`` source_utc);
 ``timestamp_desc`` "Event Logged".  ``artifact`` is ``auditd:<TYPE>``: ``auditd:EXECVE`` for an event
-holding an EXECVE record, else the type of its first record (``auditd:SYSCALL``, ``auditd:USER_LOGIN``,
-``auditd:AVC``...).
+holding an EXECVE record, else the type of its first record that is not an auxiliary one (``auditd:LOGIN``
+for LOGIN + SYSCALL + PROCTITLE, ``auditd:AVC``, ``auditd:USER_LOGIN``...), else ``auditd:SYSCALL``.
 
 Fields
     ``command_line``: the EXECVE arguments (hex-encoded ones decoded, joined with spaces, quoted
@@ -38,6 +39,7 @@ import lzma
 import os
 import re
 import shlex
+from collections import OrderedDict, deque
 import zlib
 from importlib.metadata import version
 from typing import Any, Iterator
@@ -71,6 +73,9 @@ _LOGON_TYPES = {"USER_AUTH", "USER_ACCT", "USER_LOGIN", "USER_LOGOUT", "USER_STA
                 "CRED_ACQ", "CRED_DISP", "CRED_REFR", "USER_CHAUTHTOK", "ANOM_LOGIN_FAILURES"}
 _ACCOUNT_TYPES = {"ADD_USER", "DEL_USER", "ADD_GROUP", "DEL_GROUP", "USER_MGMT", "GRP_MGMT", "ACCT_LOCK",
                   "ACCT_UNLOCK", "CHUSER_ID", "CHGRP_ID", "GRP_CHAUTHTOK"}
+# Records that only accompany the record saying what happened (a SYSCALL event is named by them when alone).
+_AUXILIARY = {"SYSCALL", "EXECVE", "PATH", "CWD", "PROCTITLE", "EOE", "SOCKADDR", "BPRM_FCAPS", "MMAP", "OBJ_PID",
+              "FD_PAIR", "IPC", "MQ_OPEN"}
 # Fields the kernel hex-encodes when they hold unsafe characters (untrusted strings).
 _HEXED = {"proctitle", "name", "cwd", "comm", "exe", "cmd", "acct", "path", "data", "old-path", "new-path"}
 
@@ -229,19 +234,26 @@ class AuditdCollector(Collector):
     def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
         self.check_compatible(artifact.fs_path)
         rep = self.report(artifact)
-        open_: dict[tuple, _Event] = {}  # insertion order = order of first records
+        active: OrderedDict[tuple, _Event] = OrderedDict()  # open events, least recently seen first
+        queue: deque[_Event] = deque()  # events in order of their first record, waiting to be written
         count = 0
         records = 0
         n = 0
 
-        def flush(upto: int | None) -> Iterator[pa.Table]:
-            """Write events from the oldest while complete (EOE) or stale; all when ``upto`` is None."""
+        def write(final: bool) -> Iterator[pa.Table]:
+            """Close stale events; write closed ones from the oldest (all when ``final``)."""
             nonlocal count
-            while open_:
-                key, ev = next(iter(open_.items()))
-                if upto is not None and not ev.done and ev.last > upto - FLUSH_LINES and len(open_) <= MAX_OPEN:
+            while active:
+                key, ev = next(iter(active.items()))
+                if not final and ev.last > n - FLUSH_LINES and len(queue) <= MAX_OPEN:
                     break
-                del open_[key]
+                del active[key]
+                ev.done = True
+            while queue and (queue[0].done or len(queue) > MAX_OPEN):
+                ev = queue.popleft()
+                if not ev.done:
+                    active.pop(ev.key, None)
+                    ev.done = True
                 self._emit(artifact, ev)
                 count += 1
                 if len(self._rows) >= batch_rows:
@@ -259,20 +271,23 @@ class AuditdCollector(Collector):
                         continue
                     records += 1
                     key = (node, stamp)
-                    ev = open_.get(key)
+                    ev = active.get(key)
                     if ev is None:
-                        ev = open_[key] = _Event(key, node, stamp, ns, serial, n)
+                        ev = active[key] = _Event(key, node, stamp, ns, serial, n)
+                        queue.append(ev)
+                    else:
+                        active.move_to_end(key)
                     ev.records.append({"type": rtype, **fields})
                     ev.lines.append(n)
                     ev.raw.append(line)
                     ev.last = n
                     if rtype == "EOE":
                         ev.done = True
-                    if n % 256 == 0 or ev.done or len(open_) > MAX_OPEN:
-                        yield from flush(n)
+                        del active[key]
+                    yield from write(False)
         except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
             rep.errors.append(RecordError(None, "truncated", f"stream ended early after line {n}: {exc}"))
-        yield from flush(None)
+        yield from write(True)
         rep.stats["rows"] = count
         rep.stats["records"] = records
 
@@ -284,7 +299,8 @@ class AuditdCollector(Collector):
             by.setdefault(r["type"], r)
         main = by.get("SYSCALL") or next((r for r in recs if r["type"] not in ("EOE", "PROCTITLE", "PATH", "CWD")), recs[0])
         avc = by.get("AVC") or by.get("USER_AVC")
-        primary = "EXECVE" if "EXECVE" in by else avc["type"] if avc else main["type"]
+        special = next((r["type"] for r in recs if r["type"] not in _AUXILIARY), None)
+        primary = "EXECVE" if "EXECVE" in by else special or recs[0]["type"]
         enr = {}
         for r in recs:
             if "enriched" in r:
