@@ -54,7 +54,9 @@ copy of the same file still merges with it.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
+import hashlib
 import logging
 import lzma
 import os
@@ -81,12 +83,18 @@ _MSG_MAX = 400
 # --- formats -------------------------------------------------------------------------------------
 
 _CLF_TIME = r"\d{1,2}/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d(?:[.,]\d{1,9})? [+-]\d\d:?\d\d"
-_QUOTED = r'(?:[^"\\]|\\.)*'
+_QUOTED = r'[^"\\]*(?:\\.[^"\\]*)*'  # a quoted field's text, backslash escapes allowed
 # %h %l %u [%t] "%r" %>s %b ["%{Referer}i" "%{User-agent}i"] [extra]; the prefix before the time is split
 # in Python (vhost, client, ident, user; ident missing in some nginx formats).
 _CLF = re.compile(
     r'(?P<pre>[^\[\s][^\[]*?) \[(?P<time>' + _CLF_TIME + r')\] "(?P<request>.*?)" (?P<status>\d{3}|-) (?P<bytes>\d+|-)'
     r'(?: "(?P<referer>' + _QUOTED + r')"(?: "(?P<ua>' + _QUOTED + r')(?P<uaend>"|$))?)?(?P<extra>.*)', re.S)
+# The common case, with the request line split by the regex (no vhost, a well-formed request).
+_CLF_FAST = re.compile(
+    r'(?P<client>[^\s\[]+) (?P<ident>[^\s\[]+) (?P<user>[^\s\[]+) \[(?P<time>' + _CLF_TIME + r')\] '
+    r'"(?P<method>[A-Z][A-Z0-9_-]*) (?P<path>/[^\s?#"]*)(?:\?(?P<query>[^\s#"]*))?(?P<frag>#[^\s"]*)? '
+    r'(?P<proto>[A-Z]{2,10}/\d+(?:\.\d+)?)" (?P<status>\d{3}|-) (?P<bytes>\d+|-)'
+    r'(?: "(?P<referer>' + _QUOTED + r')" "(?P<ua>' + _QUOTED + r')")?(?P<extra>.*)', re.S)
 # Nginx Proxy Manager: [time] [cache upstream_status] status - method scheme host "uri" [Client ip] [Length n]
 # [Gzip r] [Sent-to server] "ua" "referer"
 _NPM = re.compile(
@@ -236,6 +244,12 @@ def _days(y: int, m: int, d: int) -> int:
     return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
+def _month_days(y: int, m: int) -> int:
+    if m == 2:
+        return 29 if (y % 4 == 0 and y % 100 != 0) or y % 400 == 0 else 28
+    return 30 if m in (4, 6, 9, 11) else 31
+
+
 _CLF_PARTS = re.compile(r'(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))? ([+-])(\d\d):?(\d\d)$')
 
 
@@ -244,6 +258,19 @@ def _clf_ns(s: str, cache: dict[str, int]) -> int:
     v = cache.get(s)
     if v is not None:
         return v
+    if len(s) == 26 and s[2] == "/" and s[20] == " ":  # dd/Mon/yyyy:HH:MM:SS +zzzz, without datetime
+        month = MONTHS.get(s[3:6])
+        try:
+            y, d, hh, mi, ss = int(s[7:11]), int(s[0:2]), int(s[12:14]), int(s[15:17]), int(s[18:20])
+            off = int(s[22:24]) * 60 + int(s[24:26])
+        except ValueError:
+            month = None
+        if month is not None and s[21] in "+-" and 1 <= d <= _month_days(y, month) and hh < 24 and mi < 60 and ss < 60:
+            v = ((_days(y, month, d) * 86400 + hh * 3600 + mi * 60 + ss) - (off if s[21] == "+" else -off) * 60) * 1_000_000_000
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[s] = v
+            return v
     m = _CLF_PARTS.match(s)
     if m is None:
         raise ValueError(f"bad time {s!r}")
@@ -367,7 +394,9 @@ class WebCollector(Collector):
         append = rows.append
         ev_id, ev_path, host0 = artifact.evidence_id, artifact.evidence_path, artifact.host
         parser = self._parser
+        sha256 = hashlib.sha256  # event_hash("WEB", host, ns, line, k), inline
         seen: dict[tuple[int, str], int] = {}
+        addr_cache: dict[str | None, bool] = {}
         count = 0
         parsers = st.parsers
         last: Callable[[str, int], _Rec | None] | None = None
@@ -408,7 +437,12 @@ class WebCollector(Collector):
                         seen.clear()
                     host = rec.host or host0
                     client = rec.client
-                    if client is not None and _is_addr(client):
+                    is_ip = addr_cache.get(client)
+                    if is_ip is None:
+                        is_ip = addr_cache[client] = client is not None and _is_addr(client)
+                        if len(addr_cache) > 50_000:
+                            addr_cache.clear()
+                    if is_ip:
                         src_ip, src_host = client, None
                     else:
                         src_ip, src_host = None, client
@@ -418,7 +452,7 @@ class WebCollector(Collector):
                     append((rec.ns, rec.desc, host, "WEB", rec.kind, None, None, rec.provider, rec.user, None, None,
                             src_ip, src_host, rec.dst_ip, rec.dst_port, None, None, None, rec.path, None, msg,
                             orjson.dumps(rec.attrs).decode(), [], rec.tz_source, ev_id, ev_path, f"line={n}", parser,
-                            event_hash("WEB", host, rec.ns, line, k)))
+                            sha256(f"WEB\x1f{host or ''}\x1f{rec.ns}\x1f{line}\x1f{k}".encode("utf-8", "surrogatepass")).hexdigest()[:32]))
                     count += 1
                     if len(rows) >= batch_rows:
                         yield rows.to_table()
@@ -426,7 +460,7 @@ class WebCollector(Collector):
             rep.errors.append(RecordError(None, "truncated", f"stream ended early after line {n}: {exc}"))
         rep.stats["rows"] = count
         for k, v in st.counts.items():
-            rep.stats[k] = v
+            rep.stats[f"format_{k}"] = v
 
     def finish(self) -> Iterator[pa.Table]:
         if len(self._rows):
@@ -465,12 +499,13 @@ class _State:
         self.iis_days = 0
         self.iis_error: str | None = None
         self.cache: dict[str, int] = {}
-        self.counts: dict[str, int] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.access_kind = f"web:{self.server}-access" if self.server else "web:access"
         self.parsers = (self.clf, self.apache_error, self.nginx_error, self.npm, self.npm_host, self.atlassian_line,
                         self.elb)
 
     def _count(self, fmt: str) -> None:
-        self.counts[f"format_{fmt}"] = self.counts.get(f"format_{fmt}", 0) + 1
+        self.counts[fmt] += 1
 
     # --- IIS W3C --------------------------------------------------------------------------------
 
@@ -561,6 +596,33 @@ class _State:
     # --- Common / Combined and relatives ----------------------------------------------------------
 
     def clf(self, line: str, n: int) -> _Rec | None:
+        m = _CLF_FAST.fullmatch(line)
+        if m is not None and (m.end("bytes") == len(line) or m.start("referer") >= 0):
+            client, ident, user, time_s, method, path, query, frag, proto, status, nbytes, referer, ua, extra = m.groups()
+            uri = path if query is None else f"{path}?{query}"
+            if frag:
+                uri += frag
+            status_i = None if status == "-" else int(status)
+            bytes_i = None if nbytes == "-" else int(nbytes)
+            user = None if user == "-" else user
+            ua = None if ua == "-" else ua
+            a = {"format": "common" if ua is None and referer is None else "combined", "client": client,
+                 "ident": None if ident == "-" else ident, "user": user, "time": time_s,
+                 "request": f"{method} {uri} {proto}", "method": method, "uri": uri, "path": path, "query": query,
+                 "protocol": proto, "status": status_i, "bytes": bytes_i,
+                 "referer": None if referer == "-" else referer, "user_agent": ua}
+            if extra:
+                extra = extra.strip()
+                if extra:
+                    a["extra"] = extra
+            r = _Rec()
+            r.ns = _clf_ns(time_s, self.cache)
+            r.desc, r.tz_source, r.provider, r.kind = "Request Received", TZ_EMBEDDED_OFFSET, self.server, self.access_kind
+            r.user, r.client, r.path, r.attrs = user, client, path, a
+            r.message = (f'{method} {uri} {status} {nbytes} from {client} "{ua}"' if ua else
+                         f"{method} {uri} {status} {nbytes} from {client}")
+            self.counts[a["format"]] += 1
+            return r
         m = _CLF.fullmatch(line)
         if m is None:
             return None
