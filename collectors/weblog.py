@@ -71,7 +71,7 @@ import pyarrow as pa
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError
 from collectors.text import MONTHS, Clock, lines, ns_of, open_text, read_head
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC, RowBuilder
 
 __all__ = ["WebCollector", "parse_request", "split_uri"]
 

@@ -14,7 +14,7 @@ import pytest
 from collectors import WebCollector, collector_for
 from collectors.base import Artifact
 from collectors.weblog import parse_request, split_uri
-from timeline.schema import SCHEMA, iso_ns
+from timeline.schema import SCHEMA, event_hash, iso_ns
 
 
 def collect(path: Path, name: str | None = None, **kw):
@@ -354,8 +354,10 @@ def test_generated_lines(tmp_path: Path):
         "2022-11-23T01:30:00.250000000Z", "bob", "10.0.0.5", "/uploads/shell.jsp", "web:access", "embedded_offset")
     assert r["message"] == 'POST /uploads/shell.jsp?cmd=id 200 1234 from 10.0.0.5 "curl/7.1"'
     assert r["a"]["extra"] == '"198.51.100.7" 0.004' and r["command_line"] is None
-    # the same line twice is two requests: two rows, two identities
-    assert rows[2]["record_ref"] == "line=6" and rows[2]["event_hash"] != r["event_hash"]
+    # the same line twice is two requests: two rows, two identities (the second counts the first)
+    line1 = log.read_text().splitlines()[0]
+    assert r["event_hash"] == event_hash("WEB", None, r["timestamp"].value, line1, 0)
+    assert rows[2]["record_ref"] == "line=6" and rows[2]["event_hash"] == event_hash("WEB", None, r["timestamp"].value, line1, 1)
     r = rows[1]
     assert (r["src_ip"], r["a"]["request"], r["a"]["method"], r["path"], r["a"]["status"]) == ("2001:db8::1", "-", None, None, 400)
     e1, e2 = rows[3], rows[4]
