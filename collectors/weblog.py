@@ -395,7 +395,8 @@ class WebCollector(Collector):
         ev_id, ev_path, host0 = artifact.evidence_id, artifact.evidence_path, artifact.host
         parser = self._parser
         sha256 = hashlib.sha256  # event_hash("WEB", host, ns, line, k), inline
-        seen: dict[tuple[int, str], int] = {}
+        seen: dict[tuple[int, str], int] = {}  # identical lines so far (the k of each row's identity)
+        old_seen: dict[tuple[int, str], int] = {}
         addr_cache: dict[str | None, bool] = {}
         count = 0
         parsers = st.parsers
@@ -431,10 +432,12 @@ class WebCollector(Collector):
                         st.iis_error = None
                         continue
                     key = (rec.ns, line)
-                    k = seen.get(key, 0)
+                    k = seen.get(key)
+                    if k is None:
+                        k = old_seen.get(key, 0)
                     seen[key] = k + 1
-                    if len(seen) > 20_000:
-                        seen.clear()
+                    if len(seen) > 20_000:  # two generations: bounded memory, no gap at the turn
+                        old_seen, seen = seen, {}
                     host = rec.host or host0
                     client = rec.client
                     is_ip = addr_cache.get(client)

@@ -453,3 +453,29 @@ def test_case_rotated_gzip_and_iis(tmp_path: Path):
     assert probs[0]["message"].startswith("5 values for the 12 #Fields date time s-ip")
     assert probs[1]["message"] == "not a recognised web log line: 'GARBAGE LINE'"
     assert case.verify().ok
+
+
+def test_logs_inside_a_triage_archive(tmp_path: Path, evidence: Path):
+    """A tar of /var/log: its web and audit logs reach these collectors through the target collector."""
+    import tarfile
+
+    import forensics
+
+    src = tmp_path / "src"
+    (src / "var/log/nginx").mkdir(parents=True)
+    (src / "var/log/audit").mkdir(parents=True)
+    (src / "var/log/nginx/access.log").write_text(
+        '203.0.113.9 - - [23/Nov/2022:07:00:00 +0530] "GET /shell.php?cmd=id HTTP/1.1" 200 12 "-" "curl/7.1"\n')
+    (src / "var/log/audit/audit.log").write_bytes((evidence / "plaso/test_data/audit_enriched.log").read_bytes())
+    with tarfile.open(tmp_path / "triage.tar", "w") as tar:
+        tar.add(src / "var", arcname="var")
+    case = forensics.Case(tmp_path / "case", create=True)
+    case.collect([tmp_path / "triage.tar"], workers=1)
+    t = case.timeline().to_pylist()
+    web = [r for r in t if r["source"] == "WEB"]
+    audit = [r for r in t if r["source"] == "AUDIT"]
+    assert [(iso_ns(r["timestamp"].value), r["artifact"], r["evidence_path"], r["path"]) for r in web] == [
+        ("2022-11-23T01:30:00.000000000Z", "web:nginx-access", "/var/log/nginx/access.log", "/shell.php")]
+    assert len(audit) == 12 and {r["evidence_path"] for r in audit} == {"/var/log/audit/audit.log"}
+    arts = {a["evidence_path"]: a for a in case.store.commits()[-1]["artifacts"]}
+    assert arts["/var/log/nginx/access.log"]["collector"] == "web" and arts["/var/log/audit/audit.log"]["collector"] == "auditd"
