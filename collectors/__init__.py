@@ -6,14 +6,17 @@ are added here by hand (no import-time directory walks).
 
 from __future__ import annotations
 
+from collectors.auditd import AuditdCollector
 from collectors.base import Artifact, Collector, RecordError
 from collectors.evtx import EvtxCollector
 from collectors.syslog import SyslogCollector
 from collectors.target import TargetCollector
+from collectors.weblog import WebCollector
 
-__all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "SyslogCollector", "TargetCollector", "collector_for", "by_name"]
+__all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "SyslogCollector", "TargetCollector", "WebCollector",
+           "AuditdCollector", "collector_for", "by_name"]
 
-REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, TargetCollector, SyslogCollector)
+REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, TargetCollector, WebCollector, AuditdCollector, SyslogCollector)
 
 
 def collector_for(path: str, only: frozenset[str] | None = None) -> type[Collector] | None:
