@@ -250,10 +250,12 @@ def service_installs(data: Any) -> pd.DataFrame:
 def process_executions(data: Any) -> pd.DataFrame:
     """Processes that ran: Security 4688, Sysmon 1 (and, with their collectors, prefetch, shell history,
     auditd execve).  Columns: ``process``, ``command_line``, ``parent``, ``user``."""
-    df = _frame(data, lambda tl: tl.where(event_id=[4688, 1]))
+    df = _frame(data, lambda tl: tl._with("(event_id IN (4688, 1) OR source IN ('SHELL', 'PREFETCH') "
+                                          "OR artifact IN ('auditd:EXECVE', 'os:prefetch'))"))
     mask = (_is(df, SEC, 4688) | _is(df, SYSMON, 1)) if len(df) else pd.Series([], dtype=bool)
     if "source" in df and len(df):
-        mask |= df["artifact"].isin(["bash_history", "zsh_history", "fish_history", "prefetch", "auditd:EXECVE"])
+        mask |= df["source"].isin(["SHELL", "PREFETCH"]) | df["artifact"].isin(
+            ["bash_history", "zsh_history", "fish_history", "prefetch", "os:prefetch", "auditd:EXECVE"])
     out = df[mask].rename(columns={"parent_process": "parent"})
     return _out(out, ["process", "command_line", "parent", "user", "event_id", "artifact"])
 
@@ -624,7 +626,7 @@ def story(data: Any) -> pd.DataFrame:
         lambda f: f["finding"] + ": " + _txt(f["url"]) + " from " + _txt(f["src_ip"]) + " (" + f["requests"].astype(str)
                   + " requests; " + _txt(f["detail"]) + ")")
     sudo = df[(df["source"] == "SYSLOG") & (df["provider"] == "sudo") & (df["target_user"] == "root")
-              & df["command_line"].fillna("").str.contains(_ROOT_SHELL)] if len(df) else df
+              & df["command_line"].fillna("").str.contains(_ROOT_SHELL)] if len(df) and "provider" in df else df.iloc[0:0]
     add(sudo, "T1548.003", lambda f: "sudo to a root shell by " + _txt(f["user"]) + ": " + _txt(f["command_line"]))
     rdp = lg[(lg["method"] == "RDP") & (lg["outcome"] == "success")] if not lg.empty else lg
     add(rdp, "T1021.001", lambda f: "RDP logon by " + _txt(f["user"]) + " from " + _txt(f["src_ip"]))
@@ -658,8 +660,8 @@ _SCRIPT = re.compile(r"\.(?:jsp|jspx|asp|aspx|ashx|asmx|php\d?|phtml|cgi|pl|cfm)
 _SCANNER = re.compile(r"sqlmap|nikto|nmap|masscan|zgrab|gobuster|dirbuster|dirb/|wfuzz|ffuf|feroxbuster|wpscan|"
                       r"nuclei|acunetix|netsparker|openvas|nessus|whatweb|burp|jaeles|httpx|arachni|w3af|zmeu|"
                       r"morfeus|hydra|python-requests|go-http-client|libwww-perl|curl/|wget/", re.I)
-_UPLOAD = re.compile(r"/manager/(?:html/upload|text/deploy)|/upload|fileupload|/wp-admin/(?:update|plugin-install)|"
-                     r"/admin/.*(?:upload|deploy)", re.I)
+_UPLOAD = re.compile(r"/manager/(?:html/upload|text/deploy)|(?:^|/)(?:file_?)?upload(?:er|file)?(?:\.\w+)?$|"
+                     r"/wp-admin/(?:update|plugin-install)\.php|/admin/[^?]*(?:upload|deploy)[^/]*$", re.I)
 _TUNNEL_Q = re.compile(r"(?:^|&)(?:cmd=(?:connect|forward|read|disconnect)|(?:target|ip|host|remote_?ip|rhost)=[^&]+"
                        r"&(?:.*&)?(?:port|rport|remote_?port)=\d+)", re.I)
 _CMD_Q = re.compile(r"(?:^|&)(?:cmd|exec|command|c|code|shell|pass|z0|e)=", re.I)

@@ -54,3 +54,25 @@ def test_web_attacks_finds_scanner_upload_shell_and_tunnel():
 
 def test_web_attacks_on_an_empty_or_webless_frame():
     assert web_attacks(access_log().iloc[0:0]).empty
+
+
+def test_web_attacks_on_a_collected_nginx_log(tmp_path):
+    """The same questions over rows the web collector produced from a real log file."""
+    from forensics import Case, open as open_case
+
+    log = tmp_path / "evidence" / "nginx" / "access.log"
+    log.parent.mkdir(parents=True)
+    lines = ['10.20.1.5 - - [22/Nov/2022:13:30:00 +0530] "GET /ehospital/index.jsp HTTP/1.1" 200 512 "-" "Mozilla/5.0"']
+    for i in range(30):
+        lines.append(f'203.0.113.7 - - [23/Nov/2022:06:55:{i:02d} +0530] "GET /probe{i}.php HTTP/1.1" 404 12 "-" '
+                     '"Mozilla/5.00 (Nikto/2.1.6) (Evasions:None) (Test:000003)"')
+    lines.append('203.0.113.7 - - [23/Nov/2022:07:18:12 +0530] "POST /manager/html/upload HTTP/1.1" 200 8123 "-" "Mozilla/5.0"')
+    lines.append('203.0.113.7 - - [23/Nov/2022:07:18:52 +0530] "POST /ehospital/uploads/cmd.jsp?cmd=id HTTP/1.1" 200 40 "-" "Mozilla/5.0"')
+    log.write_text("\n".join(lines) + "\n")
+    Case(tmp_path / "case", create=True).collect([tmp_path / "evidence"], workers=1)
+    wa = open_case(tmp_path / "case").web_attacks()
+    assert [(r.finding, r.url, r.requests) for r in wa.itertuples()] == [
+        ("scanner", "/probe0.php", 30), ("upload", "/manager/html/upload", 1), ("web shell", "/ehospital/uploads/cmd.jsp", 1)]
+    shell = wa[wa.finding == "web shell"].iloc[0]
+    assert shell["first"] == pd.Timestamp("2022-11-23 01:48:52", tz="UTC")  # 07:18:52 +0530
+    assert shell.evidence_path == "nginx/access.log" and shell.record_ref == "line=33"
