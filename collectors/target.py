@@ -38,6 +38,8 @@ import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError
 from collectors.os_artifacts import plugin_rows
+from collectors.shell_history import history_kind
+from collectors.utmp import login_file_kind
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, RowBuilder, event_hash
@@ -401,9 +403,12 @@ _LOG_NAME = re.compile(r"^(syslog|messages|auth\.log|secure|kern\.log|daemon\.lo
 
 
 def _is_log(path: str) -> bool:
-    """Worth reading as a log: under a log folder, a known log or history name, an EVTX file."""
+    """Worth reading as a log: under a log folder, a known log or history name (login records and shell
+    histories wherever they lie: ``/run/utmp``, ``/var/run/utmpx``, ``~/.local/share/fish/fish_history``,
+    ``PSReadLine/ConsoleHost_history.txt``), an EVTX file."""
     low = path.lower()
     name = low.rsplit("/", 1)[-1]
     dirs = low.split("/")[:-1]
     return (name.endswith(".evtx") or name in _LOG_NAMES or bool(_LOG_NAME.match(name))
+            or login_file_kind(name) is not None or history_kind(name) is not None
             or any(d in ("log", "logs", "winevt", "logfiles") for d in dirs))

@@ -10,10 +10,11 @@ Each result keeps ``timestamp`` (UTC), ``local_time`` when the input had it, ``h
 and the provenance of its row (``evidence_id``, ``evidence_path``, ``record_ref``), so
 every finding can be traced back to the evidence.
 
-Families covered today are those the collectors produce (Windows event logs); the
-Linux and web families (sshd, wtmp/btmp, shell history, auditd, web servers) are
-recognised by the conventions below and arrive with their collectors:
-``source == "SYSLOG"`` with sshd messages, ``artifact`` ``wtmp``/``btmp``.
+Families: Windows event logs; sshd lines (``source == "SYSLOG"``); login records
+(``source == "LOGIN"``: wtmp/utmp "Login Time" rows are successful logons, btmp "Failed Login
+Time" rows failed ones, lastlog "Last Login" rows successful ones); shell histories
+(``source == "SHELL"``, artifacts ``bash_history``/``zsh_history``/``fish_history``/
+``powershell_history``).  Auditd and web servers arrive with their collectors.
 """
 
 from __future__ import annotations
@@ -119,9 +120,13 @@ _LOGON_IDS = {SEC: (4624, 4625, 4648, 4768, 4771, 4776), TS_RCM: (1149,), TS_LOC
 _SSH = re.compile(r"(Accepted|Failed) (\S+) for (?:invalid user )?(\S+) from (\S+)")
 
 
+# Login records (collectors.utmp): which rows are logons, by what their time means.
+_LOGIN_RECORD_OUTCOME = {"Login Time": "success", "Failed Login Time": "failure", "Last Login": "success"}
+
+
 def _logon_rows(tl):
     ids = ", ".join(str(e) for e in sorted({e for ids in _LOGON_IDS.values() for e in ids}))
-    return tl._with(f"(event_id IN ({ids}) OR (source = 'SYSLOG' AND message LIKE '%sshd%')"
+    return tl._with(f"(event_id IN ({ids}) OR (source = 'SYSLOG' AND message LIKE '%sshd%') OR source = 'LOGIN'"
                     " OR artifact IN ('wtmp', 'btmp'))")
 
 
@@ -164,10 +169,10 @@ def logons(data: Any, success: bool | None = None) -> pd.DataFrame:
             ssh["user"] = ssh["user"].fillna(m[2])
             ssh["src_ip"] = ssh["src_ip"].fillna(m[3])
             parts.append(ssh)
-        tty = df[df["artifact"].isin(["wtmp", "btmp"])].copy()
+        tty = df[(df["source"] == "LOGIN") & df["timestamp_desc"].isin(list(_LOGIN_RECORD_OUTCOME))].copy()
         if len(tty):
-            tty["outcome"] = tty["artifact"].map({"wtmp": "success", "btmp": "failure"})
-            tty["method"] = "login record"
+            tty["outcome"] = tty["timestamp_desc"].map(_LOGIN_RECORD_OUTCOME)
+            tty["method"] = "login record (" + tty["artifact"] + ")"
             parts.append(tty)
     out = pd.concat(parts) if parts else df.iloc[0:0].assign(outcome=None, method=None, status=None)
     if success is not None:
@@ -188,7 +193,7 @@ def brute_force(data: Any, threshold: int = 10, window: str = "10min", *,
     fails = tries[tries["outcome"] == "failure"]
     rows = []
     span = pd.Timedelta(window)
-    for (src, host), g in fails.groupby(["source", "host"], sort=True):
+    for (src, host), g in fails.groupby(["source", "host"], sort=True, dropna=False):  # loose logs: no host
         t = g["timestamp"].sort_values().reset_index(drop=True)
         # the largest number of failures inside any window starting at a failure (vectorised)
         ns = t.astype("int64").to_numpy() if hasattr(t, "astype") else t
@@ -196,7 +201,8 @@ def brute_force(data: Any, threshold: int = 10, window: str = "10min", *,
         best = int((ends - np.arange(len(ns))).max())
         if best < threshold:
             continue
-        ok = tries[(tries["source"] == src) & (tries["host"] == host) & (tries["outcome"] == "success")
+        same_host = tries["host"].isna() if pd.isna(host) else tries["host"] == host
+        ok = tries[(tries["source"] == src) & same_host & (tries["outcome"] == "success")
                    & (tries["timestamp"] > t.iloc[0])]
         rows.append({"source": src, "host": host, "attempts": len(g), "max_in_window": best,
                      "users": g["user"].nunique(), "first": t.iloc[0], "last": t.iloc[-1],
@@ -246,16 +252,19 @@ def service_installs(data: Any) -> pd.DataFrame:
     return _out(out, ["service_name", "image_path", "account", "start_type", "user", "event_id", "channel"])
 
 
+_EXEC_ARTIFACTS = ("bash_history", "zsh_history", "fish_history", "powershell_history", "prefetch", "os:prefetch",
+                   "auditd:EXECVE")
+
+
 @_partitionwise
 def process_executions(data: Any) -> pd.DataFrame:
     """Processes that ran: Security 4688, Sysmon 1 (and, with their collectors, prefetch, shell history,
     auditd execve).  Columns: ``process``, ``command_line``, ``parent``, ``user``."""
-    df = _frame(data, lambda tl: tl._with("(event_id IN (4688, 1) OR source IN ('SHELL', 'PREFETCH') "
-                                          "OR artifact IN ('auditd:EXECVE', 'os:prefetch'))"))
+    arts = ", ".join(f"'{a}'" for a in _EXEC_ARTIFACTS)
+    df = _frame(data, lambda tl: tl._with(f"(event_id IN (4688, 1) OR source IN ('SHELL', 'PREFETCH') OR artifact IN ({arts}))"))
     mask = (_is(df, SEC, 4688) | _is(df, SYSMON, 1)) if len(df) else pd.Series([], dtype=bool)
     if "source" in df and len(df):
-        mask |= df["source"].isin(["SHELL", "PREFETCH"]) | df["artifact"].isin(
-            ["bash_history", "zsh_history", "fish_history", "prefetch", "os:prefetch", "auditd:EXECVE"])
+        mask |= df["source"].isin(["SHELL", "PREFETCH"]) | df["artifact"].isin(_EXEC_ARTIFACTS)
     out = df[mask].rename(columns={"parent_process": "parent"})
     return _out(out, ["process", "command_line", "parent", "user", "event_id", "artifact"])
 
@@ -553,8 +562,8 @@ def story_rows(tl: Any) -> pd.DataFrame:
         f" OR (event_id = 4624 AND (logon_type = 10 OR src_ip IN ({failed_sources})))"
         " OR (channel = 'Microsoft-Windows-Sysmon/Operational' AND ((event_id = 10 AND lower(path) LIKE '%lsass.exe')"
         "     OR (event_id = 13 AND path ILIKE '%\\services\\%\\imagepath')))"
-        " OR (event_id IN (1, 4688) AND regexp_matches(coalesce(command_line, ''), ?))"
-        " OR source IN ('SYSLOG', 'WEB') OR artifact IN ('wtmp', 'btmp'))"
+        " OR ((event_id IN (1, 4688) OR source = 'SHELL') AND regexp_matches(coalesce(command_line, ''), ?))"
+        " OR source IN ('SYSLOG', 'WEB', 'LOGIN'))"
     )
     pattern = r"(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy|comsvcs|procdump|sekurlsa|lsadump|ntdsutil|reg(\.exe)?\s+save"
     # attrs is the biggest column: keep it only where a helper reads a field from it
