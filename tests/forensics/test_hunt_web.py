@@ -10,7 +10,9 @@ from forensics.hunt import story, web_attacks
 
 
 def _row(ts, ip, method, url, status=200, ua="Mozilla/5.0", query="", host="ehosp-web01", n=0):
-    return {"timestamp": pd.Timestamp(ts, tz="UTC"), "host": host, "source": "WEB", "artifact": "web:nginx-access",
+    from timeline.schema import COLUMNS
+
+    return {**{c[0]: None for c in COLUMNS}, "timestamp_desc": "Request Received", "tags": [], "timestamp": pd.Timestamp(ts, tz="UTC"), "host": host, "source": "WEB", "artifact": "web:nginx-access",
             "event_id": None, "channel": None, "path": url, "src_ip": ip, "user": None, "target_user": None,
             "logon_type": None, "src_host": None, "message": f"{method} {url}", "command_line": None,
             "service_name": None, "process": None, "parent_process": None,
