@@ -246,7 +246,7 @@ def _sid(v: Any) -> bytes:
     return _sid_str(v)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def _sid_str(v: str) -> bytes:
     parts = v.split("-")
     try:

@@ -22,6 +22,7 @@ the raw value through that parser's own structures instead:
 from __future__ import annotations
 
 import base64
+import collections
 import datetime as dt
 import io
 import json
@@ -377,6 +378,10 @@ NS = "{http://schemas.microsoft.com/win/2004/08/events/event}"
 
 def test_three_parsers_read_the_same_records(written):
     path, events, expected = written
+    kinds = collections.Counter(k for e in expected for _, k, _ in e["data"])
+    assert len(kinds) == 23 and min(kinds.values()) >= 600  # every type, hundreds of times
+    assert sum(1 for e in expected for _, _, c in e["data"] if isinstance(c, str) and len(c) >= 10_000) == 6
+    assert sum(e["written"] != e["created"] for e in expected) == 714  # written later than created
     rs, py, (ds, ds_headers) = read_rs(path), read_python_evtx(path), read_dissect(path)
     ids = [e["record_id"] for e in expected]
     assert ids == list(range(1, N + 1))
@@ -692,3 +697,41 @@ def test_time_helpers():
     assert to_filetime(dt.datetime(2022, 11, 23, 7, 0, 0, 123456, tzinfo=ist)) == unix_ns_to_filetime(1669167000_123456000)
     with pytest.raises(WriteError, match="multiple of 100 ns"):
         unix_ns_to_filetime(1669167000_123456789)
+
+
+def test_events_as_dicts_and_explicit_record_ids(tmp_path):
+    from evtx import PyEvtxParser
+
+    rows = [dict(event_id=4624, time=START + i, provider="P", channel="Security", computer="DC01",
+                 record_id=rid, event_data={"TargetUserName": f"u{i}"}) for i, rid in enumerate((7, 8, 20))]
+    a, b = io.BytesIO(), io.BytesIO()
+    write_evtx(a, rows)
+    write_evtx(b, [Event(**r) for r in rows])
+    assert a.getvalue() == b.getvalue()
+    path = tmp_path / "ids.evtx"
+    path.write_bytes(a.getvalue())
+    assert [r["event_record_id"] for r in PyEvtxParser(str(path)).records_json()] == [7, 8, 20]
+    assert struct.unpack_from("<Q", a.getvalue(), 24)[0] == 21  # next record id
+    with pytest.raises(WriteError, match="not an event"):
+        write_evtx(io.BytesIO(), [dict(event_id=1, when=START)])
+
+
+def test_memory_stays_bounded_while_streaming(tmp_path):
+    """Only the chunk being filled is held: the peak does not grow with the file."""
+    import tracemalloc
+
+    def stream(n):
+        for i in range(n):
+            yield Event(4624, START + i * 10_000, "Microsoft-Windows-Security-Auditing", "Security", "DC01",
+                        event_data={"TargetUserName": f"user{i}", "IpAddress": f"10.0.{i % 256}.{i % 250}",
+                                    "CommandLine": "x" * (i % 700), "LogonId": ("hex64", i)})
+
+    path = tmp_path / "stream.evtx"
+    tracemalloc.start()
+    try:
+        n = write_evtx(path, stream(15_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n == 15_000 and path.stat().st_size > 10 * 2**20
+    assert peak < 2 * 2**20, peak
