@@ -626,7 +626,10 @@ class EvtxWriter:
     """Streaming EVTX writer: ``with EvtxWriter(path) as w: w.write(Event(...))``.
 
     ``target`` is a path (created or truncated) or a seekable binary file object (left open).
-    ``first_record_id`` numbers the first record when events carry no ``record_id``.
+    ``first_record_id`` numbers the first record when events carry no ``record_id``; explicit
+    ids must increase (gaps allowed).  An event that cannot be written raises
+    :class:`~timeline.errors.WriteError` and leaves the file as it was; leaving the ``with``
+    block, even by an exception, closes the file with the records written so far.
     """
 
     def __init__(self, target: str | os.PathLike | BinaryIO, first_record_id: int = 1):
@@ -663,16 +666,13 @@ class EvtxWriter:
         """Append one event; returns its record id."""
         if self._closed:
             raise WriteError("the EVTX writer is closed")
-        if event.__class__ is not Event:
-            if isinstance(event, Event):
-                pass
-            elif isinstance(event, Mapping):
-                try:
-                    event = Event(**event)
-                except TypeError as exc:
-                    raise WriteError(f"not an event: {exc}") from None
-            else:
+        if not isinstance(event, Event):
+            if not isinstance(event, Mapping):
                 raise WriteError(f"not an event: {event!r}")
+            try:
+                event = Event(**event)
+            except TypeError as exc:
+                raise WriteError(f"not an event: {exc}") from None
         rid = self._next_id if event.record_id is None else event.record_id
         if isinstance(rid, bool) or not isinstance(rid, int) or not self._next_id <= rid < 2**64 - 1:
             raise WriteError(f"record id {rid!r}: ids must increase (next is {self._next_id} or more)")
