@@ -19,6 +19,8 @@ __all__ = [
     "IntegrityError",
     "ParserUnavailable",
     "QueryError",
+    "WriteError",
+    "RecordTooLarge",
 ]
 
 
@@ -80,3 +82,12 @@ class QueryError(ForensicsError):
     """A query could not be run (a time, zone, column or SQL statement that does not make sense)."""
 
     exit_code = 9
+
+
+class WriteError(ForensicsError):
+    """A file the project writes itself (the EVTX writer's logs) cannot be written as asked:
+    a value that does not fit its type, a time without a zone, events out of order."""
+
+
+class RecordTooLarge(WriteError):
+    """One event does not fit in an EVTX chunk (64 KiB less its 512-byte header), even alone."""
