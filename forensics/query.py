@@ -27,7 +27,8 @@ from timeline.store import DETECTIONS_DIR, TIMELINE_DIR
 
 __all__ = ["Timeline", "open_case"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|sec|m|min|h|hour|hours|d|day|days|w)\s*$")
+_PART = r"(\d+(?:\.\d+)?)\s*(ns|us|ms|sec|min|hours|hour|days|day|s|m|h|d|w)"
+_DURATION = re.compile(rf"^\s*(?:{_PART}\s*)+$")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600,
           "hours": 3600, "d": 86400, "day": 86400, "days": 86400, "w": 604800}
 
@@ -42,10 +43,9 @@ def _zone(name: str | None) -> ZoneInfo:
 def _duration(value: str | _dt.timedelta) -> _dt.timedelta:
     if isinstance(value, _dt.timedelta):
         return value
-    m = _DURATION.match(str(value))
-    if not m:
-        raise QueryError(f"cannot read duration {value!r} (examples: 90s, 15min, 1h, 2d)")
-    return _dt.timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    if not _DURATION.match(str(value)):
+        raise QueryError(f"cannot read duration {value!r} (examples: 90s, 15min, 1h, 2h30min, 2d)")
+    return _dt.timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in re.findall(_PART, str(value))))
 
 
 def _utc(value: Any, zone: ZoneInfo) -> _dt.datetime:

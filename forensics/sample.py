@@ -110,7 +110,9 @@ class WinHost:
         if data is not None:
             ev["event_data"] = data
         if user_data is not None:
-            ev["user_data"] = user_data
+            from collectors.evtx_writer import UserData
+
+            ev["user_data"] = UserData(user_data[0], user_data[1])
         self.events[channel].append(ev)
 
     def logon_id(self) -> str:
@@ -308,6 +310,10 @@ class LinuxHost:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(content)
             os.utime(p, ns=(_ns(mtime), _ns(mtime)))
+        # folders carry the time of their newest entry (deterministic images: no time of the build leaks in)
+        for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [root]:
+            newest = max((c.stat().st_mtime_ns for c in d.iterdir()), default=_ns(SEIZED))
+            os.utime(d, ns=(newest, newest))
         size = sum(len(c) for _, c, _ in base + self.files)
         blocks_mb = max(16, size * 3 // (1 << 20) + 16)
         seed = uuid.UUID(hashlib.sha256(self.hostname.encode()).hexdigest()[:32])
@@ -317,6 +323,23 @@ class LinuxHost:
                             str(out), f"{blocks_mb}M"], check=True, env=env, capture_output=True)
         except subprocess.CalledProcessError as exc:
             raise SampleError(f"mke2fs failed for {out.name}: {exc.stderr.decode(errors='replace').strip()}") from exc
+        # mke2fs copies each file's inode-change time from the build folder (the time of the build): set it, and
+        # the birth time, to the file's modification time, so the image is the same bytes for the same seed
+        debugfs = shutil.which("debugfs") or shutil.which("debugfs", path=os.path.dirname(mke2fs) + ":/usr/sbin:/sbin")
+        if debugfs is None:
+            raise SampleError("debugfs (Debian package e2fsprogs) is needed to build the Linux images")
+        cmds = []
+        for p in [root] + sorted(root.rglob("*")):
+            rel = "/" + p.relative_to(root).as_posix() if p != root else "/"
+            secs = p.stat().st_mtime_ns // 1_000_000_000
+            cmds += [f'sif "{rel}" {f} {v}' for f, v in (("ctime", f"@{secs}"), ("ctime_extra", 0),
+                                                          ("crtime", f"@{secs}"), ("crtime_extra", 0))]
+        script = out.with_suffix(".debugfs")
+        script.write_text("\n".join(cmds) + "\n")
+        try:
+            subprocess.run([debugfs, "-w", "-f", str(script), str(out)], check=True, env=env, capture_output=True)
+        finally:
+            script.unlink()
         os.chmod(out, 0o444)
         shutil.rmtree(root)
         return out
@@ -488,6 +511,7 @@ def _attack(rng: random.Random, dc: WinHost, fs: WinHost, app: LinuxHost, db: Li
     step(FS, t0, ["T1486"], "Sysmon 11 on FS01", "patient records encrypted to .hlock, ransom notes HOW_TO_RESTORE.txt")
     t1 = ist(9, 3, 10)
     db.files = [(p, c, m) for p, c, m in db.files if not p.startswith("/srv/records/")]
+    n = 0
     for dept in DEPTS:
         db.files.append((f"/srv/records/{dept}/HOW_TO_RESTORE.txt", RANSOM_NOTE, t1))
         for k in range(60):
@@ -541,12 +565,12 @@ def build(directory: str | os.PathLike, hosts: int = 4, days: int = 3, seed: int
     rng = random.Random(seed)
     span = _days(days)
     dc, fs = WinHost(DC, random.Random(rng.random())), WinHost(FS, random.Random(rng.random()))
-    _windows_background(dc, random.Random(rng.random()), span, True, 20)
-    _windows_background(fs, random.Random(rng.random()), span, False, 15)
+    _windows_background(dc, random.Random(rng.random()), span, True, 40)
+    _windows_background(fs, random.Random(rng.random()), span, False, 30)
     work = out / ".build"
     app = LinuxHost(APP, work / APP, random.Random(rng.random()))
     db = LinuxHost(DB, work / DB, random.Random(rng.random()))
-    _linux_background(app, random.Random(rng.random()), span, True, 60)
+    _linux_background(app, random.Random(rng.random()), span, True, 400)
     _linux_background(db, random.Random(rng.random()), span, False, 0)
     _records(db, random.Random(rng.random()), span)
     steps = _attack(random.Random(rng.random()), dc, fs, app, db)
