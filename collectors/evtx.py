@@ -271,7 +271,6 @@ def _created_us(tc: Any) -> int | None:
 _EXTRACTED = ("user", "target_user", "logon_type", "src_ip", "src_host", "dst_ip", "dst_port", "process",
               "parent_process", "command_line", "path", "service_name", "message")
 _F_TYPE = pa.struct([SCHEMA.field(n) for n in _EXTRACTED])
-_R_TYPE = pa.struct([("event_record_id", pa.uint64()), ("data", pa.string())])
 _S_FIELDS = [("Provider", pa.string()), ("EventID", pa.int64()), ("TimeCreated", pa.string()),
              ("Channel", pa.string()), ("Computer", pa.string())]
 _S_TYPES = {int: pa.struct(_S_FIELDS + [("EventRecordID", pa.uint64())]),
@@ -350,6 +349,47 @@ def _hash_column(keys: pa.Array) -> pa.Array:
     return _fixed_strings(first.tobytes().hex().encode(), 32, n)
 
 
+class _Frames:
+    """The file's record frames (:func:`collectors.evtx_format.scan`), the first frame of each record
+    number: as arrays sorted by number for the batch step, as :class:`Frame` objects on demand."""
+
+    def __init__(self, records: list[tuple[int, int, int, int, int]]):
+        self.records = records
+        a = np.array(records, dtype=np.uint64).reshape(-1, 5)
+        self.numbers, first = np.unique(a[:, 1], return_index=True)  # sorted; first frame of each number
+        self.first = first
+        self.written = a[first, 2]
+        self.offset = a[first, 0].astype(np.int64)
+        self.stale = len(records) - len(first)
+        self._dict: dict[int, Frame] | None = None
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def by_number(self) -> dict[int, Frame]:
+        """Record number -> first frame, in file order."""
+        if self._dict is None:
+            recs = self.records
+            self._dict = {recs[i][1]: Frame(*recs[i]) for i in np.sort(self.first).tolist()}
+        return self._dict
+
+    def get(self, number: int) -> Frame | None:
+        if self._dict is not None:
+            return self._dict.get(number)
+        i = int(np.searchsorted(self.numbers, number)) if 0 <= number < 2**64 else len(self.numbers)
+        if i < len(self.numbers) and int(self.numbers[i]) == number:
+            return Frame(*self.records[self.first[i]])
+        return None
+
+    def missing(self, done: set[int]) -> list[int]:
+        """Numbers of the records not in ``done``, in file order."""
+        if not len(self.numbers):
+            return []
+        got = np.isin(self.numbers, np.fromiter(done, dtype=np.uint64, count=len(done)))
+        left = np.flatnonzero(~got)
+        return self.numbers[left[np.argsort(self.first[left], kind="stable")]].tolist()
+
+
 class EvtxCollector(Collector):
     name = "evtx"
     source = "EVTX"
@@ -403,17 +443,13 @@ class EvtxCollector(Collector):
         rep.stats.update(chunks=sc.chunks_in_file, file_bytes=sc.size)
         for dmg in sc.damage():
             rep.warn("damage", dmg)
-        by_number: dict[int, Frame] = {}
-        for fr in sc.frames:
-            by_number.setdefault(fr.number, fr)
-        stale = len(sc.frames) - len(by_number)
-        if stale:
-            rep.warn("damage", f"{stale} stale record frame(s) reuse numbers of records already read; not decoded twice")
-        rep.stats["frames"] = len(by_number)
+        frames = _Frames(sc.records)
+        if frames.stale:
+            rep.warn("damage", f"{frames.stale} stale record frame(s) reuse numbers of records already read; not decoded twice")
+        rep.stats["frames"] = len(frames)
         self._artifact = artifact
         self._rep = rep
-        self._by_number = by_number
-        self._frame_index: tuple[np.ndarray, ...] | None = None
+        self._frames = frames
         self._done: set[int] = set()
         self._engine_errors: dict[int, str] = {}
         self._batch_rows = batch_rows
@@ -424,24 +460,25 @@ class EvtxCollector(Collector):
 
                 ver = _pkg_version("evtx")
                 yield from self._run_rs(_rs, artifact.fs_path, f"evtx-rs/{ver}")
-                missing = [n for n in by_number if n not in self._done]
+                missing = frames.missing(self._done)
                 if missing:
                     buf = self._buf
-                    for ci in sorted({by_number[n].chunk for n in missing}):
-                        image = recovery_file(lambda off, size: bytes(buf[off:off + size]), ci, sc.frames)
+                    all_frames = sc.frames
+                    for ci in sorted({frames.get(n).chunk for n in missing}):
+                        image = recovery_file(lambda off, size: bytes(buf[off:off + size]), ci, all_frames)
                         yield from self._run_rs(_rs, io.BytesIO(image), f"evtx-rs/{ver}+chunk-recovery", only=set(missing))
-                    missing = [n for n in by_number if n not in self._done]
+                    missing = frames.missing(self._done)
                 if missing:
                     yield from self._run_dissect(missing, f"dissect.eventlog/{_pkg_version('dissect.eventlog')}")
             else:
                 yield from self._run_python_evtx(f"python-evtx/{_pkg_version('python-evtx')}")
 
-            lost = [by_number[n] for n in by_number if n not in self._done]
+            lost = [frames.get(n) for n in frames.missing(self._done)]
             for fr in lost:
                 why = self._engine_errors.get(fr.number, "no parser could decode this record frame")
                 rep.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
             for n, m in self._engine_errors.items():
-                if n not in by_number or n in self._done:  # reported by a parser, but nothing was lost
+                if frames.get(n) is None or n in self._done:  # reported by a parser, but nothing was lost
                     rep.warn("parser_error", m, f"record={n}" if n >= 0 else None)
             rep.stats.update(lost_frames=len(lost), engine_errors=len(self._engine_errors))
         finally:
@@ -469,10 +506,10 @@ class EvtxCollector(Collector):
             if table is None:
                 # values the column-wise step does not take (mixed types, out-of-range times...): row by row
                 done = self._done
-                for r, s, f in rows:
-                    done.discard(r["event_record_id"])
-                for r, s, f in rows:
-                    self._record(r["event_record_id"], self._hot_parser, r["data"], r["timestamp"], s, None, f)
+                for row in rows:
+                    done.discard(row[0])
+                for number, data, r, s, f in rows:
+                    self._record(number, self._hot_parser, data, r["timestamp"], s, None, f)
             else:
                 stats = self._rep.stats
                 key = f"rows[{self._hot_parser}]"
@@ -497,42 +534,29 @@ class EvtxCollector(Collector):
             self._seal()
             yield from self._flush()
 
-    def _frames(self) -> tuple[np.ndarray, ...]:
-        """The artifact's frames (first of each record number) as arrays sorted by number."""
-        if self._frame_index is None:
-            frs = list(self._by_number.values())
-            numbers = np.fromiter((f.number for f in frs), dtype=np.uint64, count=len(frs))
-            order = np.argsort(numbers, kind="stable")
-            self._frame_index = (
-                numbers[order],
-                np.fromiter((f.written for f in frs), dtype=np.uint64, count=len(frs))[order],
-                np.fromiter((f.offset for f in frs), dtype=np.int64, count=len(frs))[order],
-                np.fromiter((f.chunk for f in frs), dtype=np.int64, count=len(frs))[order],
-            )
-        return self._frame_index
-
     def _hot_table(self, rows: list[tuple]) -> pa.Table | None:
-        """The timeline table of the Rust engine's records (r, s, f), column by column.
+        """The timeline table of the Rust engine's records (number, JSON, record, System fields, extracted
+        fields), column by column.
 
         The same values as :meth:`_record` gives row by row (the tests compare both); rows whose time
         needs a closer look go through the same logic one by one.  Returns None (or raises) for what it
         does not handle; the caller then takes the rows one by one.
         """
         n = len(rows)
-        rs, ss, fs = zip(*rows)
+        numbers_, datas, rs, ss, fs = zip(*rows)
         rid0 = ss[0].get("EventRecordID")
         s_type = _S_TYPES.get(rid0.__class__)
         if s_type is None:
             return None
-        R = pa.array(rs, type=_R_TYPE)
         S = pa.array(ss, type=s_type)
-        numbers = R.field("event_record_id")
+        numbers = pa.array(numbers_, type=pa.uint64())
         nums = numbers.to_numpy()
         host, channel, provider = S.field("Computer"), S.field("Channel"), S.field("Provider")
         eid = S.field("EventID")
 
         # time: the record header's written time where it is TimeCreated's instant (the usual case)
-        f_num, f_written, f_offset, f_chunk = self._frames()
+        fm = self._frames
+        f_num, f_written, f_offset = fm.numbers, fm.written, fm.offset
         idx = np.searchsorted(f_num, nums)
         idx[idx >= len(f_num)] = 0
         found = (f_num[idx] == nums) if len(f_num) else np.zeros(n, dtype=bool)
@@ -542,20 +566,20 @@ class EvtxCollector(Collector):
         created_valid, created_us = _iso_us(S.field("TimeCreated"))
         same = written_ok & created_valid & (written_ns // 1000 == created_us)
         ts = written_ns
-        attrs = R.field("data")
+        attrs = pa.array(datas, type=pa.string())
         odd = np.flatnonzero(~same)
         if len(odd):
             ts = ts.copy()
             notes: dict[int, str] = {}
             for i in odd.tolist():
-                r, s = rs[i], ss[i]
-                fr = self._by_number.get(r["event_record_id"]) if found[i] else None
+                r, s, data = rs[i], ss[i], datas[i]
+                fr = Frame(*fm.records[fm.first[idx[i]]]) if found[i] else None
                 t, note = self._row_time(fr, r["timestamp"], s["TimeCreated"])
                 if t is None:
                     return None  # a record with no time at all: _record reports it
                 ts[i] = t
                 if note:
-                    notes[i] = note + r["data"][1:]
+                    notes[i] = note + data[1:]
             if notes:
                 mask = np.zeros(n, dtype=bool)
                 mask[list(notes)] = True
@@ -640,7 +664,7 @@ class EvtxCollector(Collector):
         """
         if s is None:
             s, d = _canon_rs(orjson.loads(event_json)["Event"])
-        fr = self._by_number.get(number) if number is not None else None
+        fr = self._frames.get(number) if number is not None else None
         ts, note = self._row_time(fr, ts_fallback, s["TimeCreated"])
         if ts is None:
             self._rep.errors.append(RecordError(f"record={number}", "no_valid_time",
@@ -696,13 +720,14 @@ class EvtxCollector(Collector):
             number = r["event_record_id"]
             if number in done or (only is not None and number not in only):
                 continue
+            data = r["data"]
             try:
-                s, d = _canon_rs(loads(r["data"])["Event"])
+                s, d = _canon_rs(loads(data)["Event"])
             except Exception as exc:
                 self._engine_errors[number] = f"evtx-rs record could not be normalised: {exc!r}"
                 continue
             add(number)
-            append((r, s, extract(s, d)))
+            append((number, data, r, s, extract(s, d)))
             if len(hot) + self._pending_rows >= batch_rows:
                 self._seal()
                 hot = self._hot
@@ -713,7 +738,8 @@ class EvtxCollector(Collector):
     # --- dissect.eventlog fallback ---------------------------------------------------------------
 
     def _run_dissect(self, missing: list[int], parser_name: str) -> Iterator[pa.Table]:
-        chunks = sorted({self._by_number[n].chunk for n in missing})
+        by_number = self._frames.by_number()
+        chunks = sorted({by_number[n].chunk for n in missing})
         wanted = set(missing)
         fd = open_evidence(self._artifact.fs_path)
         with os.fdopen(fd, "rb") as fh:
@@ -738,7 +764,7 @@ class EvtxCollector(Collector):
                         yield from self._push(number, parser_name, event_json, None)
                 except Exception as exc:
                     for n in wanted:
-                        if n not in self._done and self._by_number[n].chunk == ci:
+                        if n not in self._done and by_number[n].chunk == ci:
                             prev = self._engine_errors.get(n)
                             self._engine_errors[n] = (f"{prev}; " if prev else "") + f"dissect.eventlog: chunk {ci}: {exc!r}"
 
@@ -771,7 +797,7 @@ class EvtxCollector(Collector):
                         self._engine_errors[number] = f"python-evtx: {exc!r}"
                         continue
                     yield from self._push(number, parser_name, event_json, None)
-        for n in self._by_number:
+        for n in self._frames.by_number():
             if n not in self._done and n not in self._engine_errors:
                 self._engine_errors[n] = "python-evtx did not yield this record (it trusts the header's chunk count)"
 

@@ -26,6 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -44,6 +45,7 @@ from timeline.store import (
     TIMELINE_DIR,
     CaseStore,
     file_sha256,
+    first_sightings,
     new_run_id,
     write_parquet,
 )
@@ -133,27 +135,27 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
     others: list[str] = []
     failures: dict[tuple[str, str], str] = {}
 
-    seen: set[str] = set()  # events this bin already wrote: a repeat is only a sighting
+    seen = np.empty(0, dtype="S32")  # events this bin already wrote (sorted hashes): a repeat is only a sighting
     dropped = 0
 
     def write(table: pa.Table) -> None:
-        nonlocal dropped
+        nonlocal dropped, seen
         if not table.num_rows:
             return
         n = len(others)  # one sightings file per table written, whether or not timeline rows remain
+        # sorted once (stable: of the same event, the first read stays first), then both files are slices of it
+        table = table.combine_chunks()
+        table = table.take(pc.sort_indices(table.column("timestamp")))
         sp = Path(staging) / f"sightings-{prefix}-{n:04d}.parquet"
-        write_parquet(table.select(SIGHTINGS_SCHEMA.names).cast(SIGHTINGS_SCHEMA), sp)
+        write_parquet(table.select(SIGHTINGS_SCHEMA.names).cast(SIGHTINGS_SCHEMA), sp, sort=False)
         others.append(str(sp))
-        keep = []
-        for h in table.column("event_hash").to_pylist():
-            keep.append(h not in seen)
-            seen.add(h)
-        if not all(keep):
-            dropped += keep.count(False)
+        keep, seen = first_sightings(table.column("event_hash"), seen)
+        if not keep.all():
+            dropped += int((~keep).sum())
             table = table.filter(pa.array(keep))
         if table.num_rows:
             tl = Path(staging) / f"tl-{prefix}-{n:04d}.parquet"
-            write_parquet(table, tl)
+            write_parquet(table, tl, sort=False)
             parts.append(str(tl))
 
     # Rows are acyclic (strings, tuples, dicts freed by reference counting); the cycle collector

@@ -56,6 +56,7 @@ __all__ = [
     "PROBLEMS_SCHEMA",
     "write_parquet",
     "file_sha256",
+    "first_sightings",
     "new_run_id",
     "TIMELINE_DIR",
     "SIGHTINGS_DIR",
@@ -175,6 +176,18 @@ def _fixed32(chunk: pa.Array) -> np.ndarray:
         raise CaseError("event_hash values must be 32 hex characters")
     data = chunk.buffers()[2]
     return np.frombuffer(data, dtype="S32", count=n, offset=int(offsets[0])).copy()
+
+
+def first_sightings(event_hash: pa.Array | pa.ChunkedArray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are the first of their event: not among ``seen`` (sorted 32-character hashes) nor
+    earlier in ``event_hash``.  Returns that mask and ``seen`` with this column's hashes added."""
+    chunks = event_hash.chunks if isinstance(event_hash, pa.ChunkedArray) else [event_hash]
+    h = np.concatenate([_fixed32(c) for c in chunks]) if chunks else np.empty(0, "S32")
+    uniq, first = np.unique(h, return_index=True)
+    keep = np.zeros(h.shape, dtype=bool)
+    keep[first] = True
+    keep &= ~_isin_sorted(h, seen)
+    return keep, np.union1d(seen, uniq)
 
 
 def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
