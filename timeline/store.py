@@ -394,7 +394,7 @@ class CaseStore:
                     part.unlink()
                     continue
                 if kept < len(hashes):  # the whole part is read only when it must be rewritten
-                    write_parquet(pq.read_table(part).filter(pa.array(keep)), part)
+                    write_parquet(pq.read_table(part).filter(pa.array(keep)), part, sort=False)  # still sorted
                 final.append((part, TIMELINE_DIR, kept))
             for part in other_parts:
                 kind = next((k for p, k in _KIND_BY_PREFIX.items() if part.name.startswith(p)), None)
