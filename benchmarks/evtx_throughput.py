@@ -14,6 +14,10 @@ Then, in one run on the same bytes:
 3. end to end: ``forensics collect`` into a fresh case (hashing, parsing, Parquet, dedupe,
    custody), as a subprocess, with its peak RSS (largest process: the collector or a worker).
 
+Besides wall-clock rates it reports CPU time (user + system) per record, of the raw iteration's
+process and of the collector with its workers: on a shared machine the wall-clock ratio moves
+with the load, the CPU cost per record much less.
+
 Figures go to stdout as a Markdown table; copy them into benchmarks/RESULTS.md.
 """
 
@@ -88,11 +92,12 @@ def replicate(work: Path, size_mb: int) -> list[Path]:
     return out
 
 
-def raw_evtx(files: list[Path]) -> tuple[int, float]:
+def raw_evtx(files: list[Path]) -> tuple[int, float, float]:
     import evtx
 
     n = 0
     t = time.perf_counter()
+    cpu = time.process_time()
     for f in files:
         it = evtx.PyEvtxParser(str(f)).records_json()
         while True:
@@ -103,7 +108,7 @@ def raw_evtx(files: list[Path]) -> tuple[int, float]:
                 break
             except Exception:
                 continue
-    return n, time.perf_counter() - t
+    return n, time.perf_counter() - t, time.process_time() - cpu
 
 
 def python_evtx(files: list[Path], limit: int) -> tuple[int, float]:
@@ -124,20 +129,22 @@ def python_evtx(files: list[Path], limit: int) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
-def end_to_end(data: Path, case: Path, workers: int | None) -> tuple[str, float, float]:
+def end_to_end(data: Path, case: Path, workers: int | None) -> tuple[str, float, float, float]:
     cmd = [sys.executable, "-m", "forensics", "-v", "collect", str(data), "--case", str(case)]
     if workers:
         cmd += ["--workers", str(workers)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - t
     if r.returncode:
         sys.exit(r.stderr)
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # the collector and its workers (user + system time)
+    peak, cpu = max(before, ru.ru_maxrss) / 1024, ru.ru_utime + ru.ru_stime - cpu
     summary = [line for line in r.stdout.splitlines() if "records read" in line][0]
     phases = [line for line in r.stderr.splitlines() if "collect phases" in line]
-    return summary + ("\n  " + phases[0].split("INFO ")[-1] if phases else ""), elapsed, peak
+    return summary + ("\n  " + phases[0].split("INFO ")[-1] if phases else ""), elapsed, peak, cpu
 
 
 def main() -> None:
@@ -147,16 +154,17 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=3000, help="records for python-evtx")
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
+    load = os.getloadavg()  # the VM may be shared: wall-clock figures move with the load, CPU time less
     work = args.work or Path(tempfile.mkdtemp(prefix="forensics-bench-"))
     data = work / "evtx"
     files = replicate(data, args.size_mb)
     size = sum(f.stat().st_size for f in files)
 
-    n_raw, t_raw = raw_evtx(files)
+    n_raw, t_raw, cpu_raw = raw_evtx(files)
     n_py, t_py = python_evtx(files, args.sample)
     case = work / "case"
     shutil.rmtree(case, ignore_errors=True)
-    summary, t_e2e, peak = end_to_end(data, case, args.workers)
+    summary, t_e2e, peak, cpu_e2e = end_to_end(data, case, args.workers)
     n_e2e = int(summary.split(" records read")[0].split()[-1])
 
     raw_rate, e2e_rate = n_raw / t_raw, n_e2e / t_e2e
@@ -164,12 +172,15 @@ def main() -> None:
           f"{platform.platform()}")
     print(f"input: {len(files)} files, {size / 2**20:.0f} MiB")
     print(f"forensics: {summary}\n")
-    print("| what | records | seconds | records/s | vs raw evtx | peak RSS |")
-    print("|---|---|---|---|---|---|")
-    print(f"| raw `evtx` records_json(), 1 process | {n_raw} | {t_raw:.1f} | {raw_rate:,.0f} | 1.00x | |")
-    print(f"| python-evtx, sample | {n_py} | {t_py:.1f} | {n_py / t_py:,.0f} | {n_py / t_py / raw_rate:.4f}x | |")
+    print(f"load average before the run: {load[0]:.2f} (1 min), {load[1]:.2f} (5 min); after: "
+          f"{os.getloadavg()[0]:.2f} (1 min)")
+    print("| what | records | seconds | records/s | vs raw evtx | CPU s | CPU us/record | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| raw `evtx` records_json(), 1 process | {n_raw} | {t_raw:.1f} | {raw_rate:,.0f} | 1.00x | "
+          f"{cpu_raw:.1f} | {cpu_raw / n_raw * 1e6:.1f} | |")
+    print(f"| python-evtx, sample | {n_py} | {t_py:.1f} | {n_py / t_py:,.0f} | {n_py / t_py / raw_rate:.4f}x | | | |")
     print(f"| forensics collect end to end ({args.workers or os.cpu_count()} workers) | {n_e2e} | {t_e2e:.1f} | "
-          f"{e2e_rate:,.0f} | {e2e_rate / raw_rate:.2f}x | {peak:.0f} MiB |")
+          f"{e2e_rate:,.0f} | {e2e_rate / raw_rate:.2f}x | {cpu_e2e:.1f} | {cpu_e2e / n_e2e * 1e6:.1f} | {peak:.0f} MiB |")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 

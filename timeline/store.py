@@ -180,26 +180,37 @@ def _fixed32(chunk: pa.Array) -> np.ndarray:
     return np.frombuffer(data, dtype="S32", count=n, offset=int(offsets[0])).copy()
 
 
-_HEX = np.zeros(256, dtype=np.uint64)
+_NIBBLE = np.zeros(256, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX[_c] = _HEX[ord(chr(_c).upper())] = _i
+    _NIBBLE[_c] = _NIBBLE[ord(chr(_c).upper())] = _i
 
 
 def _key64(h: np.ndarray) -> np.ndarray:
     """The first 64 bits of 32-character hex hashes as integers: sorted search on them is fast, on strings not."""
-    m = _HEX[h.view(np.uint8).reshape(-1, 32)[:, :16]]
-    out = m[:, 0].copy()
-    for i in range(1, 16):
-        out = (out << np.uint64(4)) | m[:, i]
-    return out
+    m = _NIBBLE[h.view(np.uint8).reshape(-1, 32)[:, :16]]
+    return np.ascontiguousarray((m[:, 0::2] << 4) | m[:, 1::2]).view(">u8").ravel().astype(np.uint64)
+
+
+def _first_of_each(h: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Index of the first occurrence of each distinct hash in ``h`` (``k``: their 64-bit keys)."""
+    order = np.argsort(k, kind="stable")
+    ks = k[order]
+    start = np.ones(len(k), dtype=bool)
+    start[1:] = ks[1:] != ks[:-1]
+    same_key = np.flatnonzero(~start)
+    if len(same_key):
+        hs = h[order]
+        if (hs[same_key] != hs[same_key - 1]).any():  # two hashes with the same first 64 bits: by string
+            return np.sort(np.unique(h, return_index=True)[1])
+    return np.sort(order[start])
 
 
 class HashIndex:
-    """A set of event hashes (32 hex characters) for deduplication: sorted runs keyed by the hashes' first
-    64 bits (a sorted search on integers is fast, on strings not), compared in full.  Membership of a whole
-    column at once.  ``files``: the timeline files already added (see :func:`add_committed`)."""
+    """A set of event hashes (32 hex characters) for deduplication: a few sorted runs keyed by the hashes'
+    first 64 bits (a sorted search on integers is fast, on strings not), compared in full.  Membership of a
+    whole column at once.  ``files``: the timeline files already added (see :func:`add_committed`)."""
 
-    _MAX_RUNS = 8
+    _MAX_RUNS = 3
 
     def __init__(self) -> None:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
@@ -208,30 +219,40 @@ class HashIndex:
     def __len__(self) -> int:
         return sum(len(k) for k, _ in self._runs)
 
-    def add(self, h: np.ndarray) -> None:
+    def add(self, h: np.ndarray, k: np.ndarray | None = None) -> None:
+        """Add hashes not in the index yet (``k``: their keys, when already computed)."""
         if not len(h):
             return
-        k = _key64(h)
+        k = _key64(h) if k is None else k
         order = np.argsort(k, kind="stable")
         self._runs.append((k[order], h[order]))
-        if len(self._runs) > self._MAX_RUNS:  # one run again: searches stay few
+        if len(self._runs) > self._MAX_RUNS:  # one run again (a merge of sorted runs): searches stay few
             k = np.concatenate([r[0] for r in self._runs])
             h = np.concatenate([r[1] for r in self._runs])
             order = np.argsort(k, kind="stable")
             self._runs = [(k[order], h[order])]
 
-    def contains(self, h: np.ndarray) -> np.ndarray:
+    def contains(self, h: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(h.shape, dtype=bool)
         if not len(h) or not self._runs:
             return out
-        k = _key64(h)
+        k = _key64(h) if k is None else k
         for keys, full in self._runs:
-            lo = np.searchsorted(keys, k, "left")
-            hi = np.searchsorted(keys, k, "right")
-            one = hi - lo == 1
-            out[one] |= full[lo[one]] == h[one]
-            for i in np.flatnonzero(hi - lo > 1).tolist():  # 64-bit prefix shared by several hashes: look at each
-                out[i] |= bool((full[lo[i]:hi[i]] == h[i]).any())
+            n = len(keys)
+            lo = np.searchsorted(keys, k)
+            at = np.minimum(lo, n - 1)
+            idx = np.flatnonzero(keys[at] == k)
+            if not len(idx):
+                continue
+            eq = full[at[idx]] == h[idx]
+            out[idx[eq]] = True
+            for i in idx[~eq].tolist():  # the same first 64 bits as another hash: look at each such entry
+                j = int(lo[i])
+                while j < n and keys[j] == k[i]:
+                    if full[j] == h[i]:
+                        out[i] = True
+                        break
+                    j += 1
         return out
 
 
@@ -250,13 +271,17 @@ def first_sightings(event_hash: pa.Array | pa.ChunkedArray, seen: HashIndex, kno
     ``event_hash``.  The column's hashes are then added to ``seen``."""
     chunks = event_hash.chunks if isinstance(event_hash, pa.ChunkedArray) else [event_hash]
     h = np.concatenate([_fixed32(c) for c in chunks]) if chunks else np.empty(0, "S32")
-    uniq, first = np.unique(h, return_index=True)
     keep = np.zeros(h.shape, dtype=bool)
-    keep[first] = True
-    keep &= ~seen.contains(h)
+    if not len(h):
+        return keep
+    k = _key64(h)
+    first = _first_of_each(h, k)
+    fh, fk = h[first], k[first]
+    fresh = ~seen.contains(fh, fk)
+    seen.add(fh[fresh], fk[fresh])
     if known is not None:
-        keep &= ~known.contains(h)
-    seen.add(uniq[~seen.contains(uniq)])
+        fresh &= ~known.contains(fh, fk)
+    keep[first[fresh]] = True
     return keep
 
 
@@ -400,10 +425,11 @@ class CaseStore:
                 col = pq.read_table(part, columns=["event_hash"]).column(0)
                 per_part.append(np.concatenate([_fixed32(c) for c in col.chunks]) if len(col) else np.empty(0, "S32"))
             allh = np.concatenate(per_part) if per_part else np.empty(0, "S32")
-            _, first = np.unique(allh, return_index=True)
             keep_all = np.zeros(allh.shape, dtype=bool)
-            keep_all[first] = True
-            keep_all &= ~known.contains(allh)
+            if len(allh):
+                k = _key64(allh)
+                first = _first_of_each(allh, k)
+                keep_all[first[~known.contains(allh[first], k[first])]] = True
             start = 0
             for part, hashes in zip(timeline_parts, per_part):
                 keep = keep_all[start:start + len(hashes)]
