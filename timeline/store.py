@@ -153,7 +153,7 @@ def _final_name(run_id: str, staged: Path) -> str:
 
 
 def _hash_array(files: list[Path]) -> np.ndarray:
-    """The event_hash column of ``files`` as a sorted numpy array of 32-byte strings (no Python objects)."""
+    """The event_hash column of ``files`` as a numpy array of 32-byte strings (no Python objects)."""
     parts = []
     for f in files:
         col = pq.read_table(f, columns=["event_hash"]).column(0)
@@ -161,9 +161,7 @@ def _hash_array(files: list[Path]) -> np.ndarray:
             parts.append(_fixed32(chunk))
     if not parts:
         return np.empty(0, dtype="S32")
-    arr = np.concatenate(parts)
-    arr.sort()
-    return arr
+    return np.concatenate(parts)
 
 
 def _fixed32(chunk: pa.Array) -> np.ndarray:
@@ -210,10 +208,8 @@ class HashIndex:
     first 64 bits (a sorted search on integers is fast, on strings not), compared in full.  Membership of a
     whole column at once.  ``files``: the timeline files already added (see :func:`add_committed`)."""
 
-    _MAX_RUNS = 3
-
     def __init__(self) -> None:
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # largest first; each at least twice the next
         self.files: set[str] = set()
 
     def __len__(self) -> int:
@@ -225,12 +221,14 @@ class HashIndex:
             return
         k = _key64(h) if k is None else k
         order = np.argsort(k, kind="stable")
-        self._runs.append((k[order], h[order]))
-        if len(self._runs) > self._MAX_RUNS:  # one run again (a merge of sorted runs): searches stay few
-            k = np.concatenate([r[0] for r in self._runs])
-            h = np.concatenate([r[1] for r in self._runs])
+        runs = self._runs
+        runs.append((k[order], h[order]))
+        # merge runs of similar size (a merge of two sorted runs): few runs to search, little merging
+        while len(runs) > 1 and 2 * len(runs[-1][0]) >= len(runs[-2][0]):
+            (k1, h1), (k2, h2) = runs.pop(), runs.pop()
+            k, h = np.concatenate([k2, k1]), np.concatenate([h2, h1])
             order = np.argsort(k, kind="stable")
-            self._runs = [(k[order], h[order])]
+            runs.append((k[order], h[order]))
 
     def contains(self, h: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(h.shape, dtype=bool)
