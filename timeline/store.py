@@ -204,53 +204,73 @@ def _first_of_each(h: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 class HashIndex:
-    """A set of event hashes (32 hex characters) for deduplication: a few sorted runs keyed by the hashes'
-    first 64 bits (a sorted search on integers is fast, on strings not), compared in full.  Membership of a
-    whole column at once.  ``files``: the timeline files already added (see :func:`add_committed`)."""
+    """A set of event hashes (32 hex characters) for deduplication; membership of a whole column at once.
+
+    One sorted run per :meth:`add`, keyed by the hashes' first 64 bits (sorted search on integers is fast, on
+    strings not) and compared in full; a bitmap of those keys' top bits (about 16 bits per hash) lets most
+    hashes that are not in the set skip the runs.  ``files``: the timeline files already added (see
+    :func:`add_committed`)."""
 
     def __init__(self) -> None:
-        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # largest first; each at least twice the next
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._len = 0
+        self._shift = 64
+        self._bitmap = np.zeros(1, dtype=np.uint8)
         self.files: set[str] = set()
 
     def __len__(self) -> int:
-        return sum(len(k) for k, _ in self._runs)
+        return self._len
+
+    def _mark(self, k: np.ndarray) -> None:
+        b = k >> np.uint64(self._shift)
+        np.bitwise_or.at(self._bitmap, b >> np.uint64(3), (np.uint8(1) << (b & np.uint64(7)).astype(np.uint8)))
 
     def add(self, h: np.ndarray, k: np.ndarray | None = None) -> None:
-        """Add hashes not in the index yet (``k``: their keys, when already computed)."""
+        """Add hashes not in the set yet (``k``: their keys, when already computed)."""
         if not len(h):
             return
         k = _key64(h) if k is None else k
         order = np.argsort(k, kind="stable")
-        runs = self._runs
-        runs.append((k[order], h[order]))
-        # merge runs of similar size (a merge of two sorted runs): few runs to search, little merging
-        while len(runs) > 1 and 2 * len(runs[-1][0]) >= len(runs[-2][0]):
-            (k1, h1), (k2, h2) = runs.pop(), runs.pop()
-            k, h = np.concatenate([k2, k1]), np.concatenate([h2, h1])
-            order = np.argsort(k, kind="stable")
-            runs.append((k[order], h[order]))
+        self._runs.append((k[order], h[order]))
+        self._len += len(h)
+        bits = max(20, int(self._len * 16).bit_length())
+        if 64 - bits != self._shift:  # grown: a bigger bitmap, marked again from every run
+            self._shift = 64 - bits
+            self._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
+            for keys, _ in self._runs:
+                self._mark(keys)
+        else:
+            self._mark(k)
 
     def contains(self, h: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(h.shape, dtype=bool)
         if not len(h) or not self._runs:
             return out
         k = _key64(h) if k is None else k
+        b = k >> np.uint64(self._shift)
+        maybe = np.flatnonzero((self._bitmap[b >> np.uint64(3)] >> (b & np.uint64(7)).astype(np.uint8)) & 1)
         for keys, full in self._runs:
+            if not len(maybe):
+                break
             n = len(keys)
-            lo = np.searchsorted(keys, k)
+            km = k[maybe]
+            lo = np.searchsorted(keys, km)
             at = np.minimum(lo, n - 1)
-            idx = np.flatnonzero(keys[at] == k)
-            if not len(idx):
+            hit = np.flatnonzero(keys[at] == km)
+            if not len(hit):
                 continue
-            eq = full[at[idx]] == h[idx]
-            out[idx[eq]] = True
-            for i in idx[~eq].tolist():  # the same first 64 bits as another hash: look at each such entry
-                j = int(lo[i])
-                while j < n and keys[j] == k[i]:
-                    if full[j] == h[i]:
-                        out[i] = True
+            found = np.zeros(len(maybe), dtype=bool)
+            eq = full[at[hit]] == h[maybe[hit]]
+            found[hit[eq]] = True
+            for j in hit[~eq].tolist():  # the same first 64 bits as another hash: look at each such entry
+                i, pos = maybe[j], int(lo[j])
+                while pos < n and keys[pos] == k[i]:
+                    if full[pos] == h[i]:
+                        found[j] = True
                         break
-                    j += 1
+                    pos += 1
+            out[maybe[found]] = True
+            maybe = maybe[~found]
         return out
 
 
