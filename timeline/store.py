@@ -191,7 +191,7 @@ def _key64(h: np.ndarray) -> np.ndarray:
 
 def _first_of_each(h: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Index of the first occurrence of each distinct hash in ``h`` (``k``: their 64-bit keys)."""
-    order = np.argsort(k, kind="stable")
+    order = np.argsort(k)
     ks = k[order]
     start = np.ones(len(k), dtype=bool)
     start[1:] = ks[1:] != ks[:-1]
@@ -200,14 +200,14 @@ def _first_of_each(h: np.ndarray, k: np.ndarray) -> np.ndarray:
         hs = h[order]
         if (hs[same_key] != hs[same_key - 1]).any():  # two hashes with the same first 64 bits: by string
             return np.sort(np.unique(h, return_index=True)[1])
-    return np.sort(order[start])
+    return np.sort(np.minimum.reduceat(order, np.flatnonzero(start)))  # the earliest row of each key
 
 
 class HashIndex:
     """A set of event hashes (32 hex characters) for deduplication; membership of a whole column at once.
 
     One sorted run per :meth:`add`, keyed by the hashes' first 64 bits (sorted search on integers is fast, on
-    strings not) and compared in full; a bitmap of those keys' top bits (about 16 bits per hash) lets most
+    strings not) and compared in full; a table of those keys' top bits (about 16 slots per hash) lets most
     hashes that are not in the set skip the runs.  ``files``: the timeline files already added (see
     :func:`add_committed`)."""
 
@@ -215,40 +215,37 @@ class HashIndex:
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
         self._len = 0
         self._shift = 64
-        self._bitmap = np.zeros(1, dtype=np.uint8)
+        self._slots = np.zeros(1, dtype=bool)
         self.files: set[str] = set()
 
     def __len__(self) -> int:
         return self._len
 
-    def _mark(self, k: np.ndarray) -> None:
-        b = k >> np.uint64(self._shift)
-        np.bitwise_or.at(self._bitmap, b >> np.uint64(3), (np.uint8(1) << (b & np.uint64(7)).astype(np.uint8)))
 
     def add(self, h: np.ndarray, k: np.ndarray | None = None) -> None:
         """Add hashes not in the set yet (``k``: their keys, when already computed)."""
         if not len(h):
             return
         k = _key64(h) if k is None else k
-        order = np.argsort(k, kind="stable")
+        order = np.argsort(k)
         self._runs.append((k[order], h[order]))
         self._len += len(h)
-        bits = max(20, int(self._len * 16).bit_length())
-        if 64 - bits != self._shift:  # grown: a bigger bitmap, marked again from every run
+        bits = max(16, int(self._len * 16).bit_length())
+        if 64 - bits != self._shift:  # grown: a bigger table, marked again from every run
             self._shift = 64 - bits
-            self._bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
+            self._slots = np.zeros(1 << bits, dtype=bool)
             for keys, _ in self._runs:
-                self._mark(keys)
+                self._slots[keys >> np.uint64(self._shift)] = True
         else:
-            self._mark(k)
+            self._slots[k >> np.uint64(self._shift)] = True
 
     def contains(self, h: np.ndarray, k: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros(h.shape, dtype=bool)
         if not len(h) or not self._runs:
             return out
         k = _key64(h) if k is None else k
-        b = k >> np.uint64(self._shift)
-        maybe = np.flatnonzero((self._bitmap[b >> np.uint64(3)] >> (b & np.uint64(7)).astype(np.uint8)) & 1)
+        maybe = np.flatnonzero(self._slots[k >> np.uint64(self._shift)])
+        maybe = maybe[np.argsort(k[maybe])]  # sorted needles: each search starts where the last one ended
         for keys, full in self._runs:
             if not len(maybe):
                 break
