@@ -24,7 +24,7 @@ _WS = re.compile(r"\s*[\r\n\t\v\f]\s*")
 def one_line(text: Any, limit: int = _MSG_MAX) -> str:
     """Collapse a value to one readable line, cut at ``limit`` characters."""
     s = text if isinstance(text, str) else str(text)
-    if not s.isprintable() and ("\n" in s or "\r" in s or "\t" in s or "\v" in s or "\f" in s):
+    if "\n" in s or "\r" in s or "\t" in s or "\v" in s or "\f" in s:
         s = _WS.sub(" ", s).strip()
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
