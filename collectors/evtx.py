@@ -451,6 +451,7 @@ class EvtxCollector(Collector):
         self._rep = rep
         self._frames = frames
         self._done: set[int] = set()
+        self._covered = 0  # frames turned into rows (each record number once): all of them, nothing is missing
         self._engine_errors: dict[int, str] = {}
         self._batch_rows = batch_rows
 
@@ -460,20 +461,20 @@ class EvtxCollector(Collector):
 
                 ver = _pkg_version("evtx")
                 yield from self._run_rs(_rs, artifact.fs_path, f"evtx-rs/{ver}")
-                missing = frames.missing(self._done)
+                missing = self._missing()
                 if missing:
                     buf = self._buf
                     all_frames = sc.frames
                     for ci in sorted({frames.get(n).chunk for n in missing}):
                         image = recovery_file(lambda off, size: bytes(buf[off:off + size]), ci, all_frames)
                         yield from self._run_rs(_rs, io.BytesIO(image), f"evtx-rs/{ver}+chunk-recovery", only=set(missing))
-                    missing = frames.missing(self._done)
+                    missing = self._missing()
                 if missing:
                     yield from self._run_dissect(missing, f"dissect.eventlog/{_pkg_version('dissect.eventlog')}")
             else:
                 yield from self._run_python_evtx(f"python-evtx/{_pkg_version('python-evtx')}")
 
-            lost = [frames.get(n) for n in frames.missing(self._done)]
+            lost = [frames.get(n) for n in self._missing()]
             for fr in lost:
                 why = self._engine_errors.get(fr.number, "no parser could decode this record frame")
                 rep.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
@@ -492,6 +493,12 @@ class EvtxCollector(Collector):
         self._seal()
         if self._pending_rows:
             yield from self._flush()
+
+    def _missing(self) -> list[int]:
+        """Numbers of the records no engine has turned into a row yet, in file order."""
+        if self._covered == len(self._frames):
+            return []
+        return self._frames.missing(self._done)
 
     # --- batching -------------------------------------------------------------------------------
 
@@ -616,7 +623,7 @@ class EvtxCollector(Collector):
             return pa.repeat(pa.scalar(v, pa.string()), n)
 
         user, target_user, logon_type, src_ip, src_host, dst_ip, dst_port, process, parent, cmd, path, svc, msg = extracted
-        return pa.Table.from_arrays([
+        table = pa.Table.from_arrays([
             ts_arr.cast(pa.timestamp("ns", tz="UTC")), const("Event Logged"), host, const("EVTX"),
             pc.binary_join_element_wise("evtx:", pc.if_else(empty_channel, "unknown", channel), ""),
             pc.if_else(in32, eid, pa.scalar(None, pa.int64())).cast(pa.int32()), channel, provider,
@@ -625,6 +632,8 @@ class EvtxCollector(Collector):
             const(TZ_SOURCE_UTC), const(a.evidence_id), const(a.evidence_path), ref, const(self._hot_parser),
             _hash_column(key),
         ], schema=SCHEMA)
+        self._covered += int(found.sum())
+        return table
 
     def _row_time(self, fr: Frame | None, ts_fallback: Any, tc: Any) -> tuple[int | None, str]:
         """(timestamp ns, note) of one record, as :meth:`_record` decides it; note is the attrs prefix
@@ -691,6 +700,8 @@ class EvtxCollector(Collector):
         ))  # the event_hash key, built inline: identical to timeline.schema.event_hash(...) (tested)
         if number is not None:
             self._done.add(number)
+        if fr is not None:
+            self._covered += 1
         stats = self._rep.stats
         key = f"rows[{parser}]"
         stats[key] = stats.get(key, 0) + 1
