@@ -77,3 +77,18 @@ def mke2fs() -> str:
             pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
         pytest.skip(reason)
     return exe
+
+
+@pytest.fixture(scope="session")
+def journal_remote() -> str:
+    """systemd-journal-remote (Debian package systemd-journal-remote): writes real journal files from the
+    journal export format, for tests."""
+    import shutil
+
+    exe = shutil.which("systemd-journal-remote", path="/lib/systemd:/usr/lib/systemd")
+    if exe is None:
+        reason = "systemd-journal-remote (Debian package systemd-journal-remote) is not installed"
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+    return exe
