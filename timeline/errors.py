@@ -19,6 +19,7 @@ __all__ = [
     "IntegrityError",
     "ParserUnavailable",
     "QueryError",
+    "OutputError",
 ]
 
 
@@ -80,3 +81,9 @@ class QueryError(ForensicsError):
     """A query could not be run (a time, zone, column or SQL statement that does not make sense)."""
 
     exit_code = 9
+
+
+class OutputError(ForensicsError):
+    """An export or report could not be written (unknown format, output path refused or unwritable)."""
+
+    exit_code = 10
