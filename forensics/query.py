@@ -396,11 +396,12 @@ def _output_path(case_dir: Path, path: str | os.PathLike) -> Path:
     from timeline.store import DATA_DIRS, STAGING_DIR
 
     out = Path(os.path.abspath(path))
-    root = Path(os.path.abspath(case_dir))
+    root = Path(os.path.realpath(case_dir))
+    real = Path(os.path.realpath(out))  # through symbolic links too
     if out.is_dir():
         raise OutputError(f"{out} is a directory; give a file name")
     reserved = [root / d for d in (*DATA_DIRS, STAGING_DIR)]
-    if out in (root / "case.json", root / "custody.jsonl", root / ".lock") or any(r in out.parents for r in reserved):
+    if real in (root / "case.json", root / "custody.jsonl", root / ".lock") or any(r in real.parents for r in reserved):
         raise OutputError(f"{out}: refusing to write inside the case's own files; "
                           f"write to another folder (or {root / 'exports'})")
     if not out.parent.is_dir():

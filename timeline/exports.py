@@ -214,6 +214,7 @@ def _write_xlsx(batches: Iterable[pa.RecordBatch], path: Path, tz: str, sheets: 
                 max_rows_per_sheet: int) -> ExportResult:
     try:
         import xlsxwriter
+        from xlsxwriter.exceptions import XlsxWriterException
     except ImportError as exc:  # pragma: no cover - a dependency
         raise OutputError("XLSX export needs xlsxwriter: pip install xlsxwriter") from exc
     if max_rows_per_sheet < 1 or max_rows_per_sheet > XLSX_MAX_ROWS:
@@ -275,7 +276,10 @@ def _write_xlsx(batches: Iterable[pa.RecordBatch], path: Path, tz: str, sheets: 
             for c, v in enumerate(values):
                 cell(s, r, c, neutralise(v))
         s.autofilter(0, 0, max(len(rows), 1), max(len(header) - 1, 0))
-    wb.close()
+    try:
+        wb.close()
+    except XlsxWriterException as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from exc
     return res
 
 

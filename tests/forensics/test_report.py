@@ -102,7 +102,7 @@ class Chromium:
         os.close(self._r)
 
 
-def render(exe: Path, page: Path, tmp: Path, screenshot: Path | None = None) -> dict:
+def render(exe: Path, page: Path, tmp: Path, screenshot: Path | None = None, pdf: Path | None = None) -> dict:
     """Open ``page`` in headless Chromium; return its console errors, requests and report numbers."""
     browser = Chromium(exe, tmp / "chromium-profile")
     try:
@@ -126,6 +126,9 @@ def render(exe: Path, page: Path, tmp: Path, screenshot: Path | None = None) -> 
         if screenshot is not None:
             shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=sid)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
+        if pdf is not None:  # printed with the print stylesheet (A4 landscape)
+            printed = browser.send("Page.printToPDF", {"preferCSSPageSize": True}, session=sid, timeout=120)
+            pdf.write_bytes(base64.b64decode(printed["data"]))
         time.sleep(0.2)  # let late console or network events arrive
         browser.send("Runtime.evaluate", {"expression": "1"}, session=sid)
     finally:
@@ -183,7 +186,7 @@ def test_report_of_the_corpus_renders_and_matches_info(corpus_case, chromium, tm
     info = forensics.Case(case_dir).info()  # forensics info --json, as the report was written
     entry = write_report(case_dir, out)
     shot = tmp_path / "report.png"
-    got = render(chromium, out, tmp_path, screenshot=shot)
+    got = render(chromium, out, tmp_path, screenshot=shot, pdf=tmp_path / "report.pdf")
     assert got["errors"] == []
     assert got["requests"] == [out.as_uri()] or set(got["requests"]) <= {out.as_uri()} | {
         u for u in got["requests"] if u.startswith("data:")}
@@ -210,8 +213,11 @@ def test_report_of_the_corpus_renders_and_matches_info(corpus_case, chromium, tm
     first = story.iloc[0]
     assert first["local_time"].isoformat() in got["text"] and first["timestamp"].isoformat() in got["text"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
+    printed = (tmp_path / "report.pdf").read_bytes()
+    assert printed.startswith(b"%PDF") and printed.count(b"/Type /Page\n") > 10  # page objects (68 for the corpus)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "report-corpus.png")
+    shutil.copy(tmp_path / "report.pdf", ARTIFACTS / "report-corpus.pdf")
     shutil.copy(out, ARTIFACTS / "report-corpus.html")
     print(f"report screenshot: {ARTIFACTS / 'report-corpus.png'}")
 

@@ -288,3 +288,10 @@ def test_cli_export_uses_the_query_filters(case, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["export", str(case), "--format", "pdf", "-o", str(out)])
     assert exc.value.code == 2
+
+
+def test_a_symbolic_link_into_the_case_data_is_refused(case, tmp_path):
+    (tmp_path / "innocent").symlink_to(case / "timeline")
+    with pytest.raises(forensics.OutputError, match="refusing to write inside the case's own files"):
+        forensics.open(case).export(tmp_path / "innocent" / "more.parquet", "parquet")
+    assert len(list((case / "timeline").iterdir())) == 1
