@@ -113,6 +113,7 @@ class VerifyReport:
     evidence_checked: int
     custody_entries: int
     head: str
+    exports_checked: int = 0  # exports and reports still present, re-hashed
 
     @property
     def ok(self) -> bool:
@@ -522,8 +523,11 @@ class Case:
         listed: dict[str, str] = {}
         evidence_files: dict[str, str] = {}
         entries = 0
+        outputs: dict[str, tuple[str, int]] = {}  # exports and reports: path -> (sha256, custody seq); the last wins
         for e in store.custody.entries():
             entries += 1
+            if e.get("action") in ("export", "report") and isinstance(e.get("output"), dict):
+                outputs[e["output"]["path"]] = (e["output"]["sha256"], e.get("seq"))
             if e.get("action") == "commit":
                 for f in e.get("files", []):
                     listed[f["path"]] = f["sha256"]
@@ -546,6 +550,17 @@ class Case:
             checked += 1
             if file_sha256(p) != sha:
                 problems.append(f"{rel}: SHA-256 differs from the custody log (file was altered)")
+        # Files handed out (exports, reports) live wherever the analyst put them: one still present must
+        # match its hash; one moved or deleted is noted, not a failure (the case itself is intact).
+        out_checked = 0
+        for rel, (sha, seq) in sorted(outputs.items()):
+            p = store.root / rel  # an absolute path stays absolute
+            if not p.is_file():
+                notes.append(f"export not present, not re-checked: {rel} (custody entry #{seq})")
+                continue
+            out_checked += 1
+            if file_sha256(p) != sha:
+                problems.append(f"export {rel}: SHA-256 differs from custody entry #{seq} (file was altered or overwritten)")
         ev_checked = 0
         if check_evidence:
             for real, sha in sorted(evidence_files.items()):
@@ -560,7 +575,7 @@ class Case:
                     continue
                 if h.sha256 != sha:
                     problems.append(f"evidence {real}: SHA-256 {h.sha256} differs from the custody log's {sha}")
-        return VerifyReport(problems, notes, checked, ev_checked, entries, store.custody.head()[1])
+        return VerifyReport(problems, notes, checked, ev_checked, entries, store.custody.head()[1], out_checked)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage; 3 evidence missing or
 unreadable; 4 unknown format; 5 evidence changed while read; 6 not a case / case
-unusable; 7 verification failed; 8 parser or engine not available; 9 bad query.
+unusable; 7 verification failed; 8 parser or engine not available; 9 bad query;
+10 an export or report could not be written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Sequence
 
 from forensics.case import Case
 from timeline.errors import ForensicsError, IntegrityError, ParserUnavailable
+from timeline.exports import FORMATS
 
 log = logging.getLogger("forensics")
 
@@ -101,7 +103,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"FAIL: {p}", file=sys.stderr)
     status = "OK" if rep.ok else "FAILED"
     print(f"verify {status}: {rep.custody_entries} custody entries, {rep.files_checked} case files and "
-          f"{rep.evidence_checked} evidence files re-hashed; custody head {rep.head}")
+          f"{rep.evidence_checked} evidence files re-hashed, {rep.exports_checked} export(s) re-checked; "
+          f"custody head {rep.head}")
     if not rep.ok:
         raise IntegrityError(f"{len(rep.problems)} problem(s) found")
     return 0
@@ -147,6 +150,27 @@ def cmd_query(args: argparse.Namespace) -> int:
             df.to_csv(sys.stdout, index=False)
         else:
             df.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    tl = _view(args)
+    entry = tl.export(args.output, args.format, command=["forensics", *args.argv])
+    if not args.quiet:
+        out = entry["output"]
+        sheets = f" on {len(entry['sheets'])} event sheet(s)" if entry.get("sheets") else ""
+        print(f"wrote {entry['rows']} row(s){sheets} to {args.output} ({args.format}, {out['bytes']} bytes, "
+              f"sha256 {out['sha256']}); custody entry #{entry['seq']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from forensics.report import write_report
+
+    entry = write_report(args.case, args.output, tz=args.tz, command=["forensics", *args.argv])
+    if not args.quiet:
+        out = entry["output"]
+        print(f"wrote {args.output} ({out['bytes']} bytes, sha256 {out['sha256']}); custody entry #{entry['seq']}")
     return 0
 
 
@@ -244,7 +268,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"({time.monotonic() - t0:.0f} s)")
     if not v.ok:
         return IntegrityError.exit_code
-    return 0 if not missed else 10
+    return 0 if not missed else 11
 
 
 def pd_local(iso_utc: str) -> str:
@@ -276,6 +300,20 @@ def _hunt_sigma(tl, args: argparse.Namespace) -> int:
         for rid, why in sorted({**run.conversion_errors, **run.evaluation_errors}.items()):
             print(f"  {rid}: {why}", file=sys.stderr)
     return 0
+
+
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    """The case and the row filters shared by ``query`` and ``export`` (read by :func:`_view`)."""
+    p.add_argument("case")
+    p.add_argument("--from", dest="start", help="start (ISO 8601; without a zone: --tz or the case's zone)")
+    p.add_argument("--to", dest="end", help="end, excluded")
+    p.add_argument("--around", help="a time; with --before/--after (default 1h / 6h)")
+    p.add_argument("--before", default="1h")
+    p.add_argument("--after", default="6h")
+    p.add_argument("--tz", default=None, help="zone for naive times and local_time (default: the case's zone)")
+    p.add_argument("--where", action="append", metavar="COLUMN=VALUE", help="equality filter (repeatable)")
+    p.add_argument("--search", help="substring of the message or attrs (case-insensitive)")
+    p.add_argument("--regex", action="store_true", help="--search is a regular expression")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,19 +351,24 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
 
     q = sub.add_parser("query", help="rows of the timeline: a time window, columns, text; as a table, CSV or JSON lines")
-    q.add_argument("case")
-    q.add_argument("--from", dest="start", help="start (ISO 8601; without a zone: --tz or the case's zone)")
-    q.add_argument("--to", dest="end", help="end, excluded")
-    q.add_argument("--around", help="a time; with --before/--after (default 1h / 6h)")
-    q.add_argument("--before", default="1h")
-    q.add_argument("--after", default="6h")
-    q.add_argument("--tz", default=None, help="zone for naive times and local_time (default: the case's zone)")
-    q.add_argument("--where", action="append", metavar="COLUMN=VALUE", help="equality filter (repeatable)")
-    q.add_argument("--search", help="substring of the message or attrs (case-insensitive)")
-    q.add_argument("--regex", action="store_true", help="--search is a regular expression")
+    _filter_args(q)
     q.add_argument("--limit", type=int, default=None)
     q.add_argument("-o", "--output", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_query)
+
+    x = sub.add_parser("export", help="write the (filtered) timeline for others: Timesketch, CSV, JSON lines, XLSX, "
+                                      "Parquet; recorded in the custody log")
+    _filter_args(x)
+    x.add_argument("--format", required=True, choices=list(FORMATS))
+    x.add_argument("-o", "--output", required=True, help="file to write (not inside the case's own folders)")
+    x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("report", help="one self-contained HTML report of the case (summary, story, figures, findings, "
+                                      "custody); recorded in the custody log")
+    r.add_argument("case")
+    r.add_argument("--tz", default=None, help="zone of the local times (default: the case's zone)")
+    r.add_argument("-o", "--output", required=True, help="HTML file to write")
+    r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("sql", help="run SQL over the timeline (the table is called timeline)")
     s.add_argument("case")
@@ -370,7 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     # dissect narrates what it tries (no volume system, no OS plugin...); what matters is in the case's custody

@@ -92,3 +92,18 @@ def journal_remote() -> str:
             pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
         pytest.skip(reason)
     return exe
+
+
+CHROMIUM = Path(os.environ.get("FORENSICS_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Headless Chromium (Debian package ``chromium``), for rendering the HTML report."""
+    if not CHROMIUM.exists():
+        reason = (f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium; or set "
+                  "FORENSICS_CHROMIUM)")
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+    return CHROMIUM
