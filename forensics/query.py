@@ -212,7 +212,95 @@ class Timeline:
         df.insert(df.columns.get_loc("timestamp") + 1, "local_time", df["timestamp"].dt.tz_convert(self.tz))
         return df
 
-from timeline.errors import CaseError, OutputError, ParserUnavailable, QueryError
+    def to_dask(self):
+        """A dask DataFrame over the case's timeline files (all rows; this view's filters are not applied),
+        with ``local_time`` in the case's zone.  Needs ``dask[dataframe]`` (the ``dask`` extra)."""
+        try:
+            import dask.dataframe as dd
+        except ImportError as exc:
+            raise ParserUnavailable("dask is not installed: pip install 'forensics[dask]'") from exc
+        import forensics.hunt  # noqa: F401 - the df.fx accessor
+
+        if self._where:
+            raise QueryError("to_dask() reads the whole timeline; filter the dask DataFrame instead")
+        files = self._files()
+        if not files:
+            ddf = dd.from_pandas(SCHEMA.empty_table().to_pandas(), npartitions=1)
+        else:
+            ddf = dd.read_parquet(files, dtype_backend=None, split_row_groups="adaptive")
+        tz = self.tz
+
+        def local(part):
+            part = part.copy()
+            part["timestamp"] = part["timestamp"].dt.tz_convert("UTC")
+            part.insert(part.columns.get_loc("timestamp") + 1, "local_time", part["timestamp"].dt.tz_convert(tz))
+            return part
+
+        return ddf.map_partitions(local, meta=local(ddf._meta))
+
+    def _ordered_sql(self, where: str) -> str:
+        return f"SELECT * FROM timeline_all WHERE {where} ORDER BY timestamp, event_hash"
+
+    def batches(self, rows: int = EXPORT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """The rows in time order as Arrow record batches of ``rows`` rows, streamed from DuckDB.
+
+        Memory stays bounded whatever the size of the view: DuckDB is limited to
+        ``EXPORT_MEMORY_LIMIT`` (its sort spills to a temporary folder beyond it) and Python holds one
+        batch at a time.
+        """
+        import duckdb
+
+        con, where = self._con()
+        with tempfile.TemporaryDirectory(prefix="forensics-sort-") as spill:
+            try:
+                con.execute(f"SET temp_directory = {_literal(spill)}")
+                con.execute(f"SET memory_limit = {_literal(EXPORT_MEMORY_LIMIT)}")
+                reader = con.sql(self._ordered_sql(where)).to_arrow_reader(rows)
+                while True:
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    yield batch
+            except duckdb.Error as exc:
+                raise QueryError(f"query failed: {exc}") from exc
+            finally:
+                con.close()
+
+    def export(self, path: str | os.PathLike, format: str, *, max_rows_per_sheet: int | None = None,
+               command: list[str] | None = None) -> dict[str, Any]:
+        """Write this view's rows to ``path`` in ``format`` (see ``timeline.exports.FORMATS``), streamed,
+        and record the export in the case's custody log (its SHA-256, size, row count and the exact
+        query).  Returns the custody entry.
+
+        XLSX also gets the story of this view, the custody log and the query as sheets;
+        ``max_rows_per_sheet`` splits the events across sheets (default: Excel's limit).
+        ``command``: the command line that asked for the export, recorded with it.
+        """
+        from timeline import exports
+        from timeline.custody import CustodyLog
+        from timeline.store import CaseStore, file_sha256
+
+        if format not in exports.FORMATS:
+            raise OutputError(f"unknown export format {format!r}; formats are: {', '.join(exports.FORMATS)}")
+        out = _output_path(self.case_dir, path)
+        query = self._ordered_sql(self._where_sql())
+        sheets = []
+        if format == "xlsx":
+            sheets = _xlsx_sheets(self, query, CustodyLog(self.case_dir / "custody.jsonl"))
+        kwargs = {"max_rows_per_sheet": max_rows_per_sheet} if max_rows_per_sheet else {}
+        tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        try:
+            result = exports.write_export(self.batches(), tmp, format, self.tz, sheets=sheets, **kwargs)
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        fields = {"format": format, "rows": result.rows, "tz": self.tz, "query": query, "filters": list(self._where)}
+        if format == "xlsx":
+            fields.update(sheets=result.sheets, truncated_cells=result.truncated_cells)
+        return record_output(CaseStore(self.case_dir), "export", out, file_sha256(out), command=command, **fields)
 
     def sql(self, query: str, params: Iterable[Any] = ()):
         """Run SQL over this (filtered) timeline, visible as the table ``timeline``; returns a DataFrame."""
@@ -344,6 +432,7 @@ def open_case(case_dir: str | Path, tz: str | None = None, engine: str = "duckdb
         return Timeline(case_dir, tz=tz).to_dask()
     raise QueryError(f"unknown engine {engine!r}: use 'duckdb' or 'dask'")
 
+
 def _output_path(case_dir: Path, path: str | os.PathLike) -> Path:
     """The output path, absolute; refused inside the case's own data (it would be read as part of the case)."""
     from timeline.store import DATA_DIRS, STAGING_DIR
@@ -402,8 +491,3 @@ def _xlsx_sheets(tl: Timeline, query: str, custody) -> list[tuple[str, list[str]
                  "them; the JSON Lines and Parquet exports hold the text unchanged"],
     ])
     return [story, cust, about]
-
-
-def open_case(case_dir: str | Path, tz: str | None = None) -> Timeline:
-    """The case's timeline as a lazy :class:`Timeline` (``forensics.open``)."""
-    return Timeline(case_dir, tz=tz)
