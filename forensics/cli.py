@@ -257,6 +257,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     story = open_case(case_dir).story()
     for r in story.itertuples():
         say(f"   {r.local_time:%Y-%m-%d %H:%M:%S} IST  {r.timestamp:%H:%M:%S} UTC  {r.host:<16} {r.technique:<10} {r.finding[:110]}")
+    from forensics.report import write_report
+
+    report_path = base / "report.html"
+    write_report(case_dir, report_path, command=["forensics", "demo", str(base)])
+    say(f"   report: {report_path}")
     say("5. checked against ground_truth.json")
     result = sample.check(story, built["ground_truth"])
     for s in result:
