@@ -367,8 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # dissect narrates what it tries (no volume system, no OS plugin...); what matters is in the case's custody
     logging.getLogger("dissect").setLevel(logging.ERROR if args.verbose < 2 else logging.DEBUG)
     # plaso's output layer narrates every message string it cannot find; its warnings are in the case's problems
-    for name in ("output", "storage", "formatters", "serializer", "engine", "parsers", "filters"):  # plaso's loggers
-        logging.getLogger(name).setLevel(logging.ERROR if args.verbose < 2 else logging.DEBUG)
+    # plaso's loggers: a message string it cannot find or format is its own business (psort prints it anyway)
+    for name in ("output", "storage", "formatters", "serializer", "engine", "parsers", "filters"):
+        logging.getLogger(name).setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
     try:
         return args.func(args)
     except ForensicsError as exc:

@@ -79,6 +79,7 @@ ENV_BIN = "FORENSICS_PLASO_BIN"  # folder holding log2timeline and psort (only t
 STORAGE_DIR = "plaso"  # storage files made by the engine, kept in the case
 FORMATS = ("storage", "json_line", "l2tcsv", "dynamic")
 BATCH_ROWS = 50_000
+_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds (years 1677..2262)
 
 _TOOL_NAMES = {"log2timeline": ("log2timeline", "log2timeline.py"), "psort": ("psort", "psort.py")}
 _SOURCE = {"windows:evtx": "EVTX", "windows:evt": "EVT", "syslog": "SYSLOG", "fs:stat": "FILE", "windows:registry": "REG",
@@ -503,7 +504,7 @@ class _Mapper:
         self.default_path = default_path
         self.per_file: dict[str, int] = {}
 
-    def row(self, e: _Event, rows: RowBuilder) -> None:
+    def row(self, e: _Event, rows: RowBuilder) -> bool:
         d = e.fields
         data_type = d.get("data_type") or ""
         os_loc, inner = _where(d.get("pathspec"), self.root)
@@ -518,6 +519,12 @@ class _Mapper:
         chain = d.get("parser") or "-"
         ts = e.ns if e.ns is not None else int(d["timestamp"]) * 1000
         desc = d.get("timestamp_desc") or "-"
+        if not _NS_MIN < ts < _NS_MAX:  # e.g. a FILETIME of year 30828: a lost row, said so (timestamp is ns)
+            self.src.warnings.append({"kind": "time_out_of_range", "error": True, "record_ref": e.ref,
+                                      "where": ev_path, "parser": chain,
+                                      "message": f"{desc} {d['timestamp']} us since 1970 is outside 1677..2262: "
+                                                 f"{(d.get('message') or '')[:200]}"})
+            return False
         attrs = dict(d)
         attrs["plaso_event"] = e.ref
         if e.values_hash:
@@ -555,6 +562,7 @@ class _Mapper:
             tags=_tags(d.get("tag")), tz_source=e.tz_source, evidence_id=self.evidence_id, evidence_path=ev_path,
             record_ref=ref, parser=f"plaso/{self.version}:{chain}", event_hash=key,
         )
+        return True
 
 
 def _tags(tag: Any) -> list[str]:
@@ -620,8 +628,8 @@ def _write_rows(events: Iterable[_Event], mapper: _Mapper, staging: Path, prefix
         parts.append(tl)
 
     for e in events:
-        mapper.row(e, rows)
-        n += 1
+        if mapper.row(e, rows):
+            n += 1
         if len(rows) >= batch_rows:
             flush()
     if len(rows):
@@ -714,7 +722,7 @@ def _commit(store, run_id: str, parts: list[Path], others: list[Path], kind: str
     entry = store.commit(run_id, parts, others, tool=_tool_versions({"plaso": version}), engine=f"plaso:{kind}",
                          evidence=evidence, artifacts=artifacts, skipped=skipped, records_read=n + errors, errors=errors,
                          warnings=warnings, plaso=plaso_info)
-    return PlasoReport(run_id, kind, evidence, n, entry["rows_written"], entry["duplicates_dropped"], warnings, errors,
+    return PlasoReport(run_id, kind, evidence, n + errors, entry["rows_written"], entry["duplicates_dropped"], warnings, errors,
                        skipped, plaso_info, time.monotonic() - t0, per_file)
 
 
