@@ -11,7 +11,7 @@
 * :func:`export_plaso` writes a case's timeline as plaso's ``l2tcsv`` or ``dynamic`` CSV.
 
 Row mapping (one row per plaso *event*, i.e. per time of an event data): ``timestamp`` plaso's
-UTC microseconds, with the 100 ns digits of a FILETIME kept; ``timestamp_desc`` plaso's;
+UTC microseconds, or the exact FILETIME (100 ns; plaso's microseconds round it to the nearest one); ``timestamp_desc`` plaso's;
 ``artifact`` ``plaso:<data_type>``; ``parser`` ``plaso/<version>:<parser chain>``; ``message``
 plaso's formatter output (what psort prints); ``attrs`` every field psort's ``json_line`` prints,
 plus ``plaso_event`` (the storage's event identifier), ``plaso_values_hash`` and, for local-time
@@ -307,14 +307,25 @@ def _display(path_spec) -> str:
 
 
 def _ns(timestamp_us: int, date_time) -> int:
-    """plaso's microseconds as ns, with the digits below a microsecond its date_time keeps (FILETIME's 100 ns).
-    A zone offset moves whole minutes, so those digits are right whatever zone plaso applied."""
+    """The event's time in ns: exact from a FILETIME / nanosecond date_time (plaso's microsecond ``timestamp``
+    rounds a FILETIME to the nearest microsecond, so it can be 1 us late), else plaso's microseconds."""
     ns = int(timestamp_us) * 1000
-    iso = date_time.CopyToDateTimeStringISO8601() if date_time is not None else None
-    m = re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.(\d{7,9})", iso or "")
-    if m:
-        ns += int(m.group(1)[6:].ljust(3, "0"))
-    return ns
+    if date_time is None or getattr(date_time, "is_local_time", False) or getattr(date_time, "time_zone_offset", None):
+        return ns
+    name = type(date_time).__name__
+    raw = getattr(date_time, "timestamp", None)
+    exact = _exact_ns(name, raw)
+    return exact if exact is not None and abs(exact - ns) < 1000 else ns
+
+
+def _exact_ns(class_name: str, raw: Any) -> int | None:
+    if not isinstance(raw, int):
+        return None
+    if class_name == "Filetime":
+        return (raw - 116_444_736_000_000_000) * 100
+    if class_name == "PosixTimeInNanoseconds":
+        return raw
+    return None
 
 
 def _read_json_line(path: Path, src: _Source) -> Iterator[_Event]:
@@ -345,11 +356,10 @@ def _read_json_line(path: Path, src: _Source) -> Iterator[_Event]:
 def _ns_from_json(d: dict[str, Any]) -> int:
     ns = int(d["timestamp"]) * 1000
     dt = d.get("date_time") or {}
-    if dt.get("__class_name__") == "Filetime" and isinstance(dt.get("timestamp"), int):
-        ns += (dt["timestamp"] % 10) * 100
-    elif dt.get("__class_name__") == "PosixTimeInNanoseconds" and isinstance(dt.get("timestamp"), int):
-        ns += dt["timestamp"] % 1000
-    return ns
+    if dt.get("is_local_time") or dt.get("time_zone_offset"):
+        return ns
+    exact = _exact_ns(dt.get("__class_name__", ""), dt.get("timestamp"))
+    return exact if exact is not None and abs(exact - ns) < 1000 else ns
 
 
 def _values_hash(d: dict[str, Any]) -> str | None:

@@ -150,8 +150,24 @@ def test_filetime_keeps_its_100ns(tools, evidence, tmp_path):
     for d in psorted:
         ft = d["date_time"]["timestamp"]
         ns = (ft - 116444736000000000) * 100
-        assert rows[d["timestamp_desc"]]["timestamp"].value == ns and ns // 1000 == d["timestamp"]
+        assert rows[d["timestamp_desc"]]["timestamp"].value == ns and abs(ns - d["timestamp"] * 1000) < 1000
     assert any(r["timestamp"].value % 1000 for r in rows.values())  # digits below the microsecond are there
+
+
+def test_plaso_rounds_filetime_to_the_microsecond_the_import_does_not(storage, psorted, imported):
+    # Security_short_selected.evtx record 9 (2016-06-29 15:24:57.0908 UTC) and the others: whatever plaso's rounding,
+    # each row is its record's FILETIME exactly, within a microsecond of psort's time
+    case, _ = imported
+    rows = {(r["record_ref"].split()[0], r["timestamp_desc"]): r for r in _rows(case)}
+    n = 0
+    for d in psorted:
+        if d["data_type"] == "windows:evtx:record":
+            ours = [r for (ref, desc), r in rows.items() if desc == d["timestamp_desc"] and
+                    json.loads(r["attrs"]).get("record_number") == d["record_number"]]
+            ns = (d["date_time"]["timestamp"] - 116444736000000000) * 100
+            assert [r["timestamp"].value for r in ours] == [ns] and abs(ns - d["timestamp"] * 1000) < 1000
+            n += 1
+    assert n == 14
 
 
 def test_import_twice_adds_nothing_and_custody_names_the_file(storage, imported):
