@@ -8,8 +8,8 @@ Times
     RFC 5424 and ISO 8601 lines carry their own offset (``tz_source`` embedded_offset).
     BSD lines are local time in the host's zone, decided by :class:`collectors.text.Clock`
     (the analyst's ``--tz``, else the evidence's ``/etc/timezone``, else UTC assumed, flagged).
-    BSD lines have no year: the year comes from the file's modification time and the
-    month roll-overs in the file (see :func:`collectors.text.syslog_years`); each such row's
+    BSD lines have no year: the year comes from the file's modification time (a ``.gz``
+    file's header time when set: copies keep it) and the month roll-overs in the file (see :func:`collectors.text.syslog_years`); each such row's
     ``attrs`` says ``year_source``.
 
 Fields
@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from collectors.base import Artifact, Collector, RecordError
 from collectors.text import MONTHS, Clock, lines, ns_of, open_text, read_head, syslog_years
+from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_EMBEDDED_OFFSET, RowBuilder, event_hash
 
@@ -52,6 +53,9 @@ _5424 = re.compile(
     r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)", re.S)
 # A record that starts in the middle of a line (rsyslog forward formats written without newlines).
 _SPLIT = re.compile(r"(?<=\S)(?=<\d{1,3}>(?:1 \d{4}-|\d{4}-\d\d-\d\dT|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ))")
+# A line that starts like a BSD header ("MMM 22 07:54:32 ...", "Mar 23 Wrong line") but is not one: a damaged
+# record of its own, never a continuation of the record before it.
+_BROKEN = re.compile(r"(?:<\d{1,3}>)?[A-Za-z]{3} {1,2}\d{1,2}\b")
 _SEVERITY = {"EMERG", "ALERT", "CRIT", "ERR", "ERROR", "WARNING", "WARN", "NOTICE", "INFO", "DEBUG"}
 _PROG = re.compile(r"(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d+)\])?(?: <\w+>)?:(?: |$)(?P<msg>.*)", re.S)
 _FACILITY = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
@@ -205,6 +209,11 @@ class SyslogCollector(Collector):
                             if cur is not None:
                                 yield cur_ref, cur
                             cur_ref, cur = ref, piece
+                        elif _BROKEN.match(piece):
+                            if cur is not None:
+                                yield cur_ref, cur
+                            cur_ref, cur = None, None
+                            rep.errors.append(RecordError(ref, "unparsed_line", f"not a syslog line: {piece[:120]!r}"))
                         elif cur is not None:
                             cur += "\n" + piece
                         elif piece.strip():
@@ -223,10 +232,14 @@ class SyslogCollector(Collector):
         # Pass 1: months of the year-less lines, to date them from the end of the file.
         months = [MONTHS[m.group("mon")] for _, text in self._records(artifact) if (m := _BSD.match(text))]
         rep.errors.clear()  # pass 2 reports them again
-        if artifact.mtime_ns is not None:
-            end = _dt.datetime.fromtimestamp(artifact.mtime_ns / 1e9, clock._zone)
+        gz_mtime = _gzip_mtime(artifact.fs_path)
+        if gz_mtime is not None or artifact.mtime_ns is not None:
+            # gzip keeps the log's own modification time in its header: it survives copies of the .gz file
+            # (which reset the file's time), so it dates the lines when present (as plaso does)
+            end = _dt.datetime.fromtimestamp(gz_mtime if gz_mtime is not None else artifact.mtime_ns / 1e9, clock._zone)
             years, rolls = syslog_years(months, end.year, end.month)
-            year_source = f"file modification time {end.date().isoformat()}" + (f", {rolls} New Year roll-over(s)" if rolls else "")
+            what = "gzip header modification time" if gz_mtime is not None else "file modification time"
+            year_source = f"{what} {end.date().isoformat()}" + (f", {rolls} New Year roll-over(s)" if rolls else "")
         else:
             years, year_source = [], None
             if months:
@@ -321,6 +334,16 @@ class SyslogCollector(Collector):
     def finish(self) -> Iterator[pa.Table]:
         if len(self._rows):
             yield self._rows.to_table()
+
+
+def _gzip_mtime(path: str) -> int | None:
+    """MTIME of a gzip file's header (seconds since the epoch), None when not gzip or not set."""
+    with os.fdopen(open_evidence(path), "rb") as fh:
+        head = fh.read(8)
+    if len(head) == 8 and head[:3] == b"\x1f\x8b\x08":
+        t = int.from_bytes(head[4:8], "little")
+        return t or None
+    return None
 
 
 def _iso_time(m: re.Match, clock: Clock) -> tuple[int, str, str | None]:

@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage; 3 evidence missing or
 unreadable; 4 unknown format; 5 evidence changed while read; 6 not a case / case
-unusable; 7 verification failed; 8 parser or engine not available; 9 bad query;
-10 an export or report could not be written.
+unusable; 7 verification failed; 8 parser or engine not available (plaso not installed:
+``pip install 'forensics[plaso]'``); 9 bad query; 10 an export or report could not be written;
+11 ``forensics demo`` missed a ground-truth step.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ def _progress(quiet: bool):
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    if args.engine == "plaso":
+        return _collect_plaso(args)
+    if args.parsers or args.archives:
+        from timeline.errors import UnknownFormat
+
+        raise UnknownFormat("--parsers and --archives go with --engine plaso")
     from forensics.case import resolve
 
     only = args.only.split(",") if args.only else None
@@ -68,6 +75,47 @@ def cmd_collect(args: argparse.Namespace) -> int:
             if a["lost"] or a["failed"]:
                 print(f"  {a['evidence_path']}: {a['rows']} rows, {a['lost']} record(s) lost"
                       + (f" ({a['failed']})" if a["failed"] else ""))
+    return 0
+
+
+def _collect_plaso(args: argparse.Namespace) -> int:
+    from forensics import plaso
+
+    plaso.plaso_tool("log2timeline")  # plaso missing: the install hint before a case directory is made
+    report = plaso.collect_with_plaso(Case(args.case, create=True, tz=args.tz), args.evidence, parsers=args.parsers,
+                                      tz=args.tz, workers=args.workers or 1, archives=args.archives)
+    if not args.quiet:
+        print(report.summary())
+    return 0
+
+
+def cmd_import_plaso(args: argparse.Namespace) -> int:
+    from forensics import plaso
+
+    report = plaso.import_plaso(args.case, args.file, fmt=args.format)
+    if not args.quiet:
+        print(report.summary())
+    return 0
+
+
+def cmd_compare_plaso(args: argparse.Namespace) -> int:
+    from forensics import plaso_parity
+
+    rep = plaso_parity.compare_with_plaso(args.evidence, parsers=args.parsers, first=args.first, tz=args.tz,
+                                          archives=args.archives, workdir=args.keep)
+    if args.json:
+        print(json.dumps(rep.as_dict(), indent=2, default=str))
+    else:
+        print(rep.to_text())
+    return 0
+
+
+def cmd_export_plaso(args: argparse.Namespace) -> int:
+    from forensics import plaso
+
+    n = plaso.export_plaso(args.case, args.output, fmt=args.format, tz=args.tz)
+    if not args.quiet:
+        print(f"wrote {n} rows to {args.output} ({args.format})", file=sys.stderr)
     return 0
 
 
@@ -330,8 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("collect", help="collect evidence (EVTX files or folders) into a case")
     c.add_argument("evidence", nargs="+", help="evidence files or folders")
     c.add_argument("--case", required=True, help="case directory (created if missing)")
-    c.add_argument("--engine", choices=["evtx", "python-evtx"], default=None,
-                   help="EVTX engine: evtx (Rust parser + dissect.eventlog fallback, default) or python-evtx")
+    c.add_argument("--engine", choices=["evtx", "python-evtx", "plaso"], default=None,
+                   help="EVTX engine: evtx (Rust parser + dissect.eventlog fallback, default) or python-evtx; "
+                        "plaso: run plaso's log2timeline on the evidence instead of our collectors, then import its storage")
+    c.add_argument("--parsers", default=None, metavar="PRESET",
+                   help="with --engine plaso: log2timeline's parser preset or filter (e.g. win7, linux, winevtx,filestat)")
+    c.add_argument("--archives", default=None, metavar="TYPES",
+                   help="with --engine plaso: log2timeline's --archives (e.g. all, tar,zip; plaso's default: none)")
     c.add_argument("--workers", type=int, default=None, help="parallel parser processes (default: all cores)")
     c.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the units of work on a Dask cluster (e.g. tcp://10.0.0.1:8786); its workers must see the "
@@ -344,6 +397,31 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tz", default=None, help="zone of local times the evidence does not date itself (overrides an image's own zone) and "
                         "the case's display zone, e.g. Asia/Kolkata; EVTX times are UTC")
     c.set_defaults(func=cmd_collect)
+
+    ip = sub.add_parser("import-plaso", help="import a .plaso storage file or a psort json_line / l2tcsv / dynamic export")
+    ip.add_argument("file")
+    ip.add_argument("--case", required=True, help="case directory (created if missing)")
+    ip.add_argument("--format", choices=["storage", "json_line", "l2tcsv", "dynamic"], default=None,
+                    help="what the file is (default: recognised from its content)")
+    ip.set_defaults(func=cmd_import_plaso)
+
+    cp = sub.add_parser("compare-plaso", help="collect evidence with our collectors and with plaso; report the differences")
+    cp.add_argument("evidence", nargs="+")
+    cp.add_argument("--parsers", default=None, help="log2timeline parsers (default: winevtx,text/syslog,"
+                    "text/syslog_traditional,filestat)")
+    cp.add_argument("--archives", default="all", help="log2timeline --archives (default all: our collectors open archives)")
+    cp.add_argument("--first", type=int, default=10, help="events listed per difference (default 10)")
+    cp.add_argument("--tz", default=None, help="zone of local times, for both sides")
+    cp.add_argument("--keep", default=None, metavar="DIR", help="make the two cases in DIR and keep them")
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(func=cmd_compare_plaso)
+
+    ep = sub.add_parser("export-plaso", help="write the timeline as plaso's l2tcsv or dynamic CSV")
+    ep.add_argument("case")
+    ep.add_argument("--format", choices=["l2tcsv", "dynamic"], default="l2tcsv")
+    ep.add_argument("--tz", default=None, help="zone of the times written (default UTC), as psort -z")
+    ep.add_argument("-o", "--output", required=True)
+    ep.set_defaults(func=cmd_export_plaso)
 
     i = sub.add_parser("info", help="hosts, time range, counts per artifact, errors and warnings")
     i.add_argument("case")
@@ -425,6 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     # dissect narrates what it tries (no volume system, no OS plugin...); what matters is in the case's custody
     logging.getLogger("dissect").setLevel(logging.ERROR if args.verbose < 2 else logging.DEBUG)
+    # plaso's output layer narrates every message string it cannot find; its warnings are in the case's problems
+    # plaso's loggers: a message string it cannot find or format is its own business (psort prints it anyway)
+    for name in ("output", "storage", "formatters", "serializer", "engine", "parsers", "filters"):
+        logging.getLogger(name).setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
     try:
         return args.func(args)
     except ForensicsError as exc:
