@@ -65,15 +65,22 @@ _SEV_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "deb
 
 # --- message field extraction (sshd, sudo, su, accounts, cron, systemd) ----------------------------
 
+_IP = r"(?:::ffff:)?(?P<ip>[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]+)"
+# sshd messages, most specific first: (pattern, outcome, method)
 _SSHD = (
     (re.compile(r"(?P<verb>Accepted|Failed) (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>.*?) from "
-                r"(?P<ip>\S+) port (?P<port>\d+)"), "ssh {verb} {method} for {user} from {ip}"),
-    (re.compile(r"Invalid user (?P<user>.*?) from (?P<ip>\S+)(?: port (?P<port>\d+))?"), None),
-    (re.compile(r"(?:Connection closed|Disconnected) by (?:(?:authenticating|invalid) user (?P<user>\S+) )?"
-                r"(?P<ip>[0-9a-fA-F:.]+) port (?P<port>\d+)"), None),
-    (re.compile(r"Disconnected from (?:user (?P<user>\S+) )?(?P<ip>[0-9a-fA-F:.]+) port (?P<port>\d+)"), None),
-    (re.compile(r"pam_unix\(sshd:auth\): authentication failure;.*rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?"), None),
-    (re.compile(r"pam_unix\(sshd:session\): session (?:opened|closed) for user (?P<user>[^\s(]+)"), None),
+                + _IP + r" port (?P<port>\d+)"), None, None),
+    (re.compile(r"[Ii]nvalid user (?P<user>.*?) from " + _IP + r"(?: port (?P<port>\d+))?"), "failure", "invalid user"),
+    (re.compile(r"User (?P<user>\S+) from " + _IP + r" not allowed"), "failure", "user not allowed"),
+    (re.compile(r"(?:Connection (?:closed|reset)|Disconnected) (?:by|from) (?:(?P<kind>\w+) user (?P<user>\S+) )?"
+                + _IP + r" port (?P<port>\d+)(?P<preauth> \[preauth\])?"), None, None),
+    (re.compile(r"pam_unix\(sshd:auth\): authentication failure;.*rhost=" + _IP + r"?(?:\s+user=(?P<user>\S+))?"),
+     "failure", "pam"),
+    (re.compile(r"pam_unix\(sshd:session\): session (?:opened|closed) for user (?P<user>[^\s(]+)"), None, None),
+    (re.compile(r"Unable to negotiate with " + _IP + r" port (?P<port>\d+)"), "failure", "negotiation failed"),
+    (re.compile(r"Timeout before authentication for " + _IP + r" port (?P<port>\d+)"), "failure", "timeout"),
+    (re.compile(r"refused connect from \S*? ?\(" + _IP + r"\)"), "failure", "refused (tcp wrappers)"),
+    (re.compile(r"(?:handshake|Connection) from " + _IP + r" port (?P<port>\d+)"), None, None),
 )
 _SUDO = re.compile(r"\s*(?P<user>\S+) : (?:.*?; )?TTY=(?P<tty>\S+) ; PWD=(?P<pwd>.*?) ; USER=(?P<target>\S+) ;"
                    r"(?: .*?;)? COMMAND=(?P<cmd>.*)")
@@ -102,23 +109,20 @@ def extract(prog: str | None, msg: str) -> dict[str, Any]:
         return {}
     p = prog.lower()
     if p == "sshd" or p.startswith("sshd"):
-        for rx, _ in _SSHD:
+        for rx, outcome, method in _SSHD:
             m = rx.search(msg)
             if m:
                 g = m.groupdict()
                 out: dict[str, Any] = {"user": g.get("user") or None, "src_ip": g.get("ip") or None}
                 if g.get("verb"):
-                    out["outcome"] = "success" if g["verb"] == "Accepted" else "failure"
-                    out["method"] = g["method"]
-                elif rx.pattern.startswith("Invalid user"):
-                    out["outcome"] = "failure"
-                    out["method"] = "invalid user"
-                elif "authentication failure" in rx.pattern:
-                    out["outcome"] = "failure"
-                    out["method"] = "pam"
+                    outcome, method = ("success" if g["verb"] == "Accepted" else "failure"), g["method"]
+                elif g.get("kind") in ("invalid", "authenticating") or g.get("preauth"):
+                    outcome, method = "failure", "disconnected before authentication"
+                if outcome:
+                    out["outcome"], out["method"] = outcome, method
                 if g.get("port"):
                     out["src_port"] = int(g["port"])
-                if g.get("invalid"):
+                if g.get("invalid") or g.get("kind") == "invalid":
                     out["invalid_user"] = True
                 return out
         return {}
