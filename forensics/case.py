@@ -283,7 +283,12 @@ class Case:
                 it.hashes[rel] = h
         for it in items:
             for rel, real, _ in it.files:
-                if real.is_dir():  # a triage folder read as a whole: its identity is the manifest of its files
+                if rel == "local:/":  # a live host changes while it is read: each collection is its own evidence item
+                    import socket
+
+                    it.hashes[rel] = FileHashes(0, hashlib.sha256(
+                        f"live host {socket.gethostname()} read at {time.time_ns()}".encode()).hexdigest())
+                elif real.is_dir():  # a triage folder read as a whole: its identity is the manifest of its files
                     inside = sorted((r, it.hashes[r]) for r, p, _ in it.files if not p.is_dir())
                     it.hashes[rel] = FileHashes(sum(h.size for _, h in inside), hashlib.sha256(
                         "\n".join(f"{r}\t{h.sha256}" for r, h in inside).encode()).hexdigest())
@@ -598,6 +603,13 @@ def _only(only: Iterable[str] | None) -> frozenset[str] | None:
 
 
 def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
+    if str(path) == "local":
+        # the live host, read-only: its root opened as an OS tree, only its log and autostart locations read
+        from collectors.target import LIVE
+
+        if only is not None and TargetCollector.name not in only:
+            raise UnknownFormat("the live host is read by the target collector, which --only leaves out")
+        return _Item(Path("/"), [(LIVE, Path("/"), TargetCollector.name)], [])
     path = Path(os.path.abspath(path))
     if not path.exists():
         raise EvidenceNotFound(f"evidence not found: {path}")

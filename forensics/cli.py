@@ -502,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     # dissect narrates what it tries (no volume system, no OS plugin...); what matters is in the case's custody
-    logging.getLogger("dissect").setLevel(logging.ERROR if args.verbose < 2 else logging.DEBUG)
+    logging.getLogger("dissect").setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
     # plaso's output layer narrates every message string it cannot find; its warnings are in the case's problems
     # plaso's loggers: a message string it cannot find or format is its own business (psort prints it anyway)
     for name in ("output", "storage", "formatters", "serializer", "engine", "parsers", "filters"):

@@ -285,3 +285,25 @@ def test_a_folder_of_loose_logs_stays_per_file(tmp_path):
     (logs / "auth.log").write_text("Nov 23 07:00:00 h1 sshd[1]: Accepted password for root from 10.0.0.5 port 22 ssh2\n")
     rep = Case(tmp_path / "case", create=True).collect([logs], workers=1, tz="Asia/Kolkata")
     assert [(a["evidence_path"], a["collector"]) for a in rep.artifacts] == [("auth.log", "syslog")]
+
+
+def test_the_live_host_is_read_read_only_and_narrowly(tmp_path):
+    """``forensics collect local``: this machine's root as an OS tree, only its log, history and
+    autostart locations (not every file), each file hashed as it is read, a new evidence item each time."""
+    import socket
+
+    case = Case(tmp_path / "case", create=True)
+    rep = case.collect(["local"], workers=1)
+    target = next(a for a in rep.artifacts if a["collector"] == "target")
+    assert target["evidence_path"] == "local:/" and target["facts"]["live"] is True
+    assert target["facts"]["host"] == socket.gethostname().split(".")[0]
+    t = case.timeline().to_pandas()
+    assert len(t) > 0 and set(t.host.dropna()) == {target["facts"]["host"]}
+    fs_paths = set(t[t.source == "FILE"].path)
+    assert fs_paths and all(p.startswith(("/var/log", "/etc/", "/var/spool/cron", "/run/", "/var/run/", "/root/.", "/home/"))
+                            for p in fs_paths)
+    inner = [a for a in rep.artifacts if a.get("inside")]
+    assert all(len(a["sha256"]) == 64 for a in inner)
+    again = case.collect(["local"], workers=1)  # the host changed since: read again, a new evidence item
+    assert again.evidence[0]["evidence_id"] != rep.evidence[0]["evidence_id"]
+    assert case.verify().ok
