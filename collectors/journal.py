@@ -28,7 +28,7 @@ from collectors.base import Artifact, Collector, RecordError
 from collectors.syslog import extract
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_SOURCE_UTC, event_hash
 
 __all__ = ["JournalCollector"]
 
@@ -63,7 +63,6 @@ class JournalCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._parser = f"dissect.target-journal/{version('dissect.target')}"
 
     @classmethod
@@ -140,6 +139,3 @@ class JournalCollector(Collector):
                                           + (f"; {broken}" if broken else ""), count=max(lost, 1)))
         rep.stats.update(rows=n, announced=announced)
 
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()

@@ -36,7 +36,7 @@ from collectors.base import Artifact, Collector, RecordError
 from collectors.text import MONTHS, Clock, lines, ns_of, open_text, read_head, syslog_years
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_EMBEDDED_OFFSET, RowBuilder, event_hash
+from timeline.schema import TZ_EMBEDDED_OFFSET, event_hash
 
 __all__ = ["SyslogCollector", "parse_program", "extract"]
 
@@ -168,7 +168,6 @@ class SyslogCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._parser = f"forensics-syslog/{version('forensics')}"
 
     @classmethod
@@ -334,10 +333,6 @@ class SyslogCollector(Collector):
             if len(rows) >= batch_rows:
                 yield rows.to_table()
         rep.stats["rows"] = count
-
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
 
 
 def _gzip_mtime(path: str) -> int | None:

@@ -42,7 +42,7 @@ from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash
 
 __all__ = ["TargetCollector", "image_segments", "is_container"]
 
@@ -196,7 +196,6 @@ class TargetCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._subs: dict[str, Collector] = {}
         self._parser = f"dissect.target/{version('dissect.target')}"
         self.inner: dict[tuple[str, str], Artifact] = {}  # artifacts found inside images, for reporting
@@ -409,10 +408,6 @@ class TargetCollector(Collector):
             sub.report(a).errors.append(RecordError(None, "file_failed", f"{type(exc).__name__}: {exc}"))
         self.reports[a.key] = sub.report(a)
         self.reports[a.key].collector = cls.name
-
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
 
 
 def _lstat(e):

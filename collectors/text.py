@@ -12,7 +12,6 @@ from __future__ import annotations
 import bz2
 import datetime as _dt
 import gzip
-import io
 import lzma
 import os
 import zlib
