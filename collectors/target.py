@@ -354,6 +354,11 @@ class TargetCollector(Collector):
             kinds.append(("", [(mac, desc, getattr(st, a, None)) for a, mac, desc in _TIME_KINDS]))
         mode = _stat.filemode(st.st_mode)
         size = st.st_size
+        uid, gid = st.st_uid, st.st_gid
+        raw = getattr(getattr(entry, "entry", None), "inode", None) if fstype == "ext" else None
+        if raw is not None and uid is not None:  # dissect's stat drops the high 16 bits of ext owner ids
+            uid |= (getattr(raw, "i_uid_high", 0) or 0) << 16
+            gid |= (getattr(raw, "i_gid_high", 0) or 0) << 16
         n = 0
         for label, times in kinds:
             art_name = f"fs:{fstype}" + (f":{label}" if label else "")
@@ -364,7 +369,7 @@ class TargetCollector(Collector):
                 present = [p for p in present if _NS_MIN <= p[2] <= _NS_MAX]
             for mac, desc, ns in present:
                 macb = "".join(m if any(m == x and ns == y for x, _, y in present) else "." for m in "MACB")
-                attrs = {"inode": st.st_ino, "size": size, "mode": mode, "uid": st.st_uid, "gid": st.st_gid,
+                attrs = {"inode": st.st_ino, "size": size, "mode": mode, "uid": uid, "gid": gid,
                          "fs": fstype, "macb": macb, "times_from": label or "inode"}
                 rows.add(
                     timestamp=ns, timestamp_desc=desc, host=host, source="FILE", artifact=art_name, path=inner,

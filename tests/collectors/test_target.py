@@ -84,6 +84,8 @@ def test_file_times_match_the_mactime_body_of_the_image(plaso, dfvfs, tmp_path):
             continue  # deleted and orphan entries: not listed by dissect (see the closing note)
         got = {r.timestamp_desc: int(r.timestamp.timestamp()) for r in rows.itertuples()}
         assert got == {k: int(f[i]) for k, i in kind.items()}, f[1]
+        attrs = json.loads(rows["attrs"].iloc[0])
+        assert (attrs["inode"], attrs["uid"], attrs["gid"], attrs["size"]) == (int(f[2]), int(f[4]), int(f[5]), int(f[6])), f[1]
         checked += 1
     assert checked == 4  # /lost+found, /a_directory, /a_directory/a_file, /passwords.txt
 
