@@ -243,6 +243,9 @@ class SyslogCollector(Collector):
             years, rolls = syslog_years(months, end.year, end.month)
             what = "gzip header modification time" if gz_mtime is not None else "file modification time"
             year_source = f"{what} {end.date().isoformat()}" + (f", {rolls} New Year roll-over(s)" if rolls else "")
+            if rolls > 1:  # a real log crosses one New Year per year it spans; many suggest merged or shuffled lines
+                rep.warn("years_uncertain", f"{rolls} New Year roll-overs inferred (the months go back {rolls} times): "
+                                            "the file may merge several logs; the years of its lines are doubtful")
         else:
             years, year_source = [], None
             if months:

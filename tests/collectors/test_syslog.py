@@ -219,3 +219,11 @@ def test_sshd_fields_agree_with_crowdsec_parser_asserts(evidence):
         assert sum((ours - theirs).values()) == (1 if folder.name == "sshd-logs" else 0), folder.name
         pairs = {(r["src_ip"], r["user"]) for r in rows}
         assert all((e["source_ip"], e["target_user"]) in pairs for e in parsed if "target_user" in e), folder.name
+
+
+def test_many_roll_overs_are_flagged_as_doubtful_years(tmp_path):
+    log = tmp_path / "messages"
+    log.write_text("Nov  2 10:00:00 h1 app: a\nFeb  3 10:00:00 h1 app: b\nOct  4 10:00:00 h1 app: c\nJan  5 10:00:00 h1 app: d\n")
+    rows, rep = collect(log, mtime=dt.datetime(2024, 2, 1, tzinfo=UTC))
+    assert [json.loads(r["attrs"])["year"] for r in rows] == [2021, 2022, 2023, 2024]
+    assert [w.kind for w in rep.warnings] == ["years_uncertain"]
