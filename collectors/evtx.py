@@ -42,8 +42,10 @@ import xml.etree.ElementTree as ET
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Iterator
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors.base import Artifact, Collector, RecordError
 from collectors.evtx_events import extract
@@ -60,7 +62,7 @@ from collectors.evtx_format import (
 )
 from timeline.custody import open_evidence
 from timeline.errors import ParserUnavailable, UnknownFormat
-from timeline.schema import TZ_SOURCE_UTC, RowBuilder, iso_ns
+from timeline.schema import SCHEMA, TZ_SOURCE_UTC, RowBuilder, _array, iso_ns
 
 __all__ = ["EvtxCollector"]
 
@@ -261,6 +263,133 @@ def _created_us(tc: Any) -> int | None:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+# ---------------------------------------------------------------------------------------------
+# The Rust engine's hot path: per record only the parse, the System fields and the extraction
+# (Python); everything else per batch of records, column by column (numpy / Arrow kernels).
+# ---------------------------------------------------------------------------------------------
+
+_EXTRACTED = ("user", "target_user", "logon_type", "src_ip", "src_host", "dst_ip", "dst_port", "process",
+              "parent_process", "command_line", "path", "service_name", "message")
+_F_TYPE = pa.struct([SCHEMA.field(n) for n in _EXTRACTED])
+_S_FIELDS = [("Provider", pa.string()), ("EventID", pa.int64()), ("TimeCreated", pa.string()),
+             ("Channel", pa.string()), ("Computer", pa.string())]
+_S_TYPES = {int: pa.struct(_S_FIELDS + [("EventRecordID", pa.uint64())]),
+            str: pa.struct(_S_FIELDS + [("EventRecordID", pa.string())])}
+# FILETIMEs whose nanoseconds a timestamp[ns] holds (the bounds _record applies: _NS_MIN < ns < _NS_MAX)
+_FT_LO = FILETIME_EPOCH - ((-(_NS_MIN + 1)) // 100)
+_FT_HI = FILETIME_EPOCH + (_NS_MAX - 1) // 100
+_ISO_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25])
+_ISO_SEP_AT = np.array([4, 7, 10, 13, 16, 19])
+_ISO_SEP = np.frombuffer(b"--T::.", dtype=np.uint8)
+_MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+_SHA = sha256()
+
+
+def _iso_us(tc: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """TimeCreated strings as microseconds since the epoch, column-wise: (valid, us).
+
+    Valid only where the first 26 characters are exactly 'YYYY-MM-DDTHH:MM:SS.ffffff' naming a real
+    instant in 1678..2261, which is when :func:`_created_us` gives the same value; the rest is left
+    to :func:`_created_us`.
+    """
+    n = len(tc)
+    valid = np.zeros(n, dtype=bool)
+    us = np.zeros(n, dtype=np.int64)
+    head = pc.utf8_slice_codeunits(tc, 0, 26)
+    lens = pc.fill_null(pc.binary_length(head), 0).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(lens == 26)
+    if not len(rows):
+        return valid, us
+    if len(rows) < n:
+        head = head.take(pa.array(rows))
+    offsets = np.frombuffer(head.buffers()[1], dtype=np.int32, count=len(head) + 1, offset=head.offset * 4)
+    m = np.frombuffer(head.buffers()[2], dtype=np.uint8, count=26 * len(rows), offset=int(offsets[0])).reshape(-1, 26)
+    ok = (m[:, _ISO_SEP_AT] == _ISO_SEP).all(axis=1) & ((m[:, _ISO_DIGITS] - 48) <= 9).all(axis=1)
+
+    def num(*cols: int) -> np.ndarray:
+        v = m[:, cols[0]].astype(np.int64) - 48
+        for c in cols[1:]:
+            v = v * 10 + m[:, c] - 48
+        return v
+
+    y, mo, day, hh, mi, ss = num(0, 1, 2, 3), num(5, 6), num(8, 9), num(11, 12), num(14, 15), num(17, 18)
+    frac = num(20, 21, 22, 23, 24, 25)
+    leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+    month_days = _MONTH_DAYS[np.clip(mo, 0, 12)] + (leap & (mo == 2))
+    ok &= ((y >= 1678) & (y <= 2261) & (mo >= 1) & (mo <= 12) & (day >= 1) & (day <= month_days)
+           & (hh < 24) & (mi < 60) & (ss < 60))
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil)
+    y2 = y - (mo <= 2)
+    era = y2 // 400
+    yoe = y2 - era * 400
+    doy = (153 * ((mo + 9) % 12) + 2) // 5 + day - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    valid[rows] = ok
+    us[rows] = np.where(ok, (((days * 24 + hh) * 60 + mi) * 60 + ss) * 1_000_000 + frac, 0)
+    return valid, us
+
+
+def _fixed_strings(data: bytes, width: int, n: int) -> pa.Array:
+    """``n`` strings of ``width`` ASCII characters each, laid end to end in ``data``."""
+    offsets = np.arange(0, width * (n + 1), width, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _hash_column(keys: pa.Array) -> pa.Array:
+    """event_hash of each key: SHA-256 of its UTF-8 bytes, first 128 bits as hex (timeline.schema.event_hash)."""
+    n = len(keys)
+    copy = _SHA.copy
+    out = []
+    append = out.append
+    for k in keys.cast(pa.binary()).to_numpy(zero_copy_only=False):
+        h = copy()
+        h.update(k)
+        append(h.digest())
+    first = np.frombuffer(b"".join(out), dtype=np.uint8).reshape(n, 32)[:, :16]
+    return _fixed_strings(first.tobytes().hex().encode(), 32, n)
+
+
+class _Frames:
+    """The file's record frames (:func:`collectors.evtx_format.scan`), the first frame of each record
+    number: as arrays sorted by number for the batch step, as :class:`Frame` objects on demand."""
+
+    def __init__(self, records: list[tuple[int, int, int, int, int]]):
+        self.records = records
+        a = np.array(records, dtype=np.uint64).reshape(-1, 5)
+        self.numbers, first = np.unique(a[:, 1], return_index=True)  # sorted; first frame of each number
+        self.first = first
+        self.written = a[first, 2]
+        self.offset = a[first, 0].astype(np.int64)
+        self.stale = len(records) - len(first)
+        self._dict: dict[int, Frame] | None = None
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def by_number(self) -> dict[int, Frame]:
+        """Record number -> first frame, in file order."""
+        if self._dict is None:
+            recs = self.records
+            self._dict = {recs[i][1]: Frame(*recs[i]) for i in np.sort(self.first).tolist()}
+        return self._dict
+
+    def get(self, number: int) -> Frame | None:
+        if self._dict is not None:
+            return self._dict.get(number)
+        i = int(np.searchsorted(self.numbers, number)) if 0 <= number < 2**64 else len(self.numbers)
+        if i < len(self.numbers) and int(self.numbers[i]) == number:
+            return Frame(*self.records[self.first[i]])
+        return None
+
+    def missing(self, done: set[int]) -> list[int]:
+        """Numbers of the records not in ``done``, in file order."""
+        if not len(self.numbers):
+            return []
+        got = np.isin(self.numbers, np.fromiter(done, dtype=np.uint64, count=len(done)))
+        left = np.flatnonzero(~got)
+        return self.numbers[left[np.argsort(self.first[left], kind="stable")]].tolist()
+
+
 class EvtxCollector(Collector):
     name = "evtx"
     source = "EVTX"
@@ -268,7 +397,11 @@ class EvtxCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
+        self._rows = RowBuilder()  # rows built one by one (_record)
+        self._hot: list[tuple] = []  # the Rust engine's records awaiting the column-wise step (_seal)
+        self._hot_parser = ""
+        self._pending: list[pa.Table] = []  # finished pieces of the batch, in reading order
+        self._pending_rows = 0
         self._batch_rows = 100_000
 
     @classmethod
@@ -305,21 +438,18 @@ class EvtxCollector(Collector):
         fd = open_evidence(artifact.fs_path)
         with os.fdopen(fd, "rb") as fh:
             sc = scan(fh)
-            # read-only map of the file, for the few values the renderings truncate (see _push)
+            # read-only map of the file, for the few values the renderings truncate (see _record)
             self._buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if sc.size else b""
         rep.stats.update(chunks=sc.chunks_in_file, file_bytes=sc.size)
         for dmg in sc.damage():
             rep.warn("damage", dmg)
-        by_number: dict[int, Frame] = {}
-        for fr in sc.frames:
-            by_number.setdefault(fr.number, fr)
-        stale = len(sc.frames) - len(by_number)
-        if stale:
-            rep.warn("damage", f"{stale} stale record frame(s) reuse numbers of records already read; not decoded twice")
-        rep.stats["frames"] = len(by_number)
+        frames = _Frames(sc.records)
+        if frames.stale:
+            rep.warn("damage", f"{frames.stale} stale record frame(s) reuse numbers of records already read; not decoded twice")
+        rep.stats["frames"] = len(frames)
         self._artifact = artifact
         self._rep = rep
-        self._by_number = by_number
+        self._frames = frames
         self._done: set[int] = set()
         self._engine_errors: dict[int, str] = {}
         self._batch_rows = batch_rows
@@ -330,83 +460,219 @@ class EvtxCollector(Collector):
 
                 ver = _pkg_version("evtx")
                 yield from self._run_rs(_rs, artifact.fs_path, f"evtx-rs/{ver}")
-                missing = [n for n in by_number if n not in self._done]
+                missing = frames.missing(self._done)
                 if missing:
                     buf = self._buf
-                    for ci in sorted({by_number[n].chunk for n in missing}):
-                        image = recovery_file(lambda off, size: bytes(buf[off:off + size]), ci, sc.frames)
+                    all_frames = sc.frames
+                    for ci in sorted({frames.get(n).chunk for n in missing}):
+                        image = recovery_file(lambda off, size: bytes(buf[off:off + size]), ci, all_frames)
                         yield from self._run_rs(_rs, io.BytesIO(image), f"evtx-rs/{ver}+chunk-recovery", only=set(missing))
-                    missing = [n for n in by_number if n not in self._done]
+                    missing = frames.missing(self._done)
                 if missing:
                     yield from self._run_dissect(missing, f"dissect.eventlog/{_pkg_version('dissect.eventlog')}")
             else:
                 yield from self._run_python_evtx(f"python-evtx/{_pkg_version('python-evtx')}")
 
-            lost = [by_number[n] for n in by_number if n not in self._done]
+            lost = [frames.get(n) for n in frames.missing(self._done)]
             for fr in lost:
                 why = self._engine_errors.get(fr.number, "no parser could decode this record frame")
                 rep.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
             for n, m in self._engine_errors.items():
-                if n not in by_number or n in self._done:  # reported by a parser, but nothing was lost
+                if frames.get(n) is None or n in self._done:  # reported by a parser, but nothing was lost
                     rep.warn("parser_error", m, f"record={n}" if n >= 0 else None)
             rep.stats.update(lost_frames=len(lost), engine_errors=len(self._engine_errors))
         finally:
-            if isinstance(self._buf, mmap.mmap):
-                self._buf.close()
+            try:
+                self._seal()  # rows read before a failure are kept, as the records they are
+            finally:
+                if isinstance(self._buf, mmap.mmap):
+                    self._buf.close()
 
     def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
+        self._seal()
+        if self._pending_rows:
+            yield from self._flush()
 
     # --- batching -------------------------------------------------------------------------------
+
+    def _seal(self) -> None:
+        """Turn the rows read so far (hot and row-by-row) into Arrow pieces of the batch, in reading order."""
+        if self._hot:
+            rows, self._hot = self._hot, []
+            try:
+                table = self._hot_table(rows)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+                table = None
+            if table is None:
+                # values the column-wise step does not take (mixed types, out-of-range times...): row by row
+                done = self._done
+                for row in rows:
+                    done.discard(row[0])
+                for number, data, r, s, f in rows:
+                    self._record(number, self._hot_parser, data, r["timestamp"], s, None, f)
+            else:
+                stats = self._rep.stats
+                key = f"rows[{self._hot_parser}]"
+                stats[key] = stats.get(key, 0) + table.num_rows
+                stats["rows"] = stats.get("rows", 0) + table.num_rows
+                self._pending.append(table)
+                self._pending_rows += table.num_rows
+        if len(self._rows):
+            table = self._rows.to_table()
+            self._pending.append(table)
+            self._pending_rows += table.num_rows
+
+    def _flush(self) -> Iterator[pa.Table]:
+        tables, self._pending, self._pending_rows = self._pending, [], 0
+        yield tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def _push(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
               s: dict | None = None, d: dict | None = None) -> Iterator[pa.Table]:
         """One row (see :meth:`_record`), and the batch when it is full."""
         self._record(number, parser, event_json, ts_fallback, s, d)
-        if len(self._rows) >= self._batch_rows:
-            yield self._rows.to_table()
+        if len(self._rows) + self._pending_rows >= self._batch_rows:
+            self._seal()
+            yield from self._flush()
 
-    def _record(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
-                s: dict | None = None, d: dict | None = None) -> None:
-        """One timeline row from a record rendered as the Rust parser's JSON ('{"Event":{...}}').
+    def _hot_table(self, rows: list[tuple]) -> pa.Table | None:
+        """The timeline table of the Rust engine's records (number, JSON, record, System fields, extracted
+        fields), column by column.
 
-        ``s``/``d`` (System fields, event data) are parsed from ``event_json`` when not given.
-        ``ts_fallback`` is the parser's rendering of the written time, used only for a record
-        that is not among the scanned frames.
+        The same values as :meth:`_record` gives row by row (the tests compare both); rows whose time
+        needs a closer look go through the same logic one by one.  Returns None (or raises) for what it
+        does not handle; the caller then takes the rows one by one.
         """
-        if s is None:
-            s, d = _canon_rs(orjson.loads(event_json)["Event"])
-        fr = self._by_number.get(number) if number is not None else None
+        n = len(rows)
+        numbers_, datas, rs, ss, fs = zip(*rows)
+        rid0 = ss[0].get("EventRecordID")
+        s_type = _S_TYPES.get(rid0.__class__)
+        if s_type is None:
+            return None
+        S = pa.array(ss, type=s_type)
+        numbers = pa.array(numbers_, type=pa.uint64())
+        nums = numbers.to_numpy()
+        host, channel, provider = S.field("Computer"), S.field("Channel"), S.field("Provider")
+        eid = S.field("EventID")
+
+        # time: the record header's written time where it is TimeCreated's instant (the usual case)
+        fm = self._frames
+        f_num, f_written, f_offset = fm.numbers, fm.written, fm.offset
+        idx = np.searchsorted(f_num, nums)
+        idx[idx >= len(f_num)] = 0
+        found = (f_num[idx] == nums) if len(f_num) else np.zeros(n, dtype=bool)
+        ft = np.where(found, f_written[idx] if len(f_num) else 0, 0)
+        written_ok = found & (ft >= _FT_LO) & (ft <= _FT_HI)
+        written_ns = np.where(written_ok, (ft.astype(np.int64) - FILETIME_EPOCH) * 100, 0)
+        created_valid, created_us = _iso_us(S.field("TimeCreated"))
+        same = written_ok & created_valid & (written_ns // 1000 == created_us)
+        ts = written_ns
+        attrs = pa.array(datas, type=pa.string())
+        odd = np.flatnonzero(~same)
+        if len(odd):
+            ts = ts.copy()
+            notes: dict[int, str] = {}
+            for i in odd.tolist():
+                r, s, data = rs[i], ss[i], datas[i]
+                fr = Frame(*fm.records[fm.first[idx[i]]]) if found[i] else None
+                t, note = self._row_time(fr, r["timestamp"], s["TimeCreated"])
+                if t is None:
+                    return None  # a record with no time at all: _record reports it
+                ts[i] = t
+                if note:
+                    notes[i] = note + data[1:]
+            if notes:
+                mask = np.zeros(n, dtype=bool)
+                mask[list(notes)] = True
+                attrs = pc.replace_with_mask(attrs, pa.array(mask), pa.array([notes[i] for i in sorted(notes)], pa.string()))
+
+        ts_arr = pa.array(ts, type=pa.int64())
+        # record_ref: 'record=N offset=0xO' (offset in lower-case hex without leading zeros)
+        num_s = numbers.cast(pa.string())
+        offs = np.where(found, f_offset[idx] if len(f_num) else 0, 0).astype(">u8")
+        hexes = pc.utf8_ltrim(_fixed_strings(offs.tobytes().hex().encode(), 16, n), characters="0")
+        ref = pc.binary_join_element_wise("record=", num_s, " offset=0x", hexes, "")
+        if not found.all():
+            ref = pc.if_else(pa.array(found), ref, pc.binary_join_element_wise("record=", num_s, ""))
+        # event_hash, the key of timeline.schema.event_hash built column-wise
+        rid = S.field("EventRecordID").cast(pa.string())
+        if rid.null_count:
+            rid = pc.coalesce(rid, num_s)
+        key = pc.binary_join_element_wise("EVTX", host, channel, provider, eid.cast(pa.string()), rid,
+                                          ts_arr.cast(pa.string()), "\x1f", null_handling="replace",
+                                          null_replacement="")
+        try:
+            F = pa.array(fs, type=_F_TYPE)
+            extracted = [F.field(i) for i in range(len(_EXTRACTED))]
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # an odd value (an int where text was expected...): column by column, as RowBuilder does
+            extracted = [_array([f.get(name) for f in fs], _F_TYPE.field(name).type) for name in _EXTRACTED]
+        if extracted[-1].null_count:
+            raise ValueError("null values in non-nullable columns ['message']")
+        in32 = pc.and_(pc.greater_equal(eid, -(2**31)), pc.less_equal(eid, 2**31 - 1))
+        empty_channel = pc.fill_null(pc.equal(channel, ""), True)
+        a = self._artifact
+
+        def const(v: str) -> pa.Array:
+            return pa.repeat(pa.scalar(v, pa.string()), n)
+
+        user, target_user, logon_type, src_ip, src_host, dst_ip, dst_port, process, parent, cmd, path, svc, msg = extracted
+        return pa.Table.from_arrays([
+            ts_arr.cast(pa.timestamp("ns", tz="UTC")), const("Event Logged"), host, const("EVTX"),
+            pc.binary_join_element_wise("evtx:", pc.if_else(empty_channel, "unknown", channel), ""),
+            pc.if_else(in32, eid, pa.scalar(None, pa.int64())).cast(pa.int32()), channel, provider,
+            user, target_user, logon_type, src_ip, src_host, dst_ip, dst_port, process, parent, cmd, path, svc, msg,
+            attrs, pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), pa.array([], pa.string())),
+            const(TZ_SOURCE_UTC), const(a.evidence_id), const(a.evidence_path), ref, const(self._hot_parser),
+            _hash_column(key),
+        ], schema=SCHEMA)
+
+    def _row_time(self, fr: Frame | None, ts_fallback: Any, tc: Any) -> tuple[int | None, str]:
+        """(timestamp ns, note) of one record, as :meth:`_record` decides it; note is the attrs prefix
+        ('{"Record":{...},' to put before the record's JSON without its first brace) or ''."""
         written_ns = fr.written_ns if fr is not None else _rs_ts_ns(ts_fallback)
         if written_ns is not None and not _NS_MIN < written_ns < _NS_MAX:
             written_ns = None
-        created_us = _created_us(s["TimeCreated"])
-        attrs = event_json
+        created_us = _created_us(tc)
         if created_us is None:
             if written_ns is None:
-                self._rep.errors.append(RecordError(f"record={number}", "no_valid_time",
-                                                    "record has neither a valid TimeCreated nor a written time"))
-                return
-            ts = written_ns
-            attrs = '{"Record":{"time_source":"record header written time (TimeCreated missing or invalid)"},' + event_json[1:]
-        elif written_ns is not None and written_ns // 1000 == created_us:
-            ts = written_ns  # same instant: the header keeps the 100 ns digits
+                return None, ""
+            return written_ns, '{"Record":{"time_source":"record header written time (TimeCreated missing or invalid)"},'
+        if written_ns is not None and written_ns // 1000 == created_us:
+            return written_ns, ""  # same instant: the header keeps the 100 ns digits
+        # Written later than created: take TimeCreated's own FILETIME from the binary XML.
+        ft = created_filetime(self._buf, fr.offset, HEADER_BLOCK + fr.chunk * CHUNK_SIZE) if fr is not None else None
+        # (within 1 us: python-evtx's rendering rounds some FILETIMEs down by a microsecond)
+        if ft is not None and abs((ft - FILETIME_EPOCH) // 10 - created_us) <= 1:
+            ts = (ft - FILETIME_EPOCH) * 100
+            note = ""
         else:
-            # Written later than created: take TimeCreated's own FILETIME from the binary XML.
-            ft = created_filetime(self._buf, fr.offset, HEADER_BLOCK + fr.chunk * CHUNK_SIZE) if fr is not None else None
-            # (within 1 us: python-evtx's rendering rounds some FILETIMEs down by a microsecond)
-            if ft is not None and abs((ft - FILETIME_EPOCH) // 10 - created_us) <= 1:
-                ts = (ft - FILETIME_EPOCH) * 100
-                note = ""
-            else:
-                ts = created_us * 1000
-                note = ',"time_precision":"microsecond"'
-            if written_ns is not None:
-                attrs = f'{{"Record":{{"written_time":"{iso_ns(written_ns)}"{note}}},' + event_json[1:]
-            elif note:
-                attrs = f'{{"Record":{{{note[1:]}}},' + event_json[1:]
-        f = extract(s, d)
+            ts = created_us * 1000
+            note = ',"time_precision":"microsecond"'
+        if written_ns is not None:
+            return ts, f'{{"Record":{{"written_time":"{iso_ns(written_ns)}"{note}}},'
+        if note:
+            return ts, f'{{"Record":{{{note[1:]}}},'
+        return ts, ""
+
+    def _record(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
+                s: dict | None = None, d: dict | None = None, f: dict | None = None) -> None:
+        """One timeline row from a record rendered as the Rust parser's JSON ('{"Event":{...}}').
+
+        ``s``/``d`` (System fields, event data) are parsed from ``event_json`` when not given; ``f``
+        (the extracted fields) computed when not given.  ``ts_fallback`` is the parser's rendering of
+        the written time, used only for a record that is not among the scanned frames.
+        """
+        if s is None:
+            s, d = _canon_rs(orjson.loads(event_json)["Event"])
+        fr = self._frames.get(number) if number is not None else None
+        ts, note = self._row_time(fr, ts_fallback, s["TimeCreated"])
+        if ts is None:
+            self._rep.errors.append(RecordError(f"record={number}", "no_valid_time",
+                                                "record has neither a valid TimeCreated nor a written time"))
+            return
+        attrs = note + event_json[1:] if note else event_json
+        if f is None:
+            f = extract(s, d)
         g = f.get
         channel = s["Channel"]
         computer = s["Computer"]
@@ -431,9 +697,14 @@ class EvtxCollector(Collector):
         stats["rows"] = stats.get("rows", 0) + 1
 
     def _run_rs(self, rs, source: Any, parser_name: str, only: set[int] | None = None) -> Iterator[pa.Table]:
-        it = rs.PyEvtxParser(source).records_json()
+        self._seal()  # rows of other engines first: the batch keeps reading order
+        self._hot_parser = parser_name
+        it = rs.PyEvtxParser(source, number_of_threads=self.threads).records_json()
         batch_rows = self._batch_rows
         done = self._done
+        add = done.add
+        hot = self._hot
+        append = hot.append
         loads = orjson.loads
         while True:
             try:
@@ -455,14 +726,20 @@ class EvtxCollector(Collector):
             except Exception as exc:
                 self._engine_errors[number] = f"evtx-rs record could not be normalised: {exc!r}"
                 continue
-            self._record(number, parser_name, data, r["timestamp"], s, d)  # no generator per record on the hot path
-            if len(self._rows) >= batch_rows:
-                yield self._rows.to_table()
+            add(number)
+            append((number, data, r, s, extract(s, d)))
+            if len(hot) + self._pending_rows >= batch_rows:
+                self._seal()
+                hot = self._hot
+                append = hot.append
+                yield from self._flush()
+        self._seal()
 
     # --- dissect.eventlog fallback ---------------------------------------------------------------
 
     def _run_dissect(self, missing: list[int], parser_name: str) -> Iterator[pa.Table]:
-        chunks = sorted({self._by_number[n].chunk for n in missing})
+        by_number = self._frames.by_number()
+        chunks = sorted({by_number[n].chunk for n in missing})
         wanted = set(missing)
         fd = open_evidence(self._artifact.fs_path)
         with os.fdopen(fd, "rb") as fh:
@@ -487,7 +764,7 @@ class EvtxCollector(Collector):
                         yield from self._push(number, parser_name, event_json, None)
                 except Exception as exc:
                     for n in wanted:
-                        if n not in self._done and self._by_number[n].chunk == ci:
+                        if n not in self._done and by_number[n].chunk == ci:
                             prev = self._engine_errors.get(n)
                             self._engine_errors[n] = (f"{prev}; " if prev else "") + f"dissect.eventlog: chunk {ci}: {exc!r}"
 
@@ -520,7 +797,7 @@ class EvtxCollector(Collector):
                         self._engine_errors[number] = f"python-evtx: {exc!r}"
                         continue
                     yield from self._push(number, parser_name, event_json, None)
-        for n in self._by_number:
+        for n in self._frames.by_number():
             if n not in self._done and n not in self._engine_errors:
                 self._engine_errors[n] = "python-evtx did not yield this record (it trusts the header's chunk count)"
 

@@ -24,7 +24,7 @@ _WS = re.compile(r"\s*[\r\n\t\v\f]\s*")
 def one_line(text: Any, limit: int = _MSG_MAX) -> str:
     """Collapse a value to one readable line, cut at ``limit`` characters."""
     s = text if isinstance(text, str) else str(text)
-    if "\n" in s or "\r" in s or "\t" in s or "\v" in s or "\f" in s:
+    if not s.isprintable() and ("\n" in s or "\r" in s or "\t" in s or "\v" in s or "\f" in s):
         s = _WS.sub(" ", s).strip()
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
@@ -253,10 +253,13 @@ def _cleared(s: dict, d: dict) -> dict:
 # --- System ---------------------------------------------------------------------------------
 
 
+_PARAM_KEYS = tuple(f"param{i}" for i in range(1, 8))
+
+
 def _params(d: dict) -> list:
     """System events carry param1..N named, or unnamed Data (a list under "Data")."""
     if "param1" in d:
-        return [d.get(f"param{i}") for i in range(1, 8) if f"param{i}" in d]
+        return [d[k] for k in _PARAM_KEYS if k in d]
     data = d.get("Data")
     if isinstance(data, dict):
         data = data.get("#text")
@@ -395,6 +398,8 @@ def _defender(s: dict, d: dict) -> dict:
 
 
 _SCALARS = (str, int, float, bool)
+_GENERIC_KEYS = frozenset({"SubjectUserName", "TargetUserName", "User", "IpAddress", "SourceAddress", "SourceIp",
+                           "ProcessName", "Image", "Application", "CommandLine"})
 
 
 def _generic(s: dict, d: dict) -> dict:
@@ -407,7 +412,7 @@ def _generic(s: dict, d: dict) -> dict:
     if not fields and "Data" in d:
         fields = [str(p) for p in _params(d) if p.__class__ in _SCALARS and p not in _EMPTY][:6]
     msg = f"{s['EventID']} {s['Provider'] or ''}: {'; '.join(fields)}" if fields else f"{s['EventID']} {s['Provider'] or ''}"
-    if not d:
+    if not d or _GENERIC_KEYS.isdisjoint(d):  # none of the fields below: the same result, sooner
         return {"user": s.get("UserID"), "message": msg}
     user = _acct(d, "SubjectUserName", "SubjectDomainName") or _acct(d, "TargetUserName", "TargetDomainName") or _s(d, "User")
     return {"user": user or s.get("UserID"), "src_ip": _ip(d, "IpAddress", "SourceAddress", "SourceIp"),

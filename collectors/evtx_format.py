@@ -54,7 +54,13 @@ class Scan:
     bad_magic_chunks: list[int] = field(default_factory=list)
     header_crc_mismatch: list[int] = field(default_factory=list)
     data_crc_mismatch: list[int] = field(default_factory=list)
-    frames: list[Frame] = field(default_factory=list)
+    # (offset, number, written, size, chunk) of every frame, in file order (plain tuples: cheap to make)
+    records: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def frames(self) -> list[Frame]:
+        """Every frame, in file order, as :class:`Frame` objects (made on demand from :attr:`records`)."""
+        return [Frame(*r) for r in self.records]
 
     def damage(self) -> list[str]:
         """Human-readable list of the file's structural damage (empty when clean)."""
@@ -76,17 +82,17 @@ class Scan:
         return out
 
 
-def _walk_chunk(chunk: bytes, index: int, base: int, frames: list[Frame]) -> None:
+def _walk_chunk(chunk: bytes, index: int, base: int, records: list[tuple[int, int, int, int, int]]) -> None:
     # Like the Windows reader and dissect.eventlog, walk frame after frame until the signature
     # stops, past the chunk's free-space offset too: stale records beyond it are still evidence.
     pos = CHUNK_HEADER
-    rec, u32, append = _REC.unpack_from, _U32.unpack_from, frames.append
+    rec, u32, append = _REC.unpack_from, _U32.unpack_from, records.append
     while pos + 28 <= CHUNK_SIZE:
         magic, size, number, written = rec(chunk, pos)
         if magic != RECORD_MAGIC or size < 28 or pos + size > CHUNK_SIZE:
             break
         if u32(chunk, pos + size - 4)[0] == size:
-            append(Frame(base + pos, number, written, size, index))
+            append((base + pos, number, written, size, index))
         pos += size
 
 
@@ -118,11 +124,11 @@ def scan(fh) -> Scan:
                 s.header_crc_mismatch.append(index)
             if CHUNK_HEADER <= free <= CHUNK_SIZE and zlib.crc32(view[CHUNK_HEADER:free]) != struct.unpack_from("<I", chunk, 52)[0]:
                 s.data_crc_mismatch.append(index)
-            _walk_chunk(chunk, index, base, s.frames)
+            _walk_chunk(chunk, index, base, s.records)
         elif chunk != _ZERO_CHUNK:  # not all zeros
             s.bad_magic_chunks.append(index)
             # Records may survive in a chunk whose header was damaged: walk them all the same.
-            _walk_chunk(chunk, index, base, s.frames)
+            _walk_chunk(chunk, index, base, s.records)
         index += 1
     return s
 

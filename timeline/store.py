@@ -56,6 +56,8 @@ __all__ = [
     "PROBLEMS_SCHEMA",
     "write_parquet",
     "file_sha256",
+    "first_sightings",
+    "HashIndex",
     "new_run_id",
     "TIMELINE_DIR",
     "SIGHTINGS_DIR",
@@ -177,12 +179,65 @@ def _fixed32(chunk: pa.Array) -> np.ndarray:
     return np.frombuffer(data, dtype="S32", count=n, offset=int(offsets[0])).copy()
 
 
-def _isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    if sorted_set.size == 0:
-        return np.zeros(values.shape, dtype=bool)
-    idx = np.searchsorted(sorted_set, values)
-    idx[idx == sorted_set.size] = 0
-    return sorted_set[idx] == values
+_HEX = np.zeros(256, dtype=np.uint64)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _HEX[ord(chr(_c).upper())] = _i
+
+
+def _key64(h: np.ndarray) -> np.ndarray:
+    """The first 64 bits of 32-character hex hashes as integers: sorted search on them is fast, on strings not."""
+    m = _HEX[h.view(np.uint8).reshape(-1, 32)[:, :16]]
+    out = m[:, 0].copy()
+    for i in range(1, 16):
+        out = (out << np.uint64(4)) | m[:, i]
+    return out
+
+
+class HashIndex:
+    """A set of event hashes (32 hex characters) for deduplication: sorted by their first 64 bits, compared
+    in full.  Membership of a whole column at once."""
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.full = np.empty(0, dtype="S32")
+        self.files: set[str] = set()
+
+    def add(self, h: np.ndarray) -> None:
+        if not len(h):
+            return
+        k = _key64(h)
+        order = np.argsort(k, kind="stable")
+        k, h = k[order], h[order]
+        pos = np.searchsorted(self.keys, k)
+        self.keys = np.insert(self.keys, pos, k)
+        self.full = np.insert(self.full, pos, h)
+
+    def contains(self, h: np.ndarray) -> np.ndarray:
+        out = np.zeros(h.shape, dtype=bool)
+        n = len(self.keys)
+        if not n or not len(h):
+            return out
+        k = _key64(h)
+        lo = np.searchsorted(self.keys, k, "left")
+        hi = np.searchsorted(self.keys, k, "right")
+        one = hi - lo == 1
+        out[one] = self.full[lo[one]] == h[one]
+        for i in np.flatnonzero(hi - lo > 1).tolist():  # 64-bit prefix shared by several hashes: look at each
+            out[i] = bool((self.full[lo[i]:hi[i]] == h[i]).any())
+        return out
+
+
+def first_sightings(event_hash: pa.Array | pa.ChunkedArray, seen: HashIndex) -> np.ndarray:
+    """Which rows are the first of their event: neither in ``seen`` nor earlier in ``event_hash``.
+    The column's hashes are then added to ``seen``."""
+    chunks = event_hash.chunks if isinstance(event_hash, pa.ChunkedArray) else [event_hash]
+    h = np.concatenate([_fixed32(c) for c in chunks]) if chunks else np.empty(0, "S32")
+    uniq, first = np.unique(h, return_index=True)
+    keep = np.zeros(h.shape, dtype=bool)
+    keep[first] = True
+    keep &= ~seen.contains(h)
+    seen.add(uniq[~seen.contains(uniq)])
+    return keep
 
 
 class CaseStore:
@@ -315,7 +370,7 @@ class CaseStore:
         ``dropped_in_workers``: repeats the writers already left out of their parts (counted as duplicates).
         """
         with self.lock():
-            known = self._known_hashes()
+            known = self._known_index()
             final: list[tuple[Path, str, int]] = []
             duplicates = dropped_in_workers
             # All the run's hashes at once (only the event_hash column is read): one sort finds the first
@@ -328,8 +383,7 @@ class CaseStore:
             _, first = np.unique(allh, return_index=True)
             keep_all = np.zeros(allh.shape, dtype=bool)
             keep_all[first] = True
-            for existing in known:
-                keep_all &= ~_isin_sorted(allh, existing)
+            keep_all &= ~known.contains(allh)
             start = 0
             for part, hashes in zip(timeline_parts, per_part):
                 keep = keep_all[start:start + len(hashes)]
@@ -340,7 +394,7 @@ class CaseStore:
                     part.unlink()
                     continue
                 if kept < len(hashes):  # the whole part is read only when it must be rewritten
-                    write_parquet(pq.read_table(part).filter(pa.array(keep)), part)
+                    write_parquet(pq.read_table(part).filter(pa.array(keep)), part, sort=False)  # still sorted
                 final.append((part, TIMELINE_DIR, kept))
             for part in other_parts:
                 kind = next((k for p, k in _KIND_BY_PREFIX.items() if part.name.startswith(p)), None)
@@ -363,16 +417,19 @@ class CaseStore:
             self._end_run(run_id)
         return entry
 
-    def _known_hashes(self) -> list[np.ndarray]:
-        """Sorted event hashes of every committed timeline file, read once per file per process
-        (a collection commits unit by unit; only files new since the last commit are read)."""
-        cache = self.__dict__.setdefault("_hash_cache", {})
+    def _known_index(self) -> HashIndex:
+        """Event hashes of every committed timeline file, read once per file per process (a collection
+        commits unit by unit; only files new since the last commit are read)."""
         files = self.files(TIMELINE_DIR)
-        for f in files:
-            if f.name not in cache:
-                cache[f.name] = _hash_array([f])
         names = {f.name for f in files}
-        return [a for n, a in cache.items() if n in names and a.size]
+        index = self.__dict__.get("_hash_index")
+        if index is None or not index.files <= names:
+            index = self.__dict__["_hash_index"] = HashIndex()
+        for f in files:
+            if f.name not in index.files:
+                index.add(_hash_array([f]))
+                index.files.add(f.name)
+        return index
 
     def abort(self, run_id: str, reason: str, **entry: Any) -> None:
         with self.lock():

@@ -235,3 +235,18 @@ def test_not_a_case(tmp_path):
         Case(tmp_path)
     with pytest.raises(CaseError):
         CaseStore(tmp_path)
+
+
+def test_units_keep_artifacts_of_the_same_size_together():
+    from collectors.base import Artifact
+    from forensics.case import _bins
+
+    def task(name, size):
+        return ("evtx", "evtx", Artifact("e", name, name, "0" * 64, size))
+
+    mb = 1 << 20
+    tasks = [task("a", 5 * mb), task("b", 3 * mb), task("a-copy", 5 * mb), task("c", 4 * mb), task("d", 1 * mb),
+             task("big1", 20 * mb), task("big2", 20 * mb)]
+    bins = [[t[2].evidence_path for t in b] for b in _bins(tasks, workers=2, bin_bytes=32 * mb)]
+    # the two 20 MB logs would exceed a unit together: they are split; the two 5 MB logs share a unit
+    assert sorted(map(sorted, bins)) == [["a", "a-copy", "big1"], ["b", "big2", "c", "d"]]

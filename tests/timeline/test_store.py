@@ -92,3 +92,24 @@ def test_two_collectors_writing_at_once(evidence, tmp_path):
     assert case.timeline().num_rows == 7270
     assert [e["action"] for e in case.store.custody.entries()] == ["case_created", "commit", "commit"]
     assert case.verify().ok
+
+
+def test_hash_index_and_first_sightings():
+    import numpy as np
+    import pyarrow as pa
+
+    from timeline.store import HashIndex, first_sightings
+
+    a = "0123456789abcdef" + "0" * 16
+    b = "0123456789abcdef" + "1" * 16  # the same first 64 bits as a
+    c = "f" * 32
+    d = "0123456789ABCDEF" + "2" * 16  # upper-case hex: its own event
+    idx = HashIndex()
+    assert idx.contains(np.array([a.encode()], dtype="S32")).tolist() == [False]
+    keep = first_sightings(pa.array([a, c, a, b]), idx)
+    assert keep.tolist() == [True, True, False, True]
+    keep = first_sightings(pa.chunked_array([[b, d], [c, "e" * 32, d]]), idx)
+    assert keep.tolist() == [False, True, False, True, False]
+    probe = np.array([x.encode() for x in (a, b, c, d, "e" * 32, "0123456789abcdef" + "3" * 16)], dtype="S32")
+    assert idx.contains(probe).tolist() == [True, True, True, True, True, False]
+    assert len(idx.keys) == 5
