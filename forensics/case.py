@@ -44,6 +44,7 @@ from timeline.store import (
     TIMELINE_DIR,
     CaseStore,
     HashIndex,
+    add_committed,
     file_sha256,
     first_sightings,
     new_run_id,
@@ -137,6 +138,10 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
     failures: dict[tuple[str, str], str] = {}
 
     seen = HashIndex()  # events this bin already wrote: a repeat is only a sighting
+    # events the case already holds (committed by earlier units and collections; read as they appear): left
+    # out here already, so that the commit (which checks again) seldom has to rewrite a part
+    committed = HashIndex()
+    case_root = Path(staging).parent.parent
     dropped = 0
 
     def write(table: pa.Table) -> None:
@@ -144,19 +149,25 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
         if not table.num_rows:
             return
         n = len(others)  # one sightings file per table written, whether or not timeline rows remain
-        # sorted once (stable: of the same event, the first read stays first), then both files are slices of it
+        # sorted by time (stable: of the same event, the first read stays first); every row is a sighting,
+        # the first of each event not yet in the bin or the case a timeline row: one copy of each row kept
         table = table.combine_chunks()
-        table = table.take(pc.sort_indices(table.column("timestamp")))
+        order = pc.sort_indices(table.column("timestamp"))
         sp = Path(staging) / f"sightings-{prefix}-{n:04d}.parquet"
-        write_parquet(table.select(SIGHTINGS_SCHEMA.names).cast(SIGHTINGS_SCHEMA), sp, sort=False)
+        write_parquet(table.select(SIGHTINGS_SCHEMA.names).take(order).cast(SIGHTINGS_SCHEMA), sp, sort=False)
         others.append(str(sp))
-        keep = first_sightings(table.column("event_hash"), seen)
+        try:
+            add_committed(case_root, committed)
+        except (OSError, pa.ArrowException) as exc:  # only an optimisation: the commit deduplicates anyway
+            log.debug("committed hashes not read: %s", exc)
+        keep = first_sightings(table.column("event_hash"), seen, committed)
+        order = order.to_numpy()
         if not keep.all():
             dropped += int((~keep).sum())
-            table = table.filter(pa.array(keep))
-        if table.num_rows:
+            order = order[keep[order]]
+        if len(order):
             tl = Path(staging) / f"tl-{prefix}-{n:04d}.parquet"
-            write_parquet(table, tl, sort=False)
+            write_parquet(table.take(order), tl, sort=False)
             parts.append(str(tl))
 
     # Rows are acyclic (strings, tuples, dicts freed by reference counting); the cycle collector

@@ -58,6 +58,7 @@ __all__ = [
     "file_sha256",
     "first_sightings",
     "HashIndex",
+    "add_committed",
     "new_run_id",
     "TIMELINE_DIR",
     "SIGHTINGS_DIR",
@@ -194,48 +195,67 @@ def _key64(h: np.ndarray) -> np.ndarray:
 
 
 class HashIndex:
-    """A set of event hashes (32 hex characters) for deduplication: sorted by their first 64 bits, compared
-    in full.  Membership of a whole column at once."""
+    """A set of event hashes (32 hex characters) for deduplication: sorted runs keyed by the hashes' first
+    64 bits (a sorted search on integers is fast, on strings not), compared in full.  Membership of a whole
+    column at once.  ``files``: the timeline files already added (see :func:`add_committed`)."""
+
+    _MAX_RUNS = 8
 
     def __init__(self) -> None:
-        self.keys = np.empty(0, dtype=np.uint64)
-        self.full = np.empty(0, dtype="S32")
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
         self.files: set[str] = set()
+
+    def __len__(self) -> int:
+        return sum(len(k) for k, _ in self._runs)
 
     def add(self, h: np.ndarray) -> None:
         if not len(h):
             return
         k = _key64(h)
         order = np.argsort(k, kind="stable")
-        k, h = k[order], h[order]
-        pos = np.searchsorted(self.keys, k)
-        self.keys = np.insert(self.keys, pos, k)
-        self.full = np.insert(self.full, pos, h)
+        self._runs.append((k[order], h[order]))
+        if len(self._runs) > self._MAX_RUNS:  # one run again: searches stay few
+            k = np.concatenate([r[0] for r in self._runs])
+            h = np.concatenate([r[1] for r in self._runs])
+            order = np.argsort(k, kind="stable")
+            self._runs = [(k[order], h[order])]
 
     def contains(self, h: np.ndarray) -> np.ndarray:
         out = np.zeros(h.shape, dtype=bool)
-        n = len(self.keys)
-        if not n or not len(h):
+        if not len(h) or not self._runs:
             return out
         k = _key64(h)
-        lo = np.searchsorted(self.keys, k, "left")
-        hi = np.searchsorted(self.keys, k, "right")
-        one = hi - lo == 1
-        out[one] = self.full[lo[one]] == h[one]
-        for i in np.flatnonzero(hi - lo > 1).tolist():  # 64-bit prefix shared by several hashes: look at each
-            out[i] = bool((self.full[lo[i]:hi[i]] == h[i]).any())
+        for keys, full in self._runs:
+            lo = np.searchsorted(keys, k, "left")
+            hi = np.searchsorted(keys, k, "right")
+            one = hi - lo == 1
+            out[one] |= full[lo[one]] == h[one]
+            for i in np.flatnonzero(hi - lo > 1).tolist():  # 64-bit prefix shared by several hashes: look at each
+                out[i] |= bool((full[lo[i]:hi[i]] == h[i]).any())
         return out
 
 
-def first_sightings(event_hash: pa.Array | pa.ChunkedArray, seen: HashIndex) -> np.ndarray:
-    """Which rows are the first of their event: neither in ``seen`` nor earlier in ``event_hash``.
-    The column's hashes are then added to ``seen``."""
+def add_committed(root: str | os.PathLike, index: HashIndex) -> HashIndex:
+    """Add the event hashes of the case's timeline files not yet in ``index`` (only their event_hash
+    column is read).  Readers only ever see whole files, so this may run while others commit."""
+    for f in sorted((Path(root) / TIMELINE_DIR).glob("*.parquet")):
+        if f.name not in index.files:
+            index.add(_hash_array([f]))
+            index.files.add(f.name)
+    return index
+
+
+def first_sightings(event_hash: pa.Array | pa.ChunkedArray, seen: HashIndex, known: HashIndex | None = None) -> np.ndarray:
+    """Which rows are the first of their event: neither in ``seen`` (nor in ``known``) nor earlier in
+    ``event_hash``.  The column's hashes are then added to ``seen``."""
     chunks = event_hash.chunks if isinstance(event_hash, pa.ChunkedArray) else [event_hash]
     h = np.concatenate([_fixed32(c) for c in chunks]) if chunks else np.empty(0, "S32")
     uniq, first = np.unique(h, return_index=True)
     keep = np.zeros(h.shape, dtype=bool)
     keep[first] = True
     keep &= ~seen.contains(h)
+    if known is not None:
+        keep &= ~known.contains(h)
     seen.add(uniq[~seen.contains(uniq)])
     return keep
 
@@ -420,16 +440,10 @@ class CaseStore:
     def _known_index(self) -> HashIndex:
         """Event hashes of every committed timeline file, read once per file per process (a collection
         commits unit by unit; only files new since the last commit are read)."""
-        files = self.files(TIMELINE_DIR)
-        names = {f.name for f in files}
         index = self.__dict__.get("_hash_index")
-        if index is None or not index.files <= names:
+        if index is None or not index.files <= {f.name for f in self.files(TIMELINE_DIR)}:
             index = self.__dict__["_hash_index"] = HashIndex()
-        for f in files:
-            if f.name not in index.files:
-                index.add(_hash_array([f]))
-                index.files.add(f.name)
-        return index
+        return add_committed(self.root, index)
 
     def abort(self, run_id: str, reason: str, **entry: Any) -> None:
         with self.lock():

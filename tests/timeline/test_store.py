@@ -112,4 +112,4 @@ def test_hash_index_and_first_sightings():
     assert keep.tolist() == [False, True, False, True, False]
     probe = np.array([x.encode() for x in (a, b, c, d, "e" * 32, "0123456789abcdef" + "3" * 16)], dtype="S32")
     assert idx.contains(probe).tolist() == [True, True, True, True, True, False]
-    assert len(idx.keys) == 5
+    assert len(idx) == 5
