@@ -83,6 +83,24 @@ def part(rng: np.random.Generator, n: int, offset: int, hosts: list[str]) -> pa.
                                  else cols[f.name].cast(f.type) for f in SCHEMA], schema=SCHEMA)
 
 
+def generate(case_dir: Path, rows: int, hosts: int, seed: int = 7) -> None:
+    """A fresh case at ``case_dir`` holding ``rows`` generated rows over ``hosts`` hosts (zone Asia/Kolkata)."""
+    shutil.rmtree(case_dir, ignore_errors=True)
+    store = CaseStore.create(case_dir, tz="Asia/Kolkata")
+    rng = np.random.default_rng(seed)
+    names = [f"HOSP-SRV-{i:02d}" for i in range(hosts)]
+    t = time.perf_counter()
+    staging = store.staging_dir("generated")
+    parts = []
+    for i, off in enumerate(range(0, rows, 1_000_000)):
+        p = staging / f"tl-{i:04d}.parquet"
+        write_parquet(part(rng, min(1_000_000, rows - off), off, names), p)
+        parts.append(p)
+    store.commit("generated", parts, [])
+    print(f"generated {rows} rows over {hosts} hosts in {time.perf_counter() - t:.1f} s "
+          f"({sum(f.stat().st_size for f in store.files()) / 2**20:.0f} MiB of Parquet)")
+
+
 def timed(label: str, fn):
     t = time.perf_counter()
     out = fn()
@@ -101,7 +119,9 @@ def queries(case_dir: Path) -> None:
     timed("search('vssadmin') over every message and attrs", lambda: len(tl.search("vssadmin")))
     timed("search('203.0.113.7') count", lambda: len(tl.search("203.0.113.7")))
     timed("story()", lambda: len(tl.story()))
-    print(f"\npeak RSS of the query process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    from export_scale import peak_rss_mib  # VmHWM: ru_maxrss would include the generator's peak (inherited)
+
+    print(f"\npeak RSS of the query process: {peak_rss_mib():.0f} MiB")
 
 
 def main() -> None:
@@ -116,20 +136,7 @@ def main() -> None:
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="forensics-query-"))
     case_dir = work / "case"
-    shutil.rmtree(case_dir, ignore_errors=True)
-    store = CaseStore.create(case_dir, tz="Asia/Kolkata")
-    rng = np.random.default_rng(7)
-    hosts = [f"HOSP-SRV-{i:02d}" for i in range(args.hosts)]
-    t = time.perf_counter()
-    staging = store.staging_dir("generated")
-    parts = []
-    for i, off in enumerate(range(0, args.rows, 1_000_000)):
-        p = staging / f"tl-{i:04d}.parquet"
-        write_parquet(part(rng, min(1_000_000, args.rows - off), off, hosts), p)
-        parts.append(p)
-    store.commit("generated", parts, [])
-    print(f"generated {args.rows} rows over {args.hosts} hosts in {time.perf_counter() - t:.1f} s "
-          f"({sum(f.stat().st_size for f in store.files()) / 2**20:.0f} MiB of Parquet)")
+    generate(case_dir, args.rows, args.hosts)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
     sys.stdout.flush()
     # the queries in a fresh process: its peak memory is the investigation's, not the generator's

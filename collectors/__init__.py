@@ -9,18 +9,19 @@ from __future__ import annotations
 from collectors.auditd import AuditdCollector
 from collectors.base import Artifact, Collector, RecordError
 from collectors.evtx import EvtxCollector
+from collectors.journal import JournalCollector
 from collectors.shell_history import ShellHistoryCollector
 from collectors.syslog import SyslogCollector
 from collectors.target import TargetCollector
 from collectors.utmp import UtmpCollector
 from collectors.weblog import WebCollector
 
-__all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "SyslogCollector", "TargetCollector",
+__all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "JournalCollector", "SyslogCollector", "TargetCollector",
            "WebCollector", "AuditdCollector", "UtmpCollector", "ShellHistoryCollector", "collector_for", "by_name"]
 
 # Magic and content tests first; name-and-structure collectors (login records, shell histories) before syslog,
 # whose test is the first line's shape.
-REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, TargetCollector, WebCollector, AuditdCollector, UtmpCollector,
+REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, JournalCollector, TargetCollector, WebCollector, AuditdCollector, UtmpCollector,
                                          ShellHistoryCollector, SyslogCollector)
 
 

@@ -50,7 +50,7 @@ import pyarrow as pa
 from collectors.base import Artifact, Collector, RecordError
 from collectors.text import lines, open_text, read_head
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_SOURCE_UTC, event_hash
 
 __all__ = ["AuditdCollector", "parse_record", "FLUSH_LINES", "MAX_OPEN"]
 
@@ -210,7 +210,6 @@ class AuditdCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._parser = f"forensics-auditd/{version('forensics')}"
 
     @classmethod
@@ -395,10 +394,6 @@ class AuditdCollector(Collector):
             TZ_SOURCE_UTC, art.evidence_id, art.evidence_path, f"line={ev.lines[0]} serial={ev.serial}", self._parser,
             event_hash("AUDIT", host, ev.stamp, "\n".join(ev.raw)),
         ))
-
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
 
 
 def _execve_args(rec: dict[str, Any]) -> list[str]:

@@ -7,6 +7,8 @@ from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
 
+from timeline.schema import RowBuilder
+
 __all__ = ["Artifact", "ArtifactReport", "Collector", "RecordError"]
 
 
@@ -76,6 +78,7 @@ class Collector:
         self.engine = engine
         self.threads = threads
         self.reports: dict[tuple[str, str], ArtifactReport] = {}
+        self._rows = RowBuilder()  # rows of any artifacts read so far, converted to Arrow a batch at a time
 
     def report(self, artifact: Artifact) -> ArtifactReport:
         return self.reports.setdefault(artifact.key, ArtifactReport())
@@ -96,4 +99,5 @@ class Collector:
 
     def finish(self) -> Iterator[pa.Table]:
         """Yield the rows still buffered."""
-        return iter(())
+        if len(self._rows):
+            yield self._rows.to_table()

@@ -46,7 +46,7 @@ import pyarrow as pa
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError
 from collectors.text import open_text, read_head
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_SOURCE_UTC, event_hash
 
 __all__ = ["ShellHistoryCollector", "history_kind", "home_owner", "EXECUTED", "MTIME_DESC"]
 
@@ -140,7 +140,6 @@ class ShellHistoryCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._parser = f"forensics-shell-history/{version('forensics')}"
 
     # --- recognition ---------------------------------------------------------------------------
@@ -272,10 +271,6 @@ class ShellHistoryCollector(Collector):
                 f"{len(undated)} command(s) without a time, and no file modification time to place them at",
                 count=len(undated)))
         rep.stats.update(rows=timed + untimed, timed=timed, untimed=untimed, commands=order)
-
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
 
 
 def _bash(rep: ArtifactReport, lines: Iterator[tuple[int, str]]) -> Iterator[_Entry]:

@@ -8,8 +8,8 @@ Times
     RFC 5424 and ISO 8601 lines carry their own offset (``tz_source`` embedded_offset).
     BSD lines are local time in the host's zone, decided by :class:`collectors.text.Clock`
     (the analyst's ``--tz``, else the evidence's ``/etc/timezone``, else UTC assumed, flagged).
-    BSD lines have no year: the year comes from the file's modification time and the
-    month roll-overs in the file (see :func:`collectors.text.syslog_years`); each such row's
+    BSD lines have no year: the year comes from the file's modification time (a ``.gz``
+    file's header time when set: copies keep it) and the month roll-overs in the file (see :func:`collectors.text.syslog_years`); each such row's
     ``attrs`` says ``year_source``.
 
 Fields
@@ -34,8 +34,9 @@ import pyarrow as pa
 
 from collectors.base import Artifact, Collector, RecordError
 from collectors.text import MONTHS, Clock, lines, ns_of, open_text, read_head, syslog_years
+from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_EMBEDDED_OFFSET, RowBuilder, event_hash
+from timeline.schema import TZ_EMBEDDED_OFFSET, event_hash
 
 __all__ = ["SyslogCollector", "parse_program", "extract"]
 
@@ -52,6 +53,9 @@ _5424 = re.compile(
     r"(?P<sd>-|(?:\[(?:[^\]\\]|\\.)*\])+) ?(?P<msg>.*)", re.S)
 # A record that starts in the middle of a line (rsyslog forward formats written without newlines).
 _SPLIT = re.compile(r"(?<=\S)(?=<\d{1,3}>(?:1 \d{4}-|\d{4}-\d\d-\d\dT|(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ))")
+# A line that starts like a BSD header ("MMM 22 07:54:32 ...", "Mar 23 Wrong line") but is not one: a damaged
+# record of its own, never a continuation of the record before it.
+_BROKEN = re.compile(r"(?:<\d{1,3}>)?[A-Za-z]{3} {1,2}\d{1,2}\b")
 _SEVERITY = {"EMERG", "ALERT", "CRIT", "ERR", "ERROR", "WARNING", "WARN", "NOTICE", "INFO", "DEBUG"}
 _PROG = re.compile(r"(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d+)\])?(?: <\w+>)?:(?: |$)(?P<msg>.*)", re.S)
 _FACILITY = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
@@ -61,15 +65,22 @@ _SEV_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "deb
 
 # --- message field extraction (sshd, sudo, su, accounts, cron, systemd) ----------------------------
 
+_IP = r"(?:::ffff:)?(?P<ip>[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:.]+)"
+# sshd messages, most specific first: (pattern, outcome, method)
 _SSHD = (
     (re.compile(r"(?P<verb>Accepted|Failed) (?P<method>\S+) for (?P<invalid>invalid user )?(?P<user>.*?) from "
-                r"(?P<ip>\S+) port (?P<port>\d+)"), "ssh {verb} {method} for {user} from {ip}"),
-    (re.compile(r"Invalid user (?P<user>.*?) from (?P<ip>\S+)(?: port (?P<port>\d+))?"), None),
-    (re.compile(r"(?:Connection closed|Disconnected) by (?:(?:authenticating|invalid) user (?P<user>\S+) )?"
-                r"(?P<ip>[0-9a-fA-F:.]+) port (?P<port>\d+)"), None),
-    (re.compile(r"Disconnected from (?:user (?P<user>\S+) )?(?P<ip>[0-9a-fA-F:.]+) port (?P<port>\d+)"), None),
-    (re.compile(r"pam_unix\(sshd:auth\): authentication failure;.*rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?"), None),
-    (re.compile(r"pam_unix\(sshd:session\): session (?:opened|closed) for user (?P<user>[^\s(]+)"), None),
+                + _IP + r" port (?P<port>\d+)"), None, None),
+    (re.compile(r"[Ii]nvalid user (?P<user>.*?) from " + _IP + r"(?: port (?P<port>\d+))?"), "failure", "invalid user"),
+    (re.compile(r"User (?P<user>\S+) from " + _IP + r" not allowed"), "failure", "user not allowed"),
+    (re.compile(r"(?:Connection (?:closed|reset)|Disconnected) (?:by|from) (?:(?P<kind>\w+) user (?P<user>\S+) )?"
+                + _IP + r" port (?P<port>\d+)(?P<preauth> \[preauth\])?"), None, None),
+    (re.compile(r"pam_unix\(sshd:auth\): authentication failure;.*rhost=" + _IP + r"?(?:\s+user=(?P<user>\S+))?"),
+     "failure", "pam"),
+    (re.compile(r"pam_unix\(sshd:session\): session (?:opened|closed) for user (?P<user>[^\s(]+)"), None, None),
+    (re.compile(r"Unable to negotiate with " + _IP + r" port (?P<port>\d+)"), "failure", "negotiation failed"),
+    (re.compile(r"Timeout before authentication for " + _IP + r" port (?P<port>\d+)"), "failure", "timeout"),
+    (re.compile(r"refused connect from \S*? ?\(" + _IP + r"\)"), "failure", "refused (tcp wrappers)"),
+    (re.compile(r"(?:handshake|Connection) from " + _IP + r" port (?P<port>\d+)"), None, None),
 )
 _SUDO = re.compile(r"\s*(?P<user>\S+) : (?:.*?; )?TTY=(?P<tty>\S+) ; PWD=(?P<pwd>.*?) ; USER=(?P<target>\S+) ;"
                    r"(?: .*?;)? COMMAND=(?P<cmd>.*)")
@@ -98,23 +109,20 @@ def extract(prog: str | None, msg: str) -> dict[str, Any]:
         return {}
     p = prog.lower()
     if p == "sshd" or p.startswith("sshd"):
-        for rx, _ in _SSHD:
+        for rx, outcome, method in _SSHD:
             m = rx.search(msg)
             if m:
                 g = m.groupdict()
                 out: dict[str, Any] = {"user": g.get("user") or None, "src_ip": g.get("ip") or None}
                 if g.get("verb"):
-                    out["outcome"] = "success" if g["verb"] == "Accepted" else "failure"
-                    out["method"] = g["method"]
-                elif rx.pattern.startswith("Invalid user"):
-                    out["outcome"] = "failure"
-                    out["method"] = "invalid user"
-                elif "authentication failure" in rx.pattern:
-                    out["outcome"] = "failure"
-                    out["method"] = "pam"
+                    outcome, method = ("success" if g["verb"] == "Accepted" else "failure"), g["method"]
+                elif g.get("kind") in ("invalid", "authenticating") or g.get("preauth"):
+                    outcome, method = "failure", "disconnected before authentication"
+                if outcome:
+                    out["outcome"], out["method"] = outcome, method
                 if g.get("port"):
                     out["src_port"] = int(g["port"])
-                if g.get("invalid"):
+                if g.get("invalid") or g.get("kind") == "invalid":
                     out["invalid_user"] = True
                 return out
         return {}
@@ -160,7 +168,6 @@ class SyslogCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._parser = f"forensics-syslog/{version('forensics')}"
 
     @classmethod
@@ -205,6 +212,11 @@ class SyslogCollector(Collector):
                             if cur is not None:
                                 yield cur_ref, cur
                             cur_ref, cur = ref, piece
+                        elif _BROKEN.match(piece):
+                            if cur is not None:
+                                yield cur_ref, cur
+                            cur_ref, cur = None, None
+                            rep.errors.append(RecordError(ref, "unparsed_line", f"not a syslog line: {piece[:120]!r}"))
                         elif cur is not None:
                             cur += "\n" + piece
                         elif piece.strip():
@@ -223,10 +235,17 @@ class SyslogCollector(Collector):
         # Pass 1: months of the year-less lines, to date them from the end of the file.
         months = [MONTHS[m.group("mon")] for _, text in self._records(artifact) if (m := _BSD.match(text))]
         rep.errors.clear()  # pass 2 reports them again
-        if artifact.mtime_ns is not None:
-            end = _dt.datetime.fromtimestamp(artifact.mtime_ns / 1e9, clock._zone)
+        gz_mtime = _gzip_mtime(artifact.fs_path)
+        if gz_mtime is not None or artifact.mtime_ns is not None:
+            # gzip keeps the log's own modification time in its header: it survives copies of the .gz file
+            # (which reset the file's time), so it dates the lines when present (as plaso does)
+            end = _dt.datetime.fromtimestamp(gz_mtime if gz_mtime is not None else artifact.mtime_ns / 1e9, clock._zone)
             years, rolls = syslog_years(months, end.year, end.month)
-            year_source = f"file modification time {end.date().isoformat()}" + (f", {rolls} New Year roll-over(s)" if rolls else "")
+            what = "gzip header modification time" if gz_mtime is not None else "file modification time"
+            year_source = f"{what} {end.date().isoformat()}" + (f", {rolls} New Year roll-over(s)" if rolls else "")
+            if rolls > 1:  # a real log crosses one New Year per year it spans; many suggest merged or shuffled lines
+                rep.warn("years_uncertain", f"{rolls} New Year roll-overs inferred (the months go back {rolls} times): "
+                                            "the file may merge several logs; the years of its lines are doubtful")
         else:
             years, year_source = [], None
             if months:
@@ -318,9 +337,15 @@ class SyslogCollector(Collector):
                 yield rows.to_table()
         rep.stats["rows"] = count
 
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
+
+def _gzip_mtime(path: str) -> int | None:
+    """MTIME of a gzip file's header (seconds since the epoch), None when not gzip or not set."""
+    with os.fdopen(open_evidence(path), "rb") as fh:
+        head = fh.read(8)
+    if len(head) == 8 and head[:3] == b"\x1f\x8b\x08":
+        t = int.from_bytes(head[4:8], "little")
+        return t or None
+    return None
 
 
 def _iso_time(m: re.Match, clock: Clock) -> tuple[int, str, str | None]:

@@ -42,7 +42,7 @@ from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash
 
 __all__ = ["TargetCollector", "image_segments", "is_container"]
 
@@ -53,6 +53,22 @@ _ARCHIVE_EXT = re.compile(r"\.(zip|tar|tgz|tar\.gz|tar\.bz2|tar\.xz|7z)$", re.I)
 _MAGIC = (b"EVF\x09\x0d\x0a\xff\x00", b"EVF2\r\n\x81\x00", b"QFI\xfb", b"KDMV", b"# Disk DescriptorFile",
           b"vhdxfile", b"conectix", b"PK\x03\x04")
 FORMATS = "E01/Ex01, split E01, raw/dd (and split raw), QCOW2, VMDK, VHD/VHDX, VDI, ISO, tar/zip archives"
+
+LIVE = "local:/"  # evidence_path of a live host's root (``forensics collect local``)
+LIVE_ROOTS = ("/var/log", "/etc/hostname", "/etc/timezone", "/etc/localtime", "/etc/crontab", "/etc/cron.d",
+              "/var/spool/cron", "/etc/systemd/system", "/run/utmp", "/var/run/utmp")
+_HOME_FILES = (".bash_history", ".zsh_history", ".sh_history", ".history", ".local/share/fish/fish_history",
+               ".ssh/authorized_keys")
+
+
+def _live_roots(t) -> tuple[str, ...]:
+    """Where a live host keeps what we read: log folders, autostart configuration, each user's histories."""
+    homes = ["/root"]
+    try:
+        homes += [f"/home/{n}" for n in sorted(t.fs.get("/home").listdir())]
+    except Exception:
+        pass
+    return LIVE_ROOTS + tuple(f"{h}/{f}" for h in homes for f in _HOME_FILES)
 
 # Files inside an image handed to the log collectors (everything else only gets file-system rows).
 _LOG_NAMES = {".bash_history", ".zsh_history", ".history", ".sh_history", "fish_history", "wtmp", "btmp", "utmp",
@@ -180,11 +196,11 @@ class TargetCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._subs: dict[str, Collector] = {}
         self._parser = f"dissect.target/{version('dissect.target')}"
         self.inner: dict[tuple[str, str], Artifact] = {}  # artifacts found inside images, for reporting
         self._copies = 0
+        self._roots: tuple[str, ...] = ("/",)
 
     @classmethod
     def matches(cls, path: str) -> bool:
@@ -202,7 +218,10 @@ class TargetCollector(Collector):
 
     def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
         rep = self.report(artifact)
+        live = artifact.evidence_path == LIVE
+        # a live host: only where logs, histories and autostart configuration live (not /proc, not every file)
         t = _open(artifact.fs_path)
+        self._roots = _live_roots(t) if live else ("/",)
         host, tz, where = _host_and_zone(t)
         if artifact.tz and artifact.tz_source == TZ_ANALYST:  # the analyst's --tz wins over the evidence
             tz, tz_source = artifact.tz, TZ_ANALYST
@@ -210,7 +229,7 @@ class TargetCollector(Collector):
             tz_source = TZ_EVIDENCE_CONFIG
         else:  # the case's zone, given by the analyst at creation, or nothing (UTC assumed, per row)
             tz, tz_source = artifact.tz, (TZ_ANALYST if artifact.tz else None)
-        rep.facts = {"host": host, "os": t.os, "tz": tz, "tz_source": tz_source, "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
+        rep.facts = {"live": live, "host": host, "os": t.os, "tz": tz, "tz_source": tz_source, "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
         self._rows_n = 0
         with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
             yield from self._target(artifact, rep, t, "", host, tz, tz_source, tmp, batch_rows, depth=0)
@@ -251,7 +270,7 @@ class TargetCollector(Collector):
             # the drive letter where the OS is Windows ("c:/Windows/..."), else "fsN:" when there are several
             prefix = outer + (drive if drive else f"fs{i}:" if multi and "/" not in names else "")
             fstype = getattr(fs, "__type__", type(fs).__name__)
-            for path, entry, st in self._walk(fs, rep, prefix):
+            for path, entry, st in self._walk(fs, rep, prefix, self._roots):
                 inner = f"{prefix}{path}"
                 self._rows_n += self._fs_rows(art, host, fstype, inner, entry, st)
                 if len(rows) >= batch_rows:
@@ -278,9 +297,22 @@ class TargetCollector(Collector):
                 yield from self._inner(a, cls, batch_rows)
 
     @staticmethod
-    def _walk(fs, rep: ArtifactReport, prefix: str) -> Iterator[tuple[str, Any, Any]]:
-        """(path, entry, lstat) for every entry, depth first, names sorted; unreadable ones are counted errors."""
-        stack = ["/"]
+    def _walk(fs, rep: ArtifactReport, prefix: str, roots: tuple[str, ...] = ("/",)) -> Iterator[tuple[str, Any, Any]]:
+        """(path, entry, lstat) for every entry under ``roots``, depth first, names sorted; unreadable ones are
+        counted errors (a missing root of a live host is skipped)."""
+        stack = []
+        for r in reversed(roots):
+            if r == "/":
+                stack.append(r)
+                continue
+            try:
+                e = fs.get(r)
+                st = _lstat(e)
+            except Exception:
+                continue
+            yield r, e, st
+            if _stat.S_ISDIR(st.st_mode):
+                stack.append(r)
         while stack:
             d = stack.pop()
             try:
@@ -322,6 +354,11 @@ class TargetCollector(Collector):
             kinds.append(("", [(mac, desc, getattr(st, a, None)) for a, mac, desc in _TIME_KINDS]))
         mode = _stat.filemode(st.st_mode)
         size = st.st_size
+        uid, gid = st.st_uid, st.st_gid
+        raw = getattr(getattr(entry, "entry", None), "inode", None) if fstype == "ext" else None
+        if raw is not None and uid is not None:  # dissect's stat drops the high 16 bits of ext owner ids
+            uid |= (getattr(raw, "i_uid_high", 0) or 0) << 16
+            gid |= (getattr(raw, "i_gid_high", 0) or 0) << 16
         n = 0
         for label, times in kinds:
             art_name = f"fs:{fstype}" + (f":{label}" if label else "")
@@ -332,7 +369,7 @@ class TargetCollector(Collector):
                 present = [p for p in present if _NS_MIN <= p[2] <= _NS_MAX]
             for mac, desc, ns in present:
                 macb = "".join(m if any(m == x and ns == y for x, _, y in present) else "." for m in "MACB")
-                attrs = {"inode": st.st_ino, "size": size, "mode": mode, "uid": st.st_uid, "gid": st.st_gid,
+                attrs = {"inode": st.st_ino, "size": size, "mode": mode, "uid": uid, "gid": gid,
                          "fs": fstype, "macb": macb, "times_from": label or "inode"}
                 rows.add(
                     timestamp=ns, timestamp_desc=desc, host=host, source="FILE", artifact=art_name, path=inner,
@@ -376,10 +413,6 @@ class TargetCollector(Collector):
             sub.report(a).errors.append(RecordError(None, "file_failed", f"{type(exc).__name__}: {exc}"))
         self.reports[a.key] = sub.report(a)
         self.reports[a.key].collector = cls.name
-
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
 
 
 def _lstat(e):

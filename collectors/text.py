@@ -12,7 +12,6 @@ from __future__ import annotations
 import bz2
 import datetime as _dt
 import gzip
-import io
 import lzma
 import os
 import zlib
@@ -156,9 +155,12 @@ def syslog_years(months: list[int], end_year: int, end_month: int) -> tuple[list
 
     The last line was written no later than the file's modification time (``end_year``,
     ``end_month``): its year is ``end_year``, or the year before when its month is later than
-    the modification month.  Walking backwards, a month at least six *greater* than the one
-    after it (Dec then Jan, Nov then Feb) is a New Year roll-over; a smaller step back is a
-    line written out of order in the same year.  Returns the years and the number of roll-overs.
+    the modification month.  Walking backwards, a month at least two *greater* than the one
+    after it (Dec then Jan, Mar then Jan) is a New Year roll-over; a step back of one month
+    (Apr, May, Apr: rsyslog's repeated-message reduction) is a line written out of order in the
+    same year.  This is plaso's rule too (a log does not go back two months in time); with a
+    six-month threshold "Mar ..., Jan ..." stayed in one year (found by the plaso parity report).
+    Returns the years and the number of roll-overs.
     """
     if not months:
         return [], 0
@@ -168,7 +170,7 @@ def syslog_years(months: list[int], end_year: int, end_month: int) -> tuple[list
     nxt = months[-1]
     for i in range(len(months) - 1, -1, -1):
         m = months[i]
-        if m - nxt >= 6:
+        if m - nxt >= 2:
             year -= 1
             rolls += 1
         out[i] = year

@@ -52,7 +52,7 @@ from collectors.base import Artifact, ArtifactReport, Collector, RecordError
 from collectors.text import compression, open_text
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_SOURCE_UTC, event_hash
 
 __all__ = ["UtmpCollector", "login_file_kind", "LAYOUTS", "LASTLOG_LAYOUTS"]
 
@@ -261,7 +261,6 @@ class UtmpCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._parser = f"forensics-utmp/{version('forensics')}"
 
     # --- recognition ---------------------------------------------------------------------------
@@ -465,10 +464,6 @@ class UtmpCollector(Collector):
             self._parser, event_hash("LOGIN", "lastlog", art.host, uid, ns, line, host),
         ))
         return 1
-
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
 
 
 class _Stream:

@@ -71,7 +71,7 @@ import pyarrow as pa
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError
 from collectors.text import MONTHS, Clock, lines, ns_of, open_text, read_head
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC, RowBuilder
+from timeline.schema import TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC
 
 __all__ = ["WebCollector", "parse_request", "split_uri"]
 
@@ -327,7 +327,6 @@ class WebCollector(Collector):
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
-        self._rows = RowBuilder()
         self._parser = f"forensics-web/{version('forensics')}"
 
     # --- recognising --------------------------------------------------------------------------
@@ -464,10 +463,6 @@ class WebCollector(Collector):
         rep.stats["rows"] = count
         for k, v in st.counts.items():
             rep.stats[f"format_{k}"] = v
-
-    def finish(self) -> Iterator[pa.Table]:
-        if len(self._rows):
-            yield self._rows.to_table()
 
 
 def _elb_fields(line: str) -> tuple[str, tuple[str, ...], list[str]] | None:

@@ -8,6 +8,7 @@ The public API is what ``__all__`` lists (a test guards it)::
     case.verify().ok
     tl = forensics.open("case-dir").around("2022-11-23 07:00", before="1h", after="5h")
     tl.where(event_id=4624).to_pandas()
+    tl.where(host="HOSP-SRV-03").export("hosp-srv-03.xlsx", "xlsx")   # custody-logged
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from timeline.errors import (
     EvidenceUnreadable,
     ForensicsError,
     IntegrityError,
+    OutputError,
     ParserUnavailable,
     QueryError,
     UnknownFormat,
@@ -50,6 +52,7 @@ __all__ = [
     "IntegrityError",
     "ParserUnavailable",
     "QueryError",
+    "OutputError",
 ]
 
 

@@ -116,6 +116,7 @@ class VerifyReport:
     evidence_checked: int
     custody_entries: int
     head: str
+    exports_checked: int = 0  # exports and reports still present, re-hashed
 
     @property
     def ok(self) -> bool:
@@ -318,7 +319,12 @@ class Case:
                 it.hashes[rel] = h
         for it in items:
             for rel, real, _ in it.files:
-                if real.is_dir():  # a triage folder read as a whole: its identity is the manifest of its files
+                if rel == "local:/":  # a live host changes while it is read: each collection is its own evidence item
+                    import socket
+
+                    it.hashes[rel] = FileHashes(0, hashlib.sha256(
+                        f"live host {socket.gethostname()} read at {time.time_ns()}".encode()).hexdigest())
+                elif real.is_dir():  # a triage folder read as a whole: its identity is the manifest of its files
                     inside = sorted((r, it.hashes[r]) for r, p, _ in it.files if not p.is_dir())
                     it.hashes[rel] = FileHashes(sum(h.size for _, h in inside), hashlib.sha256(
                         "\n".join(f"{r}\t{h.sha256}" for r, h in inside).encode()).hexdigest())
@@ -558,8 +564,11 @@ class Case:
         listed: dict[str, str] = {}
         evidence_files: dict[str, str] = {}
         entries = 0
+        outputs: dict[str, tuple[str, int]] = {}  # exports and reports: path -> (sha256, custody seq); the last wins
         for e in store.custody.entries():
             entries += 1
+            if e.get("action") in ("export", "report") and isinstance(e.get("output"), dict):
+                outputs[e["output"]["path"]] = (e["output"]["sha256"], e.get("seq"))
             if e.get("action") == "commit":
                 for f in e.get("files", []):
                     listed[f["path"]] = f["sha256"]
@@ -582,6 +591,17 @@ class Case:
             checked += 1
             if file_sha256(p) != sha:
                 problems.append(f"{rel}: SHA-256 differs from the custody log (file was altered)")
+        # Files handed out (exports, reports) live wherever the analyst put them: one still present must
+        # match its hash; one moved or deleted is noted, not a failure (the case itself is intact).
+        out_checked = 0
+        for rel, (sha, seq) in sorted(outputs.items()):
+            p = store.root / rel  # an absolute path stays absolute
+            if not p.is_file():
+                notes.append(f"export not present, not re-checked: {rel} (custody entry #{seq})")
+                continue
+            out_checked += 1
+            if file_sha256(p) != sha:
+                problems.append(f"export {rel}: SHA-256 differs from custody entry #{seq} (file was altered or overwritten)")
         ev_checked = 0
         if check_evidence:
             for real, sha in sorted(evidence_files.items()):
@@ -596,7 +616,7 @@ class Case:
                     continue
                 if h.sha256 != sha:
                     problems.append(f"evidence {real}: SHA-256 {h.sha256} differs from the custody log's {sha}")
-        return VerifyReport(problems, notes, checked, ev_checked, entries, store.custody.head()[1])
+        return VerifyReport(problems, notes, checked, ev_checked, entries, store.custody.head()[1], out_checked)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -619,6 +639,13 @@ def _only(only: Iterable[str] | None) -> frozenset[str] | None:
 
 
 def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
+    if str(path) == "local":
+        # the live host, read-only: its root opened as an OS tree, only its log and autostart locations read
+        from collectors.target import LIVE
+
+        if only is not None and TargetCollector.name not in only:
+            raise UnknownFormat("the live host is read by the target collector, which --only leaves out")
+        return _Item(Path("/"), [(LIVE, Path("/"), TargetCollector.name)], [])
     path = Path(os.path.abspath(path))
     if not path.exists():
         raise EvidenceNotFound(f"evidence not found: {path}")

@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad usage; 3 evidence missing or
 unreadable; 4 unknown format; 5 evidence changed while read; 6 not a case / case
-unusable; 7 verification failed; 8 parser or engine not available; 9 bad query.
+unusable; 7 verification failed; 8 parser or engine not available (plaso not installed:
+``pip install 'forensics[plaso]'``); 9 bad query; 10 an export or report could not be written;
+11 ``forensics demo`` missed a ground-truth step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Sequence
 
 from forensics.case import Case
 from timeline.errors import ForensicsError, IntegrityError, ParserUnavailable
+from timeline.exports import FORMATS
 
 log = logging.getLogger("forensics")
 
@@ -38,6 +41,12 @@ def _progress(quiet: bool):
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    if args.engine == "plaso":
+        return _collect_plaso(args)
+    if args.parsers or args.archives:
+        from timeline.errors import UnknownFormat
+
+        raise UnknownFormat("--parsers and --archives go with --engine plaso")
     from forensics.case import resolve
 
     only = args.only.split(",") if args.only else None
@@ -66,6 +75,47 @@ def cmd_collect(args: argparse.Namespace) -> int:
             if a["lost"] or a["failed"]:
                 print(f"  {a['evidence_path']}: {a['rows']} rows, {a['lost']} record(s) lost"
                       + (f" ({a['failed']})" if a["failed"] else ""))
+    return 0
+
+
+def _collect_plaso(args: argparse.Namespace) -> int:
+    from forensics import plaso
+
+    plaso.plaso_tool("log2timeline")  # plaso missing: the install hint before a case directory is made
+    report = plaso.collect_with_plaso(Case(args.case, create=True, tz=args.tz), args.evidence, parsers=args.parsers,
+                                      tz=args.tz, workers=args.workers or 1, archives=args.archives)
+    if not args.quiet:
+        print(report.summary())
+    return 0
+
+
+def cmd_import_plaso(args: argparse.Namespace) -> int:
+    from forensics import plaso
+
+    report = plaso.import_plaso(args.case, args.file, fmt=args.format)
+    if not args.quiet:
+        print(report.summary())
+    return 0
+
+
+def cmd_compare_plaso(args: argparse.Namespace) -> int:
+    from forensics import plaso_parity
+
+    rep = plaso_parity.compare_with_plaso(args.evidence, parsers=args.parsers, first=args.first, tz=args.tz,
+                                          archives=args.archives, workdir=args.keep)
+    if args.json:
+        print(json.dumps(rep.as_dict(), indent=2, default=str))
+    else:
+        print(rep.to_text())
+    return 0
+
+
+def cmd_export_plaso(args: argparse.Namespace) -> int:
+    from forensics import plaso
+
+    n = plaso.export_plaso(args.case, args.output, fmt=args.format, tz=args.tz)
+    if not args.quiet:
+        print(f"wrote {n} rows to {args.output} ({args.format})", file=sys.stderr)
     return 0
 
 
@@ -101,7 +151,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"FAIL: {p}", file=sys.stderr)
     status = "OK" if rep.ok else "FAILED"
     print(f"verify {status}: {rep.custody_entries} custody entries, {rep.files_checked} case files and "
-          f"{rep.evidence_checked} evidence files re-hashed; custody head {rep.head}")
+          f"{rep.evidence_checked} evidence files re-hashed, {rep.exports_checked} export(s) re-checked; "
+          f"custody head {rep.head}")
     if not rep.ok:
         raise IntegrityError(f"{len(rep.problems)} problem(s) found")
     return 0
@@ -147,6 +198,27 @@ def cmd_query(args: argparse.Namespace) -> int:
             df.to_csv(sys.stdout, index=False)
         else:
             df.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    tl = _view(args)
+    entry = tl.export(args.output, args.format, command=["forensics", *args.argv])
+    if not args.quiet:
+        out = entry["output"]
+        sheets = f" on {len(entry['sheets'])} event sheet(s)" if entry.get("sheets") else ""
+        print(f"wrote {entry['rows']} row(s){sheets} to {args.output} ({args.format}, {out['bytes']} bytes, "
+              f"sha256 {out['sha256']}); custody entry #{entry['seq']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from forensics.report import write_report
+
+    entry = write_report(args.case, args.output, tz=args.tz, command=["forensics", *args.argv])
+    if not args.quiet:
+        out = entry["output"]
+        print(f"wrote {args.output} ({out['bytes']} bytes, sha256 {out['sha256']}); custody entry #{entry['seq']}")
     return 0
 
 
@@ -233,6 +305,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     story = open_case(case_dir).story()
     for r in story.itertuples():
         say(f"   {r.local_time:%Y-%m-%d %H:%M:%S} IST  {r.timestamp:%H:%M:%S} UTC  {r.host:<16} {r.technique:<10} {r.finding[:110]}")
+    from forensics.report import write_report
+
+    report_path = base / "report.html"
+    write_report(case_dir, report_path, command=["forensics", "demo", str(base)])
+    say(f"   report: {report_path}")
     say("5. checked against ground_truth.json")
     result = sample.check(story, built["ground_truth"])
     for s in result:
@@ -244,7 +321,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"({time.monotonic() - t0:.0f} s)")
     if not v.ok:
         return IntegrityError.exit_code
-    return 0 if not missed else 10
+    return 0 if not missed else 11
 
 
 def pd_local(iso_utc: str) -> str:
@@ -278,6 +355,20 @@ def _hunt_sigma(tl, args: argparse.Namespace) -> int:
     return 0
 
 
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    """The case and the row filters shared by ``query`` and ``export`` (read by :func:`_view`)."""
+    p.add_argument("case")
+    p.add_argument("--from", dest="start", help="start (ISO 8601; without a zone: --tz or the case's zone)")
+    p.add_argument("--to", dest="end", help="end, excluded")
+    p.add_argument("--around", help="a time; with --before/--after (default 1h / 6h)")
+    p.add_argument("--before", default="1h")
+    p.add_argument("--after", default="6h")
+    p.add_argument("--tz", default=None, help="zone for naive times and local_time (default: the case's zone)")
+    p.add_argument("--where", action="append", metavar="COLUMN=VALUE", help="equality filter (repeatable)")
+    p.add_argument("--search", help="substring of the message or attrs (case-insensitive)")
+    p.add_argument("--regex", action="store_true", help="--search is a regular expression")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="forensics", description="Turn seized evidence into a verifiable super-timeline.")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors")
@@ -287,8 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("collect", help="collect evidence (EVTX files or folders) into a case")
     c.add_argument("evidence", nargs="+", help="evidence files or folders")
     c.add_argument("--case", required=True, help="case directory (created if missing)")
-    c.add_argument("--engine", choices=["evtx", "python-evtx"], default=None,
-                   help="EVTX engine: evtx (Rust parser + dissect.eventlog fallback, default) or python-evtx")
+    c.add_argument("--engine", choices=["evtx", "python-evtx", "plaso"], default=None,
+                   help="EVTX engine: evtx (Rust parser + dissect.eventlog fallback, default) or python-evtx; "
+                        "plaso: run plaso's log2timeline on the evidence instead of our collectors, then import its storage")
+    c.add_argument("--parsers", default=None, metavar="PRESET",
+                   help="with --engine plaso: log2timeline's parser preset or filter (e.g. win7, linux, winevtx,filestat)")
+    c.add_argument("--archives", default=None, metavar="TYPES",
+                   help="with --engine plaso: log2timeline's --archives (e.g. all, tar,zip; plaso's default: none)")
     c.add_argument("--workers", type=int, default=None, help="parallel parser processes (default: all cores)")
     c.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the units of work on a Dask cluster (e.g. tcp://10.0.0.1:8786); its workers must see the "
@@ -302,6 +398,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "the case's display zone, e.g. Asia/Kolkata; EVTX times are UTC")
     c.set_defaults(func=cmd_collect)
 
+    ip = sub.add_parser("import-plaso", help="import a .plaso storage file or a psort json_line / l2tcsv / dynamic export")
+    ip.add_argument("file")
+    ip.add_argument("--case", required=True, help="case directory (created if missing)")
+    ip.add_argument("--format", choices=["storage", "json_line", "l2tcsv", "dynamic"], default=None,
+                    help="what the file is (default: recognised from its content)")
+    ip.set_defaults(func=cmd_import_plaso)
+
+    cp = sub.add_parser("compare-plaso", help="collect evidence with our collectors and with plaso; report the differences")
+    cp.add_argument("evidence", nargs="+")
+    cp.add_argument("--parsers", default=None, help="log2timeline parsers (default: winevtx,text/syslog,"
+                    "text/syslog_traditional,filestat)")
+    cp.add_argument("--archives", default="all", help="log2timeline --archives (default all: our collectors open archives)")
+    cp.add_argument("--first", type=int, default=10, help="events listed per difference (default 10)")
+    cp.add_argument("--tz", default=None, help="zone of local times, for both sides")
+    cp.add_argument("--keep", default=None, metavar="DIR", help="make the two cases in DIR and keep them")
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(func=cmd_compare_plaso)
+
+    ep = sub.add_parser("export-plaso", help="write the timeline as plaso's l2tcsv or dynamic CSV")
+    ep.add_argument("case")
+    ep.add_argument("--format", choices=["l2tcsv", "dynamic"], default="l2tcsv")
+    ep.add_argument("--tz", default=None, help="zone of the times written (default UTC), as psort -z")
+    ep.add_argument("-o", "--output", required=True)
+    ep.set_defaults(func=cmd_export_plaso)
+
     i = sub.add_parser("info", help="hosts, time range, counts per artifact, errors and warnings")
     i.add_argument("case")
     i.add_argument("--json", action="store_true")
@@ -313,19 +434,24 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify)
 
     q = sub.add_parser("query", help="rows of the timeline: a time window, columns, text; as a table, CSV or JSON lines")
-    q.add_argument("case")
-    q.add_argument("--from", dest="start", help="start (ISO 8601; without a zone: --tz or the case's zone)")
-    q.add_argument("--to", dest="end", help="end, excluded")
-    q.add_argument("--around", help="a time; with --before/--after (default 1h / 6h)")
-    q.add_argument("--before", default="1h")
-    q.add_argument("--after", default="6h")
-    q.add_argument("--tz", default=None, help="zone for naive times and local_time (default: the case's zone)")
-    q.add_argument("--where", action="append", metavar="COLUMN=VALUE", help="equality filter (repeatable)")
-    q.add_argument("--search", help="substring of the message or attrs (case-insensitive)")
-    q.add_argument("--regex", action="store_true", help="--search is a regular expression")
+    _filter_args(q)
     q.add_argument("--limit", type=int, default=None)
     q.add_argument("-o", "--output", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_query)
+
+    x = sub.add_parser("export", help="write the (filtered) timeline for others: Timesketch, CSV, JSON lines, XLSX, "
+                                      "Parquet; recorded in the custody log")
+    _filter_args(x)
+    x.add_argument("--format", required=True, choices=list(FORMATS))
+    x.add_argument("-o", "--output", required=True, help="file to write (not inside the case's own folders)")
+    x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("report", help="one self-contained HTML report of the case (summary, story, figures, findings, "
+                                      "custody); recorded in the custody log")
+    r.add_argument("case")
+    r.add_argument("--tz", default=None, help="zone of the local times (default: the case's zone)")
+    r.add_argument("-o", "--output", required=True, help="HTML file to write")
+    r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("sql", help="run SQL over the timeline (the table is called timeline)")
     s.add_argument("case")
@@ -370,11 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
     # dissect narrates what it tries (no volume system, no OS plugin...); what matters is in the case's custody
-    logging.getLogger("dissect").setLevel(logging.ERROR if args.verbose < 2 else logging.DEBUG)
+    logging.getLogger("dissect").setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
+    # plaso's output layer narrates every message string it cannot find; its warnings are in the case's problems
+    # plaso's loggers: a message string it cannot find or format is its own business (psort prints it anyway)
+    for name in ("output", "storage", "formatters", "serializer", "engine", "parsers", "filters"):
+        logging.getLogger(name).setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
     try:
         return args.func(args)
     except ForensicsError as exc:

