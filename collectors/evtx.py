@@ -18,7 +18,13 @@ frame in the file; a frame no engine decodes is reported as an error with its
 record number, offset and the parsers' reason.  Nothing is lost silently.
 
 Rows are accumulated across artifacts and turned into Arrow a batch at a time; the
-fields investigators need come from :mod:`collectors.evtx_events`.
+fields investigators need come from :mod:`collectors.evtx_events`.  For the Rust engine, the
+per-record work is only the JSON parse, the System fields and the extraction; times,
+record_ref, event_hash and the columns are built per batch with numpy/Arrow
+(:meth:`EvtxCollector._hot_table`); records whose time needs the binary XML get it from the
+same per-row logic as the other engines (:meth:`EvtxCollector._row_time`), and a batch the
+column-wise step does not take (odd value types, a record with no time at all) goes row by row
+through :meth:`EvtxCollector._record` — the same rows either way (tested).
 
 ``timestamp`` is the record's TimeCreated at the full 100 ns precision of a FILETIME
 (the parsers' renderings stop at microseconds): the record header's written time when

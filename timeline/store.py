@@ -17,8 +17,9 @@ Layout of a case directory::
     staging/<run>.lock held (fcntl) by the process writing that run, released at its end or death
     .lock              commit lock (fcntl)
 
-Commit protocol (crash safe): a run writes all its parts under ``staging/<run>``;
-under the lock it removes rows already in the case, hashes the final files and
+Commit protocol (crash safe): a run writes all its parts under ``staging/<run>``
+(its writers may already leave out events the case holds: :func:`add_committed`,
+:func:`first_sightings`); under the lock it removes rows already in the case, hashes the final files and
 appends one ``commit`` entry to the custody log listing them (the commit point);
 then it renames the files into place.  On the next open, a staged run with a
 commit entry is rolled forward, one without is discarded and the discard is
