@@ -56,6 +56,8 @@ __all__ = ["Case", "CollectReport", "VerifyReport"]
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 50_000  # rows per batch and part: bounds a worker's memory (~0.5 GB worst case)
+# A worker leaves out events of the case it knows (at most this many hashes, ~50 bytes each): beyond, the commit does it
+COMMITTED_HASHES_MAX = 2_000_000
 
 
 def _v(pkg: str) -> str:
@@ -157,7 +159,7 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
         write_parquet(table.select(SIGHTINGS_SCHEMA.names).take(order).cast(SIGHTINGS_SCHEMA), sp, sort=False)
         others.append(str(sp))
         try:
-            add_committed(case_root, committed)
+            add_committed(case_root, committed, limit=COMMITTED_HASHES_MAX)
         except (OSError, pa.ArrowException) as exc:  # only an optimisation: the commit deduplicates anyway
             log.debug("committed hashes not read: %s", exc)
         keep = first_sightings(table.column("event_hash"), seen, committed)

@@ -208,7 +208,7 @@ class HashIndex:
     """A set of event hashes (32 hex characters) for deduplication; membership of a whole column at once.
 
     One sorted run per :meth:`add`, keyed by the hashes' first 64 bits (sorted search on integers is fast, on
-    strings not) and compared in full; a table of those keys' top bits (about 16 slots per hash) lets most
+    strings not) and compared in full; a table of those keys' top bits (8 to 16 slots per hash) lets most
     hashes that are not in the set skip the runs.  ``files``: the timeline files already added (see
     :func:`add_committed`)."""
 
@@ -231,7 +231,7 @@ class HashIndex:
         order = np.argsort(k)
         self._runs.append((k[order], h[order]))
         self._len += len(h)
-        bits = max(16, int(self._len * 16).bit_length())
+        bits = max(16, int(self._len * 8).bit_length())
         if 64 - bits != self._shift:  # grown: a bigger table, marked again from every run
             self._shift = 64 - bits
             self._slots = np.zeros(1 << bits, dtype=bool)
@@ -272,10 +272,13 @@ class HashIndex:
         return out
 
 
-def add_committed(root: str | os.PathLike, index: HashIndex) -> HashIndex:
+def add_committed(root: str | os.PathLike, index: HashIndex, limit: int | None = None) -> HashIndex:
     """Add the event hashes of the case's timeline files not yet in ``index`` (only their event_hash
-    column is read).  Readers only ever see whole files, so this may run while others commit."""
+    column is read), until it holds ``limit`` hashes.  Readers only ever see whole files, so this may
+    run while others commit."""
     for f in sorted((Path(root) / TIMELINE_DIR).glob("*.parquet")):
+        if limit is not None and len(index) >= limit:
+            break
         if f.name not in index.files:
             index.add(_hash_array([f]))
             index.files.add(f.name)

@@ -113,3 +113,18 @@ def test_hash_index_and_first_sightings():
     probe = np.array([x.encode() for x in (a, b, c, d, "e" * 32, "0123456789abcdef" + "3" * 16)], dtype="S32")
     assert idx.contains(probe).tolist() == [True, True, True, True, True, False]
     assert len(idx) == 5
+
+
+def test_add_committed_reads_each_timeline_file_once_up_to_a_limit(tmp_path):
+    import numpy as np
+
+    from timeline.store import TIMELINE_DIR, HashIndex, add_committed
+
+    store = CaseStore.create(tmp_path / "case")
+    write_parquet(_table(["a" * 32, "b" * 32]), store.root / TIMELINE_DIR / "run1-tl-0.parquet")
+    write_parquet(_table(["c" * 32]), store.root / TIMELINE_DIR / "run2-tl-0.parquet")
+    probe = np.array([b"a" * 32, b"c" * 32, b"d" * 32], dtype="S32")
+    idx = add_committed(store.root, HashIndex(), limit=2)
+    assert idx.files == {"run1-tl-0.parquet"} and idx.contains(probe).tolist() == [True, False, False]
+    add_committed(store.root, idx)
+    assert len(idx) == 3 and idx.contains(probe).tolist() == [True, True, False]
