@@ -41,7 +41,6 @@ import re
 import shlex
 from collections import OrderedDict, deque
 import zlib
-from importlib.metadata import version
 from typing import Any, Iterator
 
 import orjson
@@ -207,10 +206,8 @@ class AuditdCollector(Collector):
     name = "auditd"
     source = "AUDIT"
     engines = ("auditd",)
+    parser = ("forensics-auditd", "forensics")
 
-    def __init__(self, engine: str | None = None, threads: int = 1):
-        super().__init__(engine, threads)
-        self._parser = f"forensics-auditd/{version('forensics')}"
 
     @classmethod
     def matches(cls, path: str) -> bool:

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import Any, ClassVar, Iterator
 
 import pyarrow as pa
 
+from timeline.custody import open_evidence
 from timeline.schema import RowBuilder
 
-__all__ = ["Artifact", "ArtifactReport", "Collector", "RecordError"]
+__all__ = ["Artifact", "ArtifactReport", "Collector", "RecordError", "read_magic"]
+
+
+def read_magic(path: str, size: int, offset: int = 0) -> bytes:
+    """``size`` raw bytes at ``offset`` (not decompressed), read-only; b"" when the file cannot be read."""
+    try:
+        fd = open_evidence(path)
+    except Exception:
+        return b""
+    try:
+        return os.pread(fd, size, offset)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -61,7 +78,7 @@ class ArtifactReport:
 
 
 class Collector:
-    """Base class: subclasses set ``name``, ``source``, ``engines`` and implement the methods below.
+    """Base class: subclasses set ``name``, ``source``, ``engines``, ``parser`` and implement the methods below.
 
     One collector instance may read many artifacts in a row (so that rows of small
     files are processed and written in large batches): :meth:`collect` yields
@@ -73,8 +90,11 @@ class Collector:
     name: ClassVar[str] = "base"
     source: ClassVar[str] = ""
     engines: ClassVar[tuple[str, ...]] = ()
+    # the ``parser`` column: (label, distribution whose version follows it), e.g. forensics-syslog/0.1.0
+    parser: ClassVar[tuple[str, str]] = ("forensics", "forensics")
 
     def __init__(self, engine: str | None = None, threads: int = 1):
+        self._parser = f"{self.parser[0]}/{version(self.parser[1])}"
         self.engine = engine
         self.threads = threads
         self.reports: dict[tuple[str, str], ArtifactReport] = {}

@@ -53,7 +53,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collectors.base import Artifact, Collector, RecordError
+from collectors.base import Artifact, Collector, RecordError, read_magic
 from collectors.evtx_events import extract
 from collectors.evtx_format import (
     CHUNK_MAGIC,
@@ -412,16 +412,7 @@ class EvtxCollector(Collector):
 
     @classmethod
     def matches(cls, path: str) -> bool:
-        if path.lower().endswith(".evtx"):
-            return True
-        try:
-            fd = open_evidence(path)
-        except Exception:
-            return False
-        try:
-            return os.read(fd, 8) == FILE_MAGIC
-        finally:
-            os.close(fd)
+        return path.lower().endswith(".evtx") or read_magic(path, 8) == FILE_MAGIC
 
     @classmethod
     def check_compatible(cls, path: str) -> None:

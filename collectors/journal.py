@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
-from importlib.metadata import version
 from typing import Any, Iterator
 
 import orjson
 import pyarrow as pa
 
-from collectors.base import Artifact, Collector, RecordError
+from collectors.base import Artifact, Collector, RecordError, read_magic
 from collectors.syslog import extract
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
@@ -60,21 +59,12 @@ class JournalCollector(Collector):
     name = "journal"
     source = "SYSLOG"
     engines = ("dissect.target",)
+    parser = ("dissect.target-journal", "dissect.target")
 
-    def __init__(self, engine: str | None = None, threads: int = 1):
-        super().__init__(engine, threads)
-        self._parser = f"dissect.target-journal/{version('dissect.target')}"
 
     @classmethod
     def matches(cls, path: str) -> bool:
-        try:
-            fd = open_evidence(path)
-        except Exception:
-            return False
-        try:
-            return os.read(fd, 8) == MAGIC
-        finally:
-            os.close(fd)
+        return read_magic(path, 8) == MAGIC
 
     @classmethod
     def check_compatible(cls, path: str) -> None:

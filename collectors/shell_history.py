@@ -37,7 +37,6 @@ import os
 import re
 import zlib
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from typing import Any, Iterator
 
 import orjson
@@ -137,10 +136,8 @@ class ShellHistoryCollector(Collector):
     name = "shell_history"
     source = "SHELL"
     engines = ("shell_history",)
+    parser = ("forensics-shell-history", "forensics")
 
-    def __init__(self, engine: str | None = None, threads: int = 1):
-        super().__init__(engine, threads)
-        self._parser = f"forensics-shell-history/{version('forensics')}"
 
     # --- recognition ---------------------------------------------------------------------------
 

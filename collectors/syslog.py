@@ -26,7 +26,6 @@ import os
 import re
 import zlib
 import lzma
-from importlib.metadata import version
 from typing import Any, Iterator
 
 import orjson
@@ -165,10 +164,8 @@ class SyslogCollector(Collector):
     name = "syslog"
     source = "SYSLOG"
     engines = ("syslog",)
+    parser = ("forensics-syslog", "forensics")
 
-    def __init__(self, engine: str | None = None, threads: int = 1):
-        super().__init__(engine, threads)
-        self._parser = f"forensics-syslog/{version('forensics')}"
 
     @classmethod
     def _first_line(cls, path: str) -> str | None:

@@ -29,14 +29,13 @@ import re
 import stat as _stat
 import struct
 import tempfile
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
 import pyarrow as pa
 
-from collectors.base import Artifact, ArtifactReport, Collector, RecordError
+from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
@@ -139,18 +138,14 @@ def is_container(path: str) -> bool:
     name = os.path.basename(path)
     if _IMAGE_EXT.search(name) or _ARCHIVE_EXT.search(name):
         return True
+    head = read_magic(path, 512)
+    if any(head.startswith(m) for m in _MAGIC) or head[257:262] == b"ustar":
+        return True
     try:
-        fd = open_evidence(path)
-    except Exception:
+        size = os.path.getsize(path)
+    except OSError:
         return False
-    try:
-        head = os.pread(fd, 512, 0)
-        if any(head.startswith(m) for m in _MAGIC) or head[257:262] == b"ustar":
-            return True
-        size = os.fstat(fd).st_size
-        return size >= 1024 and os.pread(fd, 8, size - 512) == b"conectix"
-    finally:
-        os.close(fd)
+    return size >= 1024 and read_magic(path, 8, size - 512) == b"conectix"
 
 
 def _open(path: str):
@@ -193,11 +188,11 @@ class TargetCollector(Collector):
     name = "target"
     source = "FILE"
     engines = ("dissect.target",)
+    parser = ("dissect.target", "dissect.target")
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
         self._subs: dict[str, Collector] = {}
-        self._parser = f"dissect.target/{version('dissect.target')}"
         self.inner: dict[tuple[str, str], Artifact] = {}  # artifacts found inside images, for reporting
         self._copies = 0
         self._roots: tuple[str, ...] = ("/",)

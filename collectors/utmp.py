@@ -42,7 +42,6 @@ import socket
 import struct
 import zlib
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any, Callable, Iterator
 
 import orjson
@@ -258,10 +257,8 @@ class UtmpCollector(Collector):
     name = "utmp"
     source = "LOGIN"
     engines = ("utmp",)
+    parser = ("forensics-utmp", "forensics")
 
-    def __init__(self, engine: str | None = None, threads: int = 1):
-        super().__init__(engine, threads)
-        self._parser = f"forensics-utmp/{version('forensics')}"
 
     # --- recognition ---------------------------------------------------------------------------
 

@@ -62,7 +62,6 @@ import lzma
 import os
 import re
 import zlib
-from importlib.metadata import version
 from typing import Any, Callable, Iterator
 
 import orjson
@@ -324,10 +323,8 @@ class WebCollector(Collector):
     name = "web"
     source = "WEB"
     engines = ("web",)
+    parser = ("forensics-web", "forensics")
 
-    def __init__(self, engine: str | None = None, threads: int = 1):
-        super().__init__(engine, threads)
-        self._parser = f"forensics-web/{version('forensics')}"
 
     # --- recognising --------------------------------------------------------------------------
 
