@@ -13,7 +13,13 @@ which
 * hands every log file it finds (``/var/log``, shell histories, ``*.evtx``, web server log
   folders) to the collector of the registry that recognises it, on a private temporary copy
   read from the image, so the same parsers (and EVTX's loss-free recovery) apply; each such
-  artifact keeps its path inside the image as ``evidence_path`` and is reported on its own.
+  artifact keeps its path inside the image as ``evidence_path`` and is reported on its own;
+* verifies an E01's stored media hashes (MD5, and SHA-1 when stored) against hashes computed over
+  its media data (``facts.ewf`` of the custody entry; a mismatch is a counted warning);
+* with :attr:`TargetCollector.gather_dir` set (``forensics collect --gather``), keeps a copy of every
+  log it reads and of the raw artifacts in :data:`GATHER` (registry hives, prefetch, tasks...) for
+  re-examination with other tools, each hashed (SHA-256, MD5) with its path and times inside the
+  evidence (``facts.gathered``).
 
 A file that cannot be read is a counted error of the image; a volume without a file system
 a warning.  An image with no file system at all fails :meth:`check_compatible` with the
@@ -41,9 +47,9 @@ from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash
+from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash, iso_ns
 
-__all__ = ["TargetCollector", "image_segments", "is_container"]
+__all__ = ["GATHER", "TargetCollector", "ewf_media_hashes", "image_segments", "is_container"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,19 @@ _MAGIC = (b"EVF\x09\x0d\x0a\xff\x00", b"EVF2\r\n\x81\x00", b"QFI\xfb", b"KDMV", 
           b"vhdxfile", b"conectix", b"PK\x03\x04")
 FORMATS = "E01/Ex01, split E01, raw/dd (and split raw), QCOW2, VMDK, VHD/VHDX, VDI, ISO, tar/zip archives"
 
+_EWF_MAGIC = b"EVF\x09\x0d\x0a\xff\x00"
+
+# Raw artifacts copied into the case by ``--gather`` besides the logs (as KAPE / acquire targets do), matched on
+# the lower-cased path inside a file system: registry hives and their transaction logs, Amcache, prefetch,
+# scheduled tasks, recycle-bin index files; accounts, sudo, cron, systemd units, SSH keys, host name and zone.
+GATHER = re.compile(
+    r"(^|/)windows/system32/config/(system|software|sam|security|default)(\.log\d?)?$"
+    r"|(^|/)(ntuser|usrclass)\.dat(\.log\d?)?$|(^|/)amcache\.hve(\.log\d?)?$"
+    r"|(^|/)windows/prefetch/[^/]+\.pf$|(^|/)windows/system32/tasks/|(^|/)\$recycle\.bin/[^/]+/\$i[^/]*$"
+    r"|^/etc/(passwd|shadow|group|sudoers|hostname|timezone|localtime|crontab|hosts)$"
+    r"|^/etc/(cron\.[^/]+|sudoers\.d|systemd/system)/|^/var/spool/cron/|/\.ssh/authorized_keys2?$")
+
+GATHERED_DIR = "gathered"  # folder of the case holding gathered artifacts, one sub-folder per evidence item
 LIVE = "local:/"  # evidence_path of a live host's root (``forensics collect local``)
 LIVE_ROOTS = ("/var/log", "/etc/hostname", "/etc/timezone", "/etc/localtime", "/etc/crontab", "/etc/cron.d",
               "/var/spool/cron", "/etc/systemd/system", "/run/utmp", "/var/run/utmp")
@@ -148,6 +167,49 @@ def is_container(path: str) -> bool:
     return size >= 1024 and read_magic(path, 8, size - 512) == b"conectix"
 
 
+def ewf_media_hashes(first: str | os.PathLike) -> dict[str, Any] | None:
+    """An E01's media hashes: those it stores (``hash`` section: MD5; ``digest`` section: MD5 and SHA-1) and
+    those computed over its media data (all segments, read-only), and whether they agree.  None when
+    ``first`` is not an EWF (version 1) image."""
+    import time
+
+    from dissect.evidence.ewf import EWF
+
+    if read_magic(str(first), 8) != _EWF_MAGIC:
+        return None
+    t0 = time.monotonic()
+    fhs = [os.fdopen(open_evidence(p), "rb") for p in image_segments(first)]
+    try:
+        ewf = EWF(fhs)
+        stored: dict[str, str | None] = {"md5": None, "sha1": None}
+        for i in range(len(fhs)):
+            seg = ewf.segment(i)
+            for sec in seg.sections:
+                if sec.type in (b"hash", b"digest") and sec.size >= 16:
+                    seg.fh.seek(sec.data_offset)
+                    data = seg.fh.read(36)
+                    for name, raw in (("md5", data[:16]), ("sha1", data[16:36] if sec.type == b"digest" else b"")):
+                        if raw.strip(b"\x00"):  # all zeros: not set
+                            stored[name] = raw.hex()
+        md5, sha1 = hashlib.md5(), hashlib.sha1()
+        stream, left = ewf.open(), ewf.size
+        while left > 0:
+            block = stream.read(min(4 << 20, left))
+            if not block:
+                break
+            md5.update(block)
+            sha1.update(block)
+            left -= len(block)
+        computed = {"md5": md5.hexdigest(), "sha1": sha1.hexdigest()}
+        checked = [k for k, v in stored.items() if v]
+        return {"segments": len(fhs), "media_size": ewf.size, "media_read": ewf.size - left, "stored": stored,
+                "computed": computed, "verified": all(stored[k] == computed[k] for k in checked) and not left
+                if checked else None, "seconds": round(time.monotonic() - t0, 3)}
+    finally:
+        for fh in fhs:
+            fh.close()
+
+
 def _open(path: str):
     from dissect.target import Target  # AGPL-3.0; imported only where images are opened
 
@@ -196,6 +258,7 @@ class TargetCollector(Collector):
         self.inner: dict[tuple[str, str], Artifact] = {}  # artifacts found inside images, for reporting
         self._copies = 0
         self._roots: tuple[str, ...] = ("/",)
+        self.gather_dir: Path | None = None  # set: keep the logs read and the GATHER artifacts there
 
     @classmethod
     def matches(cls, path: str) -> bool:
@@ -225,6 +288,7 @@ class TargetCollector(Collector):
         else:  # the case's zone, given by the analyst at creation, or nothing (UTC assumed, per row)
             tz, tz_source = artifact.tz, (TZ_ANALYST if artifact.tz else None)
         rep.facts = {"live": live, "host": host, "os": t.os, "tz": tz, "tz_source": tz_source, "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
+        self._verify_ewf(artifact, rep)
         self._rows_n = 0
         with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
             yield from self._target(artifact, rep, t, "", host, tz, tz_source, tmp, batch_rows, depth=0)
@@ -241,6 +305,23 @@ class TargetCollector(Collector):
                 if len(self._rows) >= batch_rows:
                     yield self._rows.to_table()
         rep.stats["rows"] = self._rows_n
+
+    @staticmethod
+    def _verify_ewf(art: Artifact, rep: ArtifactReport) -> None:
+        try:
+            ewf = ewf_media_hashes(art.fs_path)
+        except Exception as exc:
+            rep.warn("ewf_unverified", f"E01 media hashes not verified: {type(exc).__name__}: {exc}")
+            return
+        if ewf is None:
+            return
+        rep.facts["ewf"] = ewf
+        for k, v in ewf["stored"].items():
+            if v and v != ewf["computed"][k]:
+                rep.warn("ewf_hash_mismatch", f"E01 stores media {k.upper()} {v} but its media data hashes to "
+                                              f"{ewf['computed'][k]}: the image is not the media that was acquired")
+        if ewf["media_read"] != ewf["media_size"]:
+            rep.warn("ewf_hash_mismatch", f"E01 media data ended after {ewf['media_read']} of {ewf['media_size']} bytes")
 
     def _target(self, art: Artifact, rep: ArtifactReport, t, outer: str, host, tz, tz_source, tmp: str,
                 batch_rows: int, depth: int) -> Iterator[pa.Table]:
@@ -270,10 +351,16 @@ class TargetCollector(Collector):
                 self._rows_n += self._fs_rows(art, host, fstype, inner, entry, st)
                 if len(rows) >= batch_rows:
                     yield rows.to_table()
-                if not _stat.S_ISREG(st.st_mode) or not (archive or _is_log(path)):
+                if not _stat.S_ISREG(st.st_mode):
                     continue
-                copy = self._copy(rep, entry, inner, tmp)
-                if copy is None:
+                log_file = _is_log(path)
+                if self.gather_dir is not None and (log_file or GATHER.search(path.lower())):
+                    copy = self._gather(art, rep, entry, inner, st)
+                elif archive or log_file:
+                    copy = self._copy(rep, entry, inner, tmp)
+                else:
+                    continue
+                if copy is None or not (archive or log_file):
                     continue
                 dest, sha = copy
                 cls = collector_for(str(dest))
@@ -393,6 +480,33 @@ class TargetCollector(Collector):
             return None
         os.chmod(dest, 0o444)
         return dest, h.hexdigest()
+
+    def _gather(self, art: Artifact, rep: ArtifactReport, entry, inner: str, st) -> tuple[Path, str] | None:
+        """Copy one file of the evidence to ``gather_dir/<evidence_id>/<path inside>``, read-only, hashed, with its
+        path and times recorded in ``facts.gathered``; the copy is also what the log collectors read."""
+        rel = "/".join(p for p in re.split(r"[/\\]", inner.replace(":", "")) if p not in ("", ".", ".."))
+        dest = self.gather_dir / art.evidence_id / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        sha, md5 = hashlib.sha256(), hashlib.md5()
+        try:
+            with entry.open() as src, open(part, "wb") as out:
+                while chunk := src.read(1 << 20):
+                    sha.update(chunk)
+                    md5.update(chunk)
+                    out.write(chunk)
+        except Exception as exc:
+            part.unlink(missing_ok=True)
+            rep.errors.append(RecordError(inner, "unreadable", f"cannot read file from the image: {exc}"))
+            return None
+        os.chmod(part, 0o444)
+        os.replace(part, dest)
+        times = {k: iso_ns(v) if (v := getattr(st, f"st_{k}_ns", None)) else None
+                 for k in ("mtime", "atime", "ctime", "birthtime")}
+        rep.facts.setdefault("gathered", []).append(
+            {"path": inner, "stored_as": f"{GATHERED_DIR}/{art.evidence_id}/{rel}", "sha256": sha.hexdigest(),
+             "md5": md5.hexdigest(), "size": os.path.getsize(dest), **times})
+        return dest, sha.hexdigest()
 
     def _inner(self, a: Artifact, cls: type[Collector], batch_rows: int) -> Iterator[pa.Table]:
         """Hand one copied log file to the collector that knows it; its report is kept under its own path."""

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors import REGISTRY, Artifact, by_name, collector_for
-from collectors.target import TargetCollector, image_segments
+from collectors.target import GATHERED_DIR, TargetCollector, image_segments
 from timeline.custody import FileHashes, hash_file, verify_chain
 from timeline.schema import TZ_ANALYST, iso_ns
 from timeline.errors import EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
@@ -131,10 +131,13 @@ class VerifyReport:
 
 
 def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], staging: str, prefix: str,
-                 batch_rows: int, threads: int) -> dict[str, Any]:
-    """Read a bin of artifacts with one collector; write sorted timeline parts and their sightings."""
+                 batch_rows: int, threads: int, gather: bool = False) -> dict[str, Any]:
+    """Read a bin of artifacts with one collector; write sorted timeline parts and their sightings (and, with
+    ``gather``, the raw artifacts an image collector copies out, under ``staging/gathered``)."""
     cls = by_name(collector)
     c = cls(engine=engine, threads=threads)
+    if gather and hasattr(c, "gather_dir"):
+        c.gather_dir = Path(staging) / GATHERED_DIR
     parts: list[str] = []
     others: list[str] = []
     failures: dict[tuple[str, str], str] = {}
@@ -286,6 +289,7 @@ class Case:
         only: Iterable[str] | None = None,
         client: Any = None,
         unit_bytes: int = 32 << 20,
+        gather: bool = False,
     ) -> CollectReport:
         """Collect ``evidence`` (files, folders, disk images, archives) into the case.
 
@@ -296,6 +300,10 @@ class Case:
         ``client``: a ``dask.distributed.Client``; the units of work then run on its workers, which must
         see the evidence and the case directory at the same paths (a shared file system).
         ``unit_bytes``: evidence per unit of work (each unit is committed on its own: the resume granularity).
+        ``gather``: also copy the raw artifacts of disk images and archives (the logs read, registry hives,
+        prefetch, tasks... see :data:`collectors.target.GATHER`) into ``DIR/gathered/<evidence_id>/``, each
+        hashed in the custody log with its path and times inside the evidence.  Only evidence read in this
+        run is gathered (evidence the case already holds is skipped).
         """
         t0 = time.monotonic()
         if tz is not None:
@@ -372,7 +380,8 @@ class Case:
         for i, b in enumerate(bins):
             run_id = f"{collection}-u{i:04d}"
             staging = self.store.staging_dir(run_id)
-            units.append((run_id, (b[0][0], b[0][1], [t[2] for t in b], str(staging), f"{i:05d}", batch_rows, threads)))
+            units.append((run_id, (b[0][0], b[0][1], [t[2] for t in b], str(staging), f"{i:05d}", batch_rows, threads,
+                                   gather)))
         totals = {"records_read": 0, "rows_written": 0, "duplicates_dropped": 0, "errors": 0, "warnings": 0}
         all_artifacts: list[dict[str, Any]] = []
         evidence_seen: dict[str, dict[str, Any]] = {}
@@ -397,7 +406,9 @@ class Case:
                 self.store.abort(run_id, "evidence changed during collection", evidence=ev, changed=changed,
                                  collection=collection, unit=i, units=len(units))
                 return
-            # 5. commit the unit
+            # 5. commit the unit: gathered files first (a crash before the custody entry leaves them unlisted, which
+            # `verify` reports and the resumed run overwrites with the same bytes), then the timeline
+            _place_gathered(Path(args[3]) / GATHERED_DIR, self.store.root / GATHERED_DIR)
             problems = result["problems"]
             others = [Path(p) for p in result["others"]]
             if problems:
@@ -574,10 +585,15 @@ class Case:
             if e.get("action") == "commit":
                 for f in e.get("files", []):
                     listed[f["path"]] = f["sha256"]
+                for a in e.get("artifacts", []):
+                    for g in (a.get("facts") or {}).get("gathered", []):
+                        listed[g["stored_as"]] = g["sha256"]
                 for ev in e.get("evidence", []):
                     for f in ev.get("files", []):
                         evidence_files[f["real_path"]] = f["sha256"]
         present = {f"{kind}/{p.name}" for kind in DATA_DIRS for p in store.files(kind)}
+        gathered = store.root / GATHERED_DIR
+        present |= {p.relative_to(store.root).as_posix() for p in gathered.rglob("*") if p.is_file()} if gathered.exists() else set()
         for rel in sorted(present - listed.keys()):
             problems.append(f"{rel}: file is not recorded in the custody log")
         checked = 0
@@ -710,6 +726,17 @@ def _evidence_entry(items: list[_Item], files: list[tuple[_Item, str, Path]], af
         if mine or not files:
             out.append({"evidence_id": it.evidence_id, "path": str(it.path), "files": mine, "unrecognised": it.unrecognised})
     return out
+
+
+def _place_gathered(staged: Path, final: Path) -> None:
+    """Move a unit's gathered files from its staging folder into the case (same relative paths)."""
+    if not staged.exists():
+        return
+    for src in sorted(staged.rglob("*")):
+        if src.is_file():
+            dest = final / src.relative_to(staged)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
 
 
 def _triage_folder(path: Path) -> bool:

@@ -63,7 +63,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         client = Client(args.scheduler)
     try:
         report = case.collect(args.evidence, engine=args.engine, workers=args.workers, progress=update, tz=args.tz,
-                              only=only, client=client, unit_bytes=int(args.unit_mb * (1 << 20)))
+                              only=only, client=client, unit_bytes=int(args.unit_mb * (1 << 20)), gather=args.gather)
     finally:
         if bar is not None:
             bar.close()
@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "resumes from the last committed unit (default 32)")
     c.add_argument("--only", default=None, metavar="NAMES",
                    help="collect only with these collectors, comma-separated (e.g. evtx,syslog; default: all)")
+    c.add_argument("--gather", action="store_true",
+                   help="also copy the raw artifacts of images and archives (logs, registry hives, prefetch, tasks...) "
+                        "into CASE/gathered/, each hashed in the custody log with its path and times")
     c.add_argument("--tz", default=None, help="zone of local times the evidence does not date itself (overrides an image's own zone) and "
                         "the case's display zone, e.g. Asia/Kolkata; EVTX times are UTC")
     c.set_defaults(func=cmd_collect)
