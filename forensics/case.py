@@ -235,12 +235,16 @@ def _bins(tasks: list[tuple[str, str, Artifact]], workers: int, bin_bytes: int =
 
     Artifacts of the same size go to the same bin (up to ``bin_bytes`` together): copies of one log (a live
     log and a shadow copy's, a log kept in two collections) tend to have the same size, and a worker drops
-    the repeats within its bin for free, where a repeat across units makes the commit rewrite a part."""
+    the repeats within its bin for free, where a repeat across units makes the commit rewrite a part.
+    A disk image or archive (one host each) is a unit of its own, so that several are read in parallel."""
     out = []
     groups: dict[tuple[str, str], list] = {}
     for t in tasks:
         groups.setdefault((t[0], t[1]), []).append(t)
     for group in groups.values():
+        if group[0][0] == TargetCollector.name:
+            out += [[t] for t in group]
+            continue
         same_size: dict[int, list] = {}
         for t in group:
             same_size.setdefault(t[2].size, []).append(t)
@@ -290,6 +294,7 @@ class Case:
         client: Any = None,
         unit_bytes: int = 32 << 20,
         gather: bool = False,
+        on_item: Callable[[str, int, int, int, str | None], None] | None = None,
     ) -> CollectReport:
         """Collect ``evidence`` (files, folders, disk images, archives) into the case.
 
@@ -304,6 +309,9 @@ class Case:
         prefetch, tasks... see :data:`collectors.target.GATHER`) into ``DIR/gathered/<evidence_id>/``, each
         hashed in the custody log with its path and times inside the evidence.  Only evidence read in this
         run is gathered (evidence the case already holds is skipped).
+        ``progress(files_done, files_total, rows)`` is called after each unit of work; ``on_item(evidence,
+        artifacts_done, artifacts_total, rows, host)`` once per evidence item at the start and after each unit
+        that read some of it (``host`` as the evidence states it, once known): a progress line per item.
         """
         t0 = time.monotonic()
         if tz is not None:
@@ -389,6 +397,13 @@ class Case:
         files_done = rows_so_far = 0
         total_files = len(tasks)
         tool = tool_versions()
+        # per evidence item: [label, artifacts done, artifacts to read, rows, host]
+        per_item = {it.evidence_id: [str(it.path), 0, 0, 0, None] for it in items}
+        for _, _, art in tasks:
+            per_item[art.evidence_id][2] += 1
+        if on_item:
+            for label, done, total, rows, host in per_item.values():
+                on_item(label, done, total, rows, host)
 
         def finish_unit(i: int, result: dict[str, Any]) -> None:
             nonlocal files_done, rows_so_far
@@ -435,6 +450,16 @@ class Case:
             rows_so_far += sum(a["rows"] for a in arts)
             if progress:
                 progress(files_done, total_files, rows_so_far)
+            touched = {art.evidence_id for art in args[2]}
+            for art in args[2]:
+                per_item[art.evidence_id][1] += 1
+            for a in arts:
+                st = per_item[a["evidence_id"]]
+                st[3] += a["rows"]
+                st[4] = st[4] or (a.get("facts") or {}).get("host")
+            if on_item:
+                for eid in sorted(touched):
+                    on_item(*per_item[eid])
 
         try:
             if client is not None:

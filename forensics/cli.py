@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -23,21 +24,37 @@ from timeline.exports import FORMATS
 log = logging.getLogger("forensics")
 
 
-def _progress(quiet: bool):
-    if quiet:
-        return None, None
-    from tqdm import tqdm
+class _Progress:
+    """A progress line for the whole collection and one per evidence item below it (tqdm, on stderr)."""
 
-    bar = tqdm(total=0, unit="file", desc="collect", dynamic_ncols=True, file=sys.stderr)
+    def __init__(self) -> None:
+        from tqdm import tqdm
 
-    def update(done: int, total: int, rows: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix(rows=rows, refresh=False)
-        bar.refresh()
+        self._tqdm = tqdm
+        self.bar = tqdm(total=0, unit="file", desc="collect", dynamic_ncols=True, file=sys.stderr)
+        self.items: dict[str, object] = {}
 
+    def files(self, done: int, total: int, rows: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.set_postfix(rows=rows, refresh=False)
+        self.bar.refresh()
 
-    return update, bar
+    def item(self, label: str, done: int, total: int, rows: int, host: str | None) -> None:
+        line = self.items.get(label)
+        if line is None:
+            name = os.path.basename(label.rstrip("/")) or label
+            line = self.items[label] = self._tqdm(total=total, unit="artifact", desc=name, position=len(self.items) + 1,
+                                                  dynamic_ncols=True, file=sys.stderr, leave=True)
+        line.n = done
+        line.set_postfix_str(f"rows={rows}" + (f" host={host}" if host else "")
+                             + ("" if total else " (already in the case)"), refresh=False)
+        line.refresh()
+
+    def close(self) -> None:
+        for line in self.items.values():
+            line.close()
+        self.bar.close()
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -53,7 +70,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     for p in args.evidence:  # bad evidence fails before a new case directory is created
         resolve(p, only)
     case = Case(args.case, create=True, tz=args.tz)
-    update, bar = _progress(args.quiet)
+    bars = None if args.quiet else _Progress()
     client = None
     if args.scheduler:
         try:
@@ -62,11 +79,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
             raise ParserUnavailable("--scheduler needs dask.distributed: pip install 'forensics[dask]'") from exc
         client = Client(args.scheduler)
     try:
-        report = case.collect(args.evidence, engine=args.engine, workers=args.workers, progress=update, tz=args.tz,
-                              only=only, client=client, unit_bytes=int(args.unit_mb * (1 << 20)), gather=args.gather)
+        report = case.collect(args.evidence, engine=args.engine, workers=args.workers, tz=args.tz, only=only,
+                              client=client, unit_bytes=int(args.unit_mb * (1 << 20)), gather=args.gather,
+                              progress=bars and bars.files, on_item=bars and bars.item)
     finally:
-        if bar is not None:
-            bar.close()
+        if bars is not None:
+            bars.close()
         if client is not None:
             client.close()
     if not args.quiet:
