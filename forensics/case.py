@@ -559,6 +559,18 @@ class Case:
         for eid, d in evidence.items():
             d["files"] = len(ev_files[eid])
             d["bytes"] = sum(ev_files[eid].values())
+        for c in commits:  # what an image or collection stated (host, zone), its E01 check, what was gathered
+            for a in c.get("artifacts", []):
+                f = a.get("facts") or {}
+                d = evidence.get(a["evidence_id"])
+                if d is None or a.get("collector") != TargetCollector.name or not f:
+                    continue
+                d.update({k: f.get(k) for k in ("host", "os", "tz", "tz_source")})
+                if "ewf" in f:
+                    v = f["ewf"]["verified"]
+                    d["e01_media_hash"] = "verified" if v else "MISMATCH" if v is False else "none stored"
+                if f.get("gathered"):
+                    d["gathered"] = d.get("gathered", 0) + len(f["gathered"])
 
         def counts(table: pa.Table, col: str) -> dict[str, int]:
             if not table.num_rows:

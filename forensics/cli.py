@@ -146,6 +146,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"evidence    {len(info['evidence'])} item(s)")
     for e in info["evidence"]:
         print(f"  {e['evidence_id']}  {e['files']} file(s), {e['bytes']} bytes  {e['path']}")
+        stated = [f"host {e['host']}" if e.get("host") else "", f"os {e['os']}" if e.get("os") else "",
+                  f"zone {e['tz']} ({e['tz_source']})" if e.get("tz") else "",
+                  f"E01 media hash {e['e01_media_hash']}" if "e01_media_hash" in e else "",
+                  f"{e['gathered']} file(s) gathered" if e.get("gathered") else ""]
+        if any(stated):
+            print("                    " + ", ".join(x for x in stated if x))
     print(f"rows        {info['rows']} distinct events from {info['records_read']} records read "
           f"({info['sightings']} sightings)")
     print(f"time range  {info['first']} .. {info['last']} (UTC)")

@@ -72,7 +72,9 @@ def test_the_verification_is_in_the_custody_log_and_a_mismatch_is_a_counted_warn
     assert len(mism) == 1 and rep2.warnings == 1
     assert mism.iloc[0].message.startswith(f"E01 stores media MD5 {ewf2['stored']['md5']} but its media data hashes to "
                                            f"{E01['dfvfs/test_data/ext2.E01'][1]}")
-    assert case2.info()["warnings"] == 1
+    info = case2.info()
+    assert info["warnings"] == 1 and info["evidence"][0]["e01_media_hash"] == "MISMATCH"
+    assert case.info()["evidence"][0]["e01_media_hash"] == "verified"
     # the file system is read all the same: same file-system rows as the good image
     assert case2.timeline().num_rows == case.timeline().num_rows
 
@@ -139,6 +141,9 @@ def test_gather_copies_raw_artifacts_hashed_with_path_and_times(tmp_path, mke2fs
     auth = case.timeline().to_pandas().query("evidence_path == '/var/log/auth.log'")
     assert len(auth) == 1 and auth.iloc[0].src_ip == "203.0.113.7"
     assert case.verify().ok
+    assert main(["info", str(case_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "host ehosp-app01, os unix, zone Asia/Kolkata (evidence_config), 6 file(s) gathered" in out
 
     # a gathered copy altered, or a file slipped in: verify names it
     victim = case_dir / gathered["/etc/passwd"]["stored_as"]
