@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import orjson
 
 from collectors.base import ArtifactReport
-from timeline.schema import TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import TZ_ASSUMED_UTC, TZ_SOURCE_UTC, RowBuilder, event_hash
 
 __all__ = ["PLUGINS", "Plugin", "plugin_rows"]
 
@@ -41,6 +42,14 @@ class Plugin:
     descs: dict[str, str] = field(default_factory=dict)  # record date-time field -> timestamp_desc
     message: Callable[[dict[str, Any]], str] | None = None
     mtime_desc: str | None = None  # when the record has no time: place it at its source file's mtime
+    kwargs: dict[str, Any] = field(default_factory=dict)  # arguments of the dissect function
+    omit: tuple[str, ...] = ()  # record fields never written to the timeline (secrets)
+    # record date-time fields the artifact states in the host's local time but dissect returns as UTC
+    local: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+    # turns the plugin's record stream into (fields, datetime field names, record name) items
+    combine: Callable[[Any], Iterator[tuple[dict[str, Any], set[str], str]]] | None = None
+    # a record with no time of its own: the registry key whose last-written time dates it, and that time's desc
+    key_time: tuple[Callable[[dict[str, Any]], str | None], str] | None = None
 
 
 def _g(r: dict[str, Any], *names: str) -> Any:
@@ -64,18 +73,22 @@ PLUGINS: tuple[Plugin, ...] = (
            mtime_desc="Crontab Modified (entry time unknown)"),
     Plugin("tasks", "TASK", "os:tasks",
            columns={"service_name": "uri", "command_line": "action_arguments", "path": "action_command", "user": "author"},
-           descs={"date": "Task Registered", "last_run_time": "Task Last Run", "ts": "Task File Modified"},
-           message=lambda r: f"scheduled task {_g(r, 'uri', 'task_path')}: {_g(r, 'action_command') or ''} {_g(r, 'action_arguments') or ''}".strip()),
-    Plugin("runkeys", "REG", "reg:runkeys", columns={"service_name": "name", "command_line": "path", "user": "username"},
+           descs={"date": "Task Registered", "last_run_date": "Task Last Run", "ts": "Task File Modified"},
+           message=lambda r: f"scheduled task {_g(r, 'uri', 'task_path')}: {_g(r, 'action_command') or ''} {_g(r, 'action_arguments') or ''}".strip(),
+           mtime_desc="Task File Modified",
+           local=lambda r: () if _ZONED_DATE.search(str(r.get("raw_data") or "")) else ("date",),
+           combine=lambda recs: _tasks(recs)),
+    Plugin("runkeys", "REG", "reg:runkeys", columns={"service_name": "name", "command_line": "command", "user": "username",
+                                                      "path": "regf_hive_path"},
            descs={"ts": "Registry Key Last Written"},
-           message=lambda r: f"Run key {r.get('key')}\\{r.get('name')} = {r.get('path')}"),
-    Plugin("prefetch", "PREFETCH", "os:prefetch", columns={"process": "filename"},
+           message=lambda r: f"Run key {r.get('key')}\\{r.get('name')} = {_command(r.get('command'))}"),
+    Plugin("prefetch", "PREFETCH", "os:prefetch", columns={"process": "filename"}, kwargs={"compact": True},
            descs={"ts": "Prefetch Last Run", "previousruns": "Prefetch Previous Run"},
            message=lambda r: f"prefetch: {r.get('filename')} ran ({r.get('runcount')} runs)"),
     Plugin("amcache", "REG", "reg:amcache", columns={"path": "path"},
            descs={"mtime_regf": "Amcache Entry Written", "mtime": "File Modified (Amcache)",
                   "install_date": "Installed (Amcache)", "link_date": "Linked (Amcache)"},
-           message=lambda r: f"amcache: {r.get('path')} sha1={r.get('digest')}"),
+           message=lambda r: f"amcache: {r.get('path')} sha1={getattr(r.get('digest'), 'sha1', None)}"),
     Plugin("shimcache", "REG", "reg:shimcache", columns={"path": "path"},
            descs={"last_modified": "File Modified (Shimcache)"},
            message=lambda r: f"shimcache: {r.get('path')}"),
@@ -84,22 +97,86 @@ PLUGINS: tuple[Plugin, ...] = (
            message=lambda r: f"userassist: {r.get('path')} ran {r.get('number_of_executions')} time(s)"),
     Plugin("recyclebin", "RECYCLE", "os:recyclebin", columns={"path": "path", "user": "username"},
            descs={"ts": "Deleted (Recycle Bin)"},
-           message=lambda r: f"recycle bin: {r.get('path')} ({r.get('filesize')} bytes) deleted"),
+           message=lambda r: f"recycle bin: {r.get('path')} ({_int(r.get('filesize'))} bytes) deleted"),
+    Plugin("sam", "ACCOUNT", "os:sam", columns={"target_user": "username"},
+           descs={"ts": "Account Created (SAM Names key written)", "lastlogin": "Last Logon",
+                  "lastpasswordset": "Password Last Set", "lastincorrectlogin": "Last Failed Logon"},
+           message=lambda r: f"account {r.get('username')} (RID {r.get('rid')}, {r.get('fullname') or ''}): "
+                             f"{r.get('logins')} logon(s), {r.get('failedlogins')} failed",
+           omit=("lm", "nt")),  # password hashes stay out of the timeline
     Plugin("users", "ACCOUNT", "os:users", columns={"target_user": "name", "path": "home"},
            descs={"lastlogon": "Last Logon", "lastpasswordset": "Password Last Set", "lastfailedlogon": "Last Failed Logon",
                   "creation_time": "Account Created"},
            message=lambda r: f"account {r.get('name')} (uid {r.get('uid', r.get('sid'))}, home {r.get('home')})",
-           mtime_desc="Account File Modified (entry time unknown)"),
+           mtime_desc="Account File Modified (entry time unknown)",
+           key_time=(lambda r: f"HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\ProfileList\\{r['sid']}"
+                     if r.get("sid") else None, "Profile Key Last Written")),
     Plugin("packagemanager", "PACKAGE", "os:packages", columns={"user": "requested_by_user", "command_line": "command"},
            descs={"ts": "Package Operation"},
            message=lambda r: f"package {r.get('operation')} {r.get('package_name')} {r.get('package_version') or ''}".strip()),
 )
 
 
+_ZONED_DATE = re.compile(r"<Date>[^<]*(Z|[+-]\d\d:?\d\d)\s*</Date>")
+
+
+def _int(v: Any) -> int | None:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _command(v: Any) -> str | None:
+    """A dissect ``command`` field (executable and arguments) as the command line it was read from."""
+    if v is None:
+        return None
+    exe, args = getattr(v, "executable", None), getattr(v, "args", None)
+    if exe is None:
+        return str(v)
+    return " ".join([str(exe), *(str(a) for a in args or ())])
+
+
+def _fields(rec) -> tuple[dict[str, Any], set[str]]:
+    r = {k: v for k, v in rec._asdict().items() if not k.startswith("_")}
+    return r, {n for n, f in rec._desc.fields.items() if f.typename in ("datetime", "datetime[]")}
+
+
+def _tasks(records) -> Iterator[tuple[dict[str, Any], set[str], str]]:
+    """One item per task: the task record with its actions (``action_command``, ``action_arguments`` of the
+    first, all in ``actions``) and trigger kinds folded in (dissect yields them as separate records)."""
+    cur = None
+    for rec in records:
+        name = rec._desc.name
+        if name == "filesystem/windows/task":
+            if cur is not None:
+                yield cur
+            r, dts = _fields(rec)
+            cur = (r | {"actions": [], "triggers": []}, dts, name)
+        elif cur is not None and name == "filesystem/windows/task/action":
+            a = {k: v for k, v in _fields(rec)[0].items() if v not in (None, "", []) and k not in ("hostname", "domain", "uri")}
+            cur[0]["actions"].append(a)
+            if len(cur[0]["actions"]) == 1:
+                cur[0]["action_command"], cur[0]["action_arguments"] = a.get("command"), a.get("arguments")
+        elif cur is not None and name == "filesystem/windows/task/trigger":
+            cur[0]["triggers"].append({k: v for k, v in _fields(rec)[0].items()
+                                       if v not in (None, "", []) and k not in ("hostname", "domain", "uri")})
+        else:  # a record of another kind (a Linux task): on its own
+            if cur is not None:
+                yield cur
+                cur = None
+            r, dts = _fields(rec)
+            yield r, dts, name
+    if cur is not None:
+        yield cur
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, _dt.datetime):
         return v.isoformat()
-    if isinstance(v, (list, tuple)):
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
         return [_jsonable(x) for x in v]
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
@@ -113,26 +190,35 @@ def _ns(v: _dt.datetime) -> int:
     return (d.days * 86400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
 
 
+_FILETIME_ZERO = _dt.datetime(1601, 1, 1, tzinfo=_dt.timezone.utc)  # "never" in Windows' records
+
+
 def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str, evidence_path: str, host: str | None,
-                parser: str, mtime_of: Callable[[str], int | None]) -> Iterator[int]:
-    """Run :data:`PLUGINS` on an opened target; add rows; yield after each record (for batching)."""
+                parser: str, mtime_of: Callable[[str], int | None], tz: str | None = None,
+                tz_source: str | None = None) -> Iterator[int]:
+    """Run :data:`PLUGINS` on an opened target; add rows; yield after each record (for batching).
+    ``tz``/``tz_source``: the host's zone, for the fields an artifact writes in local time."""
     from dissect.target.exceptions import PluginError, UnsupportedPluginError
 
     for p in PLUGINS:
         try:
             fn = getattr(target, p.function)
-            records = fn()
+            records = fn(**p.kwargs)
         except (UnsupportedPluginError, PluginError, AttributeError):
             continue
         except Exception as exc:
             rep.warn("plugin_error", f"dissect plugin {p.function}: {type(exc).__name__}: {exc}")
             continue
+        items = p.combine(records) if p.combine else ((*_fields(rec), rec._desc.name) for rec in records)
         n = 0
         try:
-            for rec in records:
+            for r, dts, name in items:
                 n += 1
                 try:
-                    yield _add(p, rec, n, rows, rep, evidence_id, evidence_path, host, parser, mtime_of)
+                    if p.key_time and not any(r.get(f) for f in dts):
+                        _date_by_key(target, p, r, dts)
+                    yield _add(p, r, dts, name, n, rows, rep, evidence_id, evidence_path, host, parser, mtime_of,
+                               tz, tz_source)
                 except Exception as exc:  # one bad record is a counted error, not the plugin
                     from collectors.base import RecordError
 
@@ -142,32 +228,59 @@ def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str,
         rep.stats[f"plugin:{p.function}"] = n
 
 
-def _add(p: Plugin, rec, n: int, rows: RowBuilder, rep: ArtifactReport, evidence_id: str, evidence_path: str,
-         host: str | None, parser: str, mtime_of: Callable[[str], int | None]) -> int:
-    r = {k: v for k, v in rec._asdict().items() if not k.startswith("_")}
-    times: list[tuple[str, int]] = []
-    for name, f in rec._desc.fields.items():
-        v = r.get(name)
-        if f.typename == "datetime" and isinstance(v, _dt.datetime):
-            times.append((p.descs.get(name, f"{p.function}: {name}"), _ns(v)))
-        elif f.typename == "datetime[]" and v:
-            times += [(p.descs.get(name, f"{p.function}: {name}"), _ns(x)) for x in v if isinstance(x, _dt.datetime)]
+def _date_by_key(target, p: Plugin, r: dict[str, Any], dts: set[str]) -> None:
+    """Give a record without a time its registry key's last-written time (field ``key_ts``)."""
+    path = p.key_time[0](r)
+    if not path:
+        return
+    try:
+        r["key_ts"] = target.registry.key(path).ts
+    except Exception:
+        return
+    dts.add("key_ts")
+
+
+def _add(p: Plugin, r: dict[str, Any], dts: set[str], name: str, n: int, rows: RowBuilder, rep: ArtifactReport,
+         evidence_id: str, evidence_path: str, host: str | None, parser: str, mtime_of: Callable[[str], int | None],
+         tz: str | None, tz_source: str | None) -> int:
+    for k in p.omit:
+        r.pop(k, None)
+    local = set(p.local(r)) if p.local else set()
+    times: list[tuple[str, int, str]] = []
+    for f in dts:
+        v = r.get(f)
+        for x in (v if isinstance(v, (list, tuple)) else [v]):
+            if not isinstance(x, _dt.datetime) or x == _FILETIME_ZERO:
+                continue
+            src_tz = TZ_SOURCE_UTC
+            if f in local and not tz:  # a local time in an unknown zone: read as UTC, and flagged so
+                src_tz = TZ_ASSUMED_UTC
+            elif f in local:  # the wall-clock time dissect read, in the host's zone
+                from zoneinfo import ZoneInfo
+
+                x, src_tz = x.replace(tzinfo=ZoneInfo(tz)), tz_source or TZ_SOURCE_UTC
+                if not isinstance(v, (list, tuple)):
+                    r[f] = x  # attrs keep the corrected time too
+            desc = p.key_time[1] if f == "key_ts" and p.key_time else p.descs.get(f, f"{p.function}: {f}")
+            times.append((desc, _ns(x), src_tz))
     src = str(r.get("source") or "")
     if not times:
         mt = mtime_of(src) if src else None
-        if mt is None:
+        if not mt:  # no time, or 1970-01-01 (a folder only implied by an archive's member names)
             from collectors.base import RecordError
 
             rep.errors.append(RecordError(f"{p.function}#{n}", "no_time", f"{p.function} record has no time and no source file time: {r}"))
             return 0
-        times = [(p.mtime_desc or f"{p.function}: source file modified", mt)]
-    attrs = orjson.dumps({k: _jsonable(v) for k, v in r.items()} | {"dissect_record": rec._desc.name}).decode()
+        times = [(p.mtime_desc or f"{p.function}: source file modified", mt, TZ_SOURCE_UTC)]
+    if "command" in r:
+        r["command"] = _command(r["command"])
+    attrs = orjson.dumps({k: _jsonable(v) for k, v in r.items()} | {"dissect_record": name}).decode()
     cols = {col: (str(r[f]) if r.get(f) not in (None, "") else None) for col, f in p.columns.items()}
     msg = p.message(r) if p.message else f"{p.function}: {r}"
     h = host or r.get("hostname")
-    for desc, ns in times:
+    for desc, ns, src_tz in sorted(times):
         rows.add(timestamp=ns, timestamp_desc=desc, host=h, source=p.source, artifact=p.artifact, message=msg,
-                 attrs=attrs, tags=[], tz_source=TZ_SOURCE_UTC, evidence_id=evidence_id, evidence_path=src or evidence_path,
+                 attrs=attrs, tags=[], tz_source=src_tz, evidence_id=evidence_id, evidence_path=src or evidence_path,
                  record_ref=f"{p.function}#{n}", parser=parser,
                  event_hash=event_hash(p.artifact, evidence_id, src, desc, ns, attrs), **cols)
     return len(times)

@@ -220,6 +220,15 @@ def _open(path: str):
                             f"{type(exc).__name__}: {exc}") from exc
 
 
+# Windows zone names map to IANA through CLDR's windowsZones, which keeps some old names (still valid
+# IANA links); the current name is reported
+_CLDR_LEGACY = {"Asia/Calcutta": "Asia/Kolkata", "Asia/Katmandu": "Asia/Kathmandu", "Asia/Saigon": "Asia/Ho_Chi_Minh",
+                "Asia/Rangoon": "Asia/Yangon", "Europe/Kiev": "Europe/Kyiv", "Atlantic/Faeroe": "Atlantic/Faroe",
+                "America/Buenos_Aires": "America/Argentina/Buenos_Aires",
+                "America/Indianapolis": "America/Indiana/Indianapolis", "Pacific/Truk": "Pacific/Chuuk",
+                "Pacific/Ponape": "Pacific/Pohnpei", "Asia/Ulan_Bator": "Asia/Ulaanbaatar"}
+
+
 def _host_and_zone(t) -> tuple[str | None, str | None, str | None]:
     """(host, zone, where the zone came from) as the evidence states them; None when it does not."""
     host = tz = where = None
@@ -238,6 +247,7 @@ def _host_and_zone(t) -> tuple[str | None, str | None, str | None]:
             where = "/etc/timezone" if t.fs.path("/etc/timezone").exists() else "/etc/localtime"
         from zoneinfo import ZoneInfo
 
+        tz = _CLDR_LEGACY.get(tz, tz)
         try:
             ZoneInfo(tz)
         except Exception:
@@ -300,7 +310,7 @@ class TargetCollector(Collector):
                     return None
 
             for n in plugin_rows(t, self._rows, rep, artifact.evidence_id, artifact.evidence_path, host,
-                                 self._parser, mtime_of):
+                                 self._parser, mtime_of, tz, tz_source):
                 self._rows_n += n
                 if len(self._rows) >= batch_rows:
                     yield self._rows.to_table()
