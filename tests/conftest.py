@@ -80,6 +80,21 @@ def mke2fs() -> str:
 
 
 @pytest.fixture(scope="session")
+def ext4_image(mke2fs: str):
+    """Build a read-only ext4 image from a folder: ``ext4_image(root, img, size="8M")`` → ``img``.  The file
+    system's own times (creation of every inode) are mke2fs's fake time 2022-11-23 01:13:20 UTC."""
+    import subprocess
+
+    def build(root: Path, img: Path, size: str = "8M") -> Path:
+        subprocess.run([mke2fs, "-q", "-F", "-t", "ext4", "-d", str(root), str(img), size], check=True,
+                       env=dict(os.environ, E2FSPROGS_FAKE_TIME="1669166000"), capture_output=True)
+        os.chmod(img, 0o444)
+        return img
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def journal_remote() -> str:
     """systemd-journal-remote (Debian package systemd-journal-remote): writes real journal files from the
     journal export format, for tests."""

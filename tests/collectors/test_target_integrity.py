@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -101,23 +100,18 @@ FILES = {  # path inside the image -> content; the first six are gathered, the b
 }
 
 
-def _gather_image(tmp_path: Path, mke2fs: str) -> Path:
+def _gather_image(tmp_path: Path, ext4_image) -> Path:
     root = tmp_path / "root"
     for rel, data in FILES.items():
         f = root / rel
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(data)
         os.utime(f, ns=(MTIME, MTIME))
-    img = tmp_path / "app01.raw"
-    env = dict(os.environ, E2FSPROGS_FAKE_TIME="1669166000")
-    subprocess.run([mke2fs, "-q", "-F", "-t", "ext4", "-d", str(root), str(img), "8M"], check=True, env=env,
-                   capture_output=True)
-    os.chmod(img, 0o444)
-    return img
+    return ext4_image(root, tmp_path / "app01.raw")
 
 
-def test_gather_copies_raw_artifacts_hashed_with_path_and_times(tmp_path, mke2fs, capsys):
-    img = _gather_image(tmp_path, mke2fs)
+def test_gather_copies_raw_artifacts_hashed_with_path_and_times(tmp_path, ext4_image, capsys):
+    img = _gather_image(tmp_path, ext4_image)
     before = hashlib.sha256(img.read_bytes()).hexdigest()
     case_dir = tmp_path / "case"
     assert main(["-q", "collect", str(img), "--case", str(case_dir), "--gather", "--workers", "1"]) == 0
@@ -156,8 +150,8 @@ def test_gather_copies_raw_artifacts_hashed_with_path_and_times(tmp_path, mke2fs
     assert f"gathered/{eid}/etc/extra: file is not recorded in the custody log" in v.problems
 
 
-def test_without_gather_nothing_is_copied_into_the_case(tmp_path, mke2fs):
-    img = _gather_image(tmp_path, mke2fs)
+def test_without_gather_nothing_is_copied_into_the_case(tmp_path, ext4_image):
+    img = _gather_image(tmp_path, ext4_image)
     case = Case(tmp_path / "case", create=True)
     rep = case.collect([img], workers=1)
     assert not (tmp_path / "case" / "gathered").exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 from pathlib import Path
 
 from forensics import Case
@@ -13,7 +12,7 @@ from forensics.cli import main
 UTC = dt.timezone.utc
 
 
-def _image(tmp_path: Path, mke2fs: str, host: str, tz: str) -> Path:
+def _image(tmp_path: Path, ext4_image, host: str, tz: str) -> Path:
     root = tmp_path / host
     (root / "etc").mkdir(parents=True)
     (root / "var" / "log").mkdir(parents=True)
@@ -22,16 +21,12 @@ def _image(tmp_path: Path, mke2fs: str, host: str, tz: str) -> Path:
     auth = root / "var" / "log" / "auth.log"
     auth.write_text(f"Nov 23 07:00:01 {host} sshd[100]: Accepted password for root from 203.0.113.7 port 50001 ssh2\n")
     os.utime(auth, ns=(1669200000_000_000_000,) * 2)  # 2022-11-23 10:40 UTC: dates the year-less line
-    img = tmp_path / f"{host}.raw"
-    subprocess.run([mke2fs, "-q", "-F", "-t", "ext4", "-d", str(root), str(img), "8M"], check=True,
-                   env=dict(os.environ, E2FSPROGS_FAKE_TIME="1669166000"), capture_output=True)
-    os.chmod(img, 0o444)
-    return img
+    return ext4_image(root, tmp_path / f"{host}.raw")
 
 
-def test_two_images_two_hosts_in_parallel_with_a_progress_line_each(tmp_path, mke2fs):
-    app = _image(tmp_path, mke2fs, "ehosp-app01", "Asia/Kolkata")
-    db = _image(tmp_path, mke2fs, "ehosp-db01", "Europe/Berlin")
+def test_two_images_two_hosts_in_parallel_with_a_progress_line_each(tmp_path, ext4_image):
+    app = _image(tmp_path, ext4_image, "ehosp-app01", "Asia/Kolkata")
+    db = _image(tmp_path, ext4_image, "ehosp-db01", "Europe/Berlin")
     case = Case(tmp_path / "case", create=True)
     calls: list[tuple] = []
     rep = case.collect([app, db], workers=2, on_item=lambda *a: calls.append(a))
@@ -52,9 +47,9 @@ def test_two_images_two_hosts_in_parallel_with_a_progress_line_each(tmp_path, mk
     assert auth["ehosp-db01"] == dt.datetime(2022, 11, 23, 6, 0, 1, tzinfo=UTC)  # 07:00:01 CET
 
 
-def test_the_cli_prints_a_progress_line_per_image(tmp_path, mke2fs, capsys):
-    app = _image(tmp_path, mke2fs, "ehosp-app01", "Asia/Kolkata")
-    db = _image(tmp_path, mke2fs, "ehosp-db01", "Asia/Kolkata")
+def test_the_cli_prints_a_progress_line_per_image(tmp_path, ext4_image, capsys):
+    app = _image(tmp_path, ext4_image, "ehosp-app01", "Asia/Kolkata")
+    db = _image(tmp_path, ext4_image, "ehosp-db01", "Asia/Kolkata")
     assert main(["collect", str(app), str(db), "--case", str(tmp_path / "case"), "--workers", "2"]) == 0
     err = capsys.readouterr().err
     assert "ehosp-app01.raw: 100%" in err and "host=ehosp-app01" in err
