@@ -137,6 +137,11 @@ def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str,
                     from collectors.base import RecordError
 
                     rep.errors.append(RecordError(f"{p.function}#{n}", "bad_record", f"{type(exc).__name__}: {exc}"))
+        except UnsupportedPluginError:
+            # found not to apply only once iterated (``users`` on a Windows collection without registry hives):
+            # skipped like a plugin rejected up front, unless it had already given records
+            if n:
+                rep.warn("plugin_error", f"dissect plugin {p.function} stopped after {n} record(s): not supported")
         except Exception as exc:
             rep.warn("plugin_error", f"dissect plugin {p.function} stopped after {n} record(s): {type(exc).__name__}: {exc}")
         rep.stats[f"plugin:{p.function}"] = n
