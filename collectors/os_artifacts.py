@@ -41,6 +41,7 @@ class Plugin:
     descs: dict[str, str] = field(default_factory=dict)  # record date-time field -> timestamp_desc
     message: Callable[[dict[str, Any]], str] | None = None
     mtime_desc: str | None = None  # when the record has no time: place it at its source file's mtime
+    skip: Callable[[dict[str, Any]], bool] | None = None  # records another collector already turns into rows
 
 
 def _g(r: dict[str, Any], *names: str) -> Any:
@@ -92,7 +93,10 @@ PLUGINS: tuple[Plugin, ...] = (
            mtime_desc="Account File Modified (entry time unknown)"),
     Plugin("packagemanager", "PACKAGE", "os:packages", columns={"user": "requested_by_user", "command_line": "command"},
            descs={"ts": "Package Operation"},
-           message=lambda r: f"package {r.get('operation')} {r.get('package_name')} {r.get('package_version') or ''}".strip()),
+           message=lambda r: f"package {r.get('operation')} {r.get('package_name')} {r.get('package_version') or ''}".strip(),
+           # apt history and yum.log are read by collectors.packages (per package, zone-aware, dpkg and dnf too):
+           # only the other managers' records (zypper) come from here
+           skip=lambda r: r.get("package_manager") in ("apt", "yum")),
 )
 
 
@@ -130,6 +134,9 @@ def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str,
         n = 0
         try:
             for rec in records:
+                if p.skip is not None and p.skip(rec._asdict()):
+                    rep.stats[f"plugin:{p.function}:left_to_collectors"] = rep.stats.get(f"plugin:{p.function}:left_to_collectors", 0) + 1
+                    continue
                 n += 1
                 try:
                     yield _add(p, rec, n, rows, rep, evidence_id, evidence_path, host, parser, mtime_of)
