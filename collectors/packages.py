@@ -213,6 +213,7 @@ class PackagesCollector(Collector):
             m = _APT_START.match(line)
             if m:
                 start = (n, tuple(int(x) for x in m.groups()))
+                fields["Start-Date"] = line.split(": ", 1)[1]
                 continue
             f = _APT_FIELD.match(line)
             if f is None:
@@ -236,7 +237,7 @@ class PackagesCollector(Collector):
                   "requested_by_uid": uid, "error": fields.get("Error")}
         common = {k: v for k, v in common.items() if v is not None}
         for k, v in fields.items():
-            if k not in ("Commandline", "Requested-By", "End-Date", "Error"):
+            if k not in ("Commandline", "Requested-By", "Start-Date", "End-Date", "Error"):
                 common[k.lower().replace("-", "_")] = v
         command = fields.get("Commandline")
         k = 0

@@ -52,8 +52,8 @@ def test_plasos_apt_history_one_row_per_package_operation(plaso, tmp_path):
     assert purge.timestamp == _t(2019, 7, 11, 22, 42, 51) and purge.record_ref == "line=40 package=1"
     assert (purge.user, purge.command_line, purge.process) == ("jxs", "apt-get purge python-pytest", "apt")
     a = json.loads(purge["attrs"])
-    assert (a["package"], a["arch"], a["version"], a["requested_by_uid"], a["end_date"]) == (
-        "python-pytest", "amd64", "3.0.6-1", 1005, "2019-07-12  04:12:51")
+    assert (a["package"], a["arch"], a["version"], a["requested_by_uid"], a["start_date"], a["end_date"]) == (
+        "python-pytest", "amd64", "3.0.6-1", 1005, "2019-07-12  04:12:51", "2019-07-12  04:12:51")
     assert purge.message == "apt purge python-pytest:amd64 3.0.6-1 (apt-get purge python-pytest)"
     up = json.loads(t[t.record_ref == "line=2 package=6"]["attrs"].iloc[0])
     assert (up["package"], up["old_version"], up["version"]) == ("libssl1.1", "1.1.0j-1~deb9u1", "1.1.0k-1~deb9u1")
