@@ -10,6 +10,7 @@ from collectors.auditd import AuditdCollector
 from collectors.base import Artifact, Collector, RecordError
 from collectors.evtx import EvtxCollector
 from collectors.journal import JournalCollector
+from collectors.packages import PackagesCollector
 from collectors.shell_history import ShellHistoryCollector
 from collectors.syslog import SyslogCollector
 from collectors.target import TargetCollector
@@ -17,12 +18,12 @@ from collectors.utmp import UtmpCollector
 from collectors.weblog import WebCollector
 
 __all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "JournalCollector", "SyslogCollector", "TargetCollector",
-           "WebCollector", "AuditdCollector", "UtmpCollector", "ShellHistoryCollector", "collector_for", "by_name"]
+           "WebCollector", "AuditdCollector", "PackagesCollector", "UtmpCollector", "ShellHistoryCollector", "collector_for", "by_name"]
 
-# Magic and content tests first; name-and-structure collectors (login records, shell histories) before syslog,
-# whose test is the first line's shape.
-REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, JournalCollector, TargetCollector, WebCollector, AuditdCollector, UtmpCollector,
-                                         ShellHistoryCollector, SyslogCollector)
+# Magic and content tests first; package-manager logs (whose dpkg, yum and dnf lines look like syslog's) and
+# name-and-structure collectors (login records, shell histories) before syslog, whose test is the first line's shape.
+REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, JournalCollector, TargetCollector, PackagesCollector, WebCollector,
+                                         AuditdCollector, UtmpCollector, ShellHistoryCollector, SyslogCollector)
 
 
 def collector_for(path: str, only: frozenset[str] | None = None) -> type[Collector] | None:

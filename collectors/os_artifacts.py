@@ -50,6 +50,7 @@ class Plugin:
     combine: Callable[[Any], Iterator[tuple[dict[str, Any], set[str], str]]] | None = None
     # a record with no time of its own: the registry key whose last-written time dates it, and that time's desc
     key_time: tuple[Callable[[dict[str, Any]], str | None], str] | None = None
+    skip: Callable[[dict[str, Any]], bool] | None = None  # records another collector already turns into rows
 
 
 def _g(r: dict[str, Any], *names: str) -> Any:
@@ -113,7 +114,10 @@ PLUGINS: tuple[Plugin, ...] = (
                      if r.get("sid") else None, "Profile Key Last Written")),
     Plugin("packagemanager", "PACKAGE", "os:packages", columns={"user": "requested_by_user", "command_line": "command"},
            descs={"ts": "Package Operation"},
-           message=lambda r: f"package {r.get('operation')} {r.get('package_name')} {r.get('package_version') or ''}".strip()),
+           message=lambda r: f"package {r.get('operation')} {r.get('package_name')} {r.get('package_version') or ''}".strip(),
+           # apt history and yum.log are read by collectors.packages (per package, zone-aware, dpkg and dnf too):
+           # only the other managers' records (zypper) come from here
+           skip=lambda r: r.get("package_manager") in ("apt", "yum")),
 )
 
 
@@ -213,6 +217,9 @@ def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str,
         n = 0
         try:
             for r, dts, name in items:
+                if p.skip is not None and p.skip(r):
+                    rep.stats[f"plugin:{p.function}:left_to_collectors"] = rep.stats.get(f"plugin:{p.function}:left_to_collectors", 0) + 1
+                    continue
                 n += 1
                 try:
                     if p.key_time and not any(r.get(f) for f in dts):
@@ -223,6 +230,11 @@ def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str,
                     from collectors.base import RecordError
 
                     rep.errors.append(RecordError(f"{p.function}#{n}", "bad_record", f"{type(exc).__name__}: {exc}"))
+        except UnsupportedPluginError:
+            # found not to apply only once iterated (``users`` on a Windows collection without registry hives):
+            # skipped like a plugin rejected up front, unless it had already given records
+            if n:
+                rep.warn("plugin_error", f"dissect plugin {p.function} stopped after {n} record(s): not supported")
         except Exception as exc:
             rep.warn("plugin_error", f"dissect plugin {p.function} stopped after {n} record(s): {type(exc).__name__}: {exc}")
         rep.stats[f"plugin:{p.function}"] = n

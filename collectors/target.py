@@ -391,7 +391,12 @@ class TargetCollector(Collector):
     @staticmethod
     def _walk(fs, rep: ArtifactReport, prefix: str, roots: tuple[str, ...] = ("/",)) -> Iterator[tuple[str, Any, Any]]:
         """(path, entry, lstat) for every entry under ``roots``, depth first, names sorted; unreadable ones are
-        counted errors (a missing root of a live host is skipped)."""
+        counted errors (a missing root of a live host is skipped).
+
+        A Velociraptor collection folder stores names URL-encoded (``%2Ebash_history``, ``C%3A``,
+        ``Sysmon%254Operational.evtx``): they are looked up as stored and reported decoded, as dissect
+        does for the zip form."""
+        shown = _decoder(fs)
         stack = []
         for r in reversed(roots):
             if r == "/":
@@ -423,7 +428,7 @@ class TargetCollector(Collector):
                 except Exception as exc:
                     rep.errors.append(RecordError(f"{prefix}{p}", "unreadable", f"cannot stat: {exc}"))
                     continue
-                yield p, e, st
+                yield shown(p), e, st
                 if _stat.S_ISDIR(st.st_mode):
                     subdirs.append(p)
             stack.extend(reversed(subdirs))
@@ -532,6 +537,15 @@ class TargetCollector(Collector):
             sub.report(a).errors.append(RecordError(None, "file_failed", f"{type(exc).__name__}: {exc}"))
         self.reports[a.key] = sub.report(a)
         self.reports[a.key].collector = cls.name
+
+
+def _decoder(fs):
+    """How paths of ``fs`` are shown: URL-decoded for a Velociraptor collection folder, else as they are."""
+    if type(fs).__name__ != "VelociraptorDirectoryFilesystem":
+        return lambda p: p
+    from urllib.parse import unquote
+
+    return unquote
 
 
 def _lstat(e):

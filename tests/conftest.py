@@ -95,6 +95,20 @@ def ext4_image(mke2fs: str):
 
 
 @pytest.fixture(scope="session")
+def mkfs_xfs() -> str:
+    """``mkfs.xfs`` (Debian xfsprogs), to build XFS test images from a protofile without root or mounting."""
+    import shutil
+
+    exe = shutil.which("mkfs.xfs") or shutil.which("mkfs.xfs", path="/usr/sbin:/sbin")
+    if exe is None or shutil.which("xfs_db", path=os.path.dirname(exe)) is None:
+        reason = "mkfs.xfs / xfs_db (Debian package xfsprogs) are not installed"
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+    return exe
+
+
+@pytest.fixture(scope="session")
 def journal_remote() -> str:
     """systemd-journal-remote (Debian package systemd-journal-remote): writes real journal files from the
     journal export format, for tests."""

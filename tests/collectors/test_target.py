@@ -236,9 +236,11 @@ def test_os_artifacts_of_a_linux_image_services_cron_accounts_packages(tmp_path,
     cron = t[t.source == "CRON"].iloc[0]
     assert (cron.user, cron.command_line, cron.timestamp_desc) == ("root", "root /tmp/.x/kworker", "Crontab Modified (entry time unknown)")
     assert sorted(t[t.source == "ACCOUNT"].target_user) == ["root", "svc-backup"]
-    pkg = t[t.artifact == "syslog:dpkg"].iloc[0]
+    pkg = t[t.artifact == "packages:dpkg"].iloc[0]
     assert pkg.timestamp == dt.datetime(2022, 11, 23, 1, 40, tzinfo=UTC)  # 07:10 IST, the image's zone
-    assert json.loads(pkg["attrs"])["package"] == "netcat:amd64"
+    assert (pkg.timestamp_desc, pkg.tz_source, pkg.source) == ("Package Installed", "evidence_config", "PACKAGE")
+    a = json.loads(pkg["attrs"])
+    assert (a["package"], a["arch"], a["version"]) == ("netcat", "amd64", "1.10-46")
     found = service_installs(case.timeline().to_pandas())
     assert list(found.service_name) == ["kworker.service"] and list(found.image_path) == ["/tmp/.x/kworker -c /tmp/.x/c.json"]
     assert list(found.start_type) == ["multi-user.target"]
