@@ -7,7 +7,6 @@ import datetime as dt
 import gzip
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -204,7 +203,7 @@ def test_package_logs_go_to_the_packages_collector_not_syslog(plaso, tmp_path):
     assert collector_for(str(tmp_path / "messages")) is SyslogCollector
 
 
-def test_package_logs_inside_an_image_are_read_once(tmp_path, mke2fs):
+def test_package_logs_inside_an_image_are_read_once(tmp_path, ext4_image):
     """dissect's packagemanager plugin also reads apt history and yum.log: its records of those are left to
     the packages collector, so each operation is one row, in the image's zone."""
     root = tmp_path / "root"
@@ -219,9 +218,7 @@ def test_package_logs_inside_an_image_are_read_once(tmp_path, mke2fs):
                                                     "2022-11-23 07:10:01 status installed netcat:amd64 1.10-46\n")
     (root / "var" / "log" / "yum.log").write_text(YUM)
     os.utime(root / "var" / "log" / "yum.log", (1672617600, 1672617600))
-    img = tmp_path / "app01.raw"
-    subprocess.run([mke2fs, "-q", "-F", "-t", "ext4", "-d", str(root), str(img), "8M"], check=True, capture_output=True,
-                   env=dict(os.environ, E2FSPROGS_FAKE_TIME="1669166000"))
+    img = ext4_image(root, tmp_path / "app01.raw")
     case, rep, t = _case(tmp_path, [img])
     assert rep.errors == 0
     pk = t[t.source == "PACKAGE"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -172,18 +171,12 @@ def _server(root: Path, tz: str = "Asia/Kolkata") -> Path:
     return root
 
 
-def _image(tmp_path: Path, mke2fs: str, tz: str = "Asia/Kolkata") -> Path:
-    src = _server(tmp_path / "root", tz)
-    img = tmp_path / "app01.raw"
-    env = dict(os.environ, E2FSPROGS_FAKE_TIME="1669166000")
-    subprocess.run([mke2fs, "-q", "-F", "-t", "ext4", "-d", str(src), str(img), "8M"], check=True, env=env,
-                   capture_output=True)
-    os.chmod(img, 0o444)
-    return img
+def _image(tmp_path: Path, ext4_image, tz: str = "Asia/Kolkata") -> Path:
+    return ext4_image(_server(tmp_path / "root", tz), tmp_path / "app01.raw")
 
 
-def test_linux_server_image_host_zone_years_and_utc(tmp_path, mke2fs):
-    img = _image(tmp_path, mke2fs)
+def test_linux_server_image_host_zone_years_and_utc(tmp_path, ext4_image):
+    img = _image(tmp_path, ext4_image)
     case = Case(tmp_path / "case", create=True)
     rep = case.collect([img], workers=1)
     assert rep.errors == 0
@@ -203,16 +196,16 @@ def test_linux_server_image_host_zone_years_and_utc(tmp_path, mke2fs):
     assert born.timestamp == dt.datetime(2022, 11, 23, 1, 13, 20, tzinfo=UTC)  # mke2fs's (fake) time
 
 
-def test_the_analysts_tz_overrides_the_images_zone(tmp_path, mke2fs):
-    img = _image(tmp_path, mke2fs)
+def test_the_analysts_tz_overrides_the_images_zone(tmp_path, ext4_image):
+    img = _image(tmp_path, ext4_image)
     case = Case(tmp_path / "case", create=True)
     case.collect([img], workers=1, tz="UTC")
     cron = _rows(case, evidence_path="/var/log/syslog.2.gz").iloc[0]
     assert cron.timestamp == dt.datetime(2022, 11, 23, 7, 0, 1, tzinfo=UTC) and cron.tz_source == "analyst"
 
 
-def test_image_collection_is_idempotent_and_custody_verifies(tmp_path, mke2fs):
-    img = _image(tmp_path, mke2fs)
+def test_image_collection_is_idempotent_and_custody_verifies(tmp_path, ext4_image):
+    img = _image(tmp_path, ext4_image)
     case = Case(tmp_path / "case", create=True)
     first = case.collect([img], workers=1)
     again = case.collect([img], workers=1)
@@ -221,10 +214,10 @@ def test_image_collection_is_idempotent_and_custody_verifies(tmp_path, mke2fs):
     assert v.ok and v.evidence_checked == 1
 
 
-def test_os_artifacts_of_a_linux_image_services_cron_accounts_packages(tmp_path, mke2fs):
+def test_os_artifacts_of_a_linux_image_services_cron_accounts_packages(tmp_path, ext4_image):
     from forensics.hunt import service_installs
 
-    img = _image(tmp_path, mke2fs)
+    img = _image(tmp_path, ext4_image)
     case = Case(tmp_path / "case", create=True)
     rep = case.collect([img], workers=1)
     assert rep.errors == 0
