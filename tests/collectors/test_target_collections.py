@@ -8,9 +8,7 @@ collection holds real EVTX files and a PSReadLine history."""
 from __future__ import annotations
 
 import datetime as dt
-import io
 import os
-import shutil
 import subprocess
 import sys
 import tarfile

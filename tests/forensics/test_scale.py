@@ -3,7 +3,6 @@ loopback, and the timeline as a dask DataFrame."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
