@@ -108,8 +108,9 @@ _NTFS_KINDS = (
 
 
 def image_segments(first: str | os.PathLike) -> list[Path]:
-    """All files of a (possibly split) image, first segment first: E01 → E02…, .000/.001 → .001/.002…,
-    and a differencing VHD's parent (which dissect opens beside it)."""
+    """All files of a (possibly split) image, first segment first: E01 → E02…, .000/.001 → .001/.002…, a
+    VMDK descriptor's extent files, and the parent a differencing image reads through (a VHD's parent, a
+    QCOW2 backing file, a VMDK snapshot's parentFileNameHint), with the parent's own files."""
     p = Path(first)
     out = [p]
     m = re.search(r"\.([Ee])(\d\d)$", p.name)
@@ -124,10 +125,51 @@ def image_segments(first: str | os.PathLike) -> list[Path]:
         while (q := p.with_name(f"{p.name[:-4]}.{n:03d}")).exists():
             out.append(q)
             n += 1
-    parent = _vhd_parent(p)
-    if parent is not None and parent.exists():
+    extents, vmdk_parent = _vmdk_files(p)
+    out += [e for e in extents if e not in out and e.exists()]
+    parent = _vhd_parent(p) or _qcow2_backing(p) or vmdk_parent
+    if parent is not None and parent.exists() and parent not in out:
         out += [s for s in image_segments(parent) if s not in out]
     return out
+
+
+def _beside(p: Path, name: str) -> Path:
+    """A file an image names (its parent, an extent): as written when absolute and present, else beside it."""
+    q = Path(name)
+    return q if q.is_absolute() and q.exists() else p.with_name(name.replace("\\", "/").rsplit("/", 1)[-1])
+
+
+def _qcow2_backing(p: Path) -> Path | None:
+    """A QCOW2 overlay names its backing file in its header (offset and size at bytes 8 and 16)."""
+    head = read_magic(str(p), 20)
+    if len(head) < 20 or head[:4] != b"QFI\xfb":
+        return None
+    offset, size = struct.unpack(">QI", head[8:20])
+    if not offset or not 0 < size < 4096:
+        return None
+    name = read_magic(str(p), size, offset).decode("utf-8", "replace")
+    return _beside(p, name) if name else None
+
+
+_VMDK_EXTENT = re.compile(r'^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+"([^"]+)"', re.M)
+_VMDK_PARENT = re.compile(r'^\s*parentFileNameHint\s*=\s*"([^"]+)"', re.M)
+
+
+def _vmdk_files(p: Path) -> tuple[list[Path], Path | None]:
+    """(extent files other than ``p``, parent) named by a VMDK's descriptor: a descriptor file of its own
+    (``# Disk DescriptorFile``) or the one embedded in a sparse extent (``KDMV``)."""
+    head = read_magic(str(p), 64)
+    if head.startswith(b"# Disk DescriptorFile"):
+        text = read_magic(str(p), 65536)
+    elif head[:4] == b"KDMV":
+        d_off, d_size = struct.unpack("<QQ", head[28:44])
+        text = read_magic(str(p), min(d_size, 128) * 512, d_off * 512) if d_off else b""
+    else:
+        return [], None
+    text = text.split(b"\x00", 1)[0].decode("utf-8", "replace")
+    extents = [_beside(p, n) for n in _VMDK_EXTENT.findall(text)]
+    parent = _VMDK_PARENT.search(text)
+    return [e for e in extents if e != p], (_beside(p, parent.group(1)) if parent else None)
 
 
 def _vhd_parent(p: Path) -> Path | None:

@@ -722,13 +722,13 @@ def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
         return _Item(path, [(path.name + "/", path, TargetCollector.name)] + files, [])
     if path.is_dir():
         files, unrecognised = [], []
-        segments: set[Path] = set()
+        found: list[tuple[str, Path, type]] = []
         for dirpath, dirnames, filenames in os.walk(path, onerror=_raise):
             dirnames.sort()
             for name in sorted(filenames):
                 real = Path(dirpath) / name
                 rel = real.relative_to(path).as_posix()
-                if not real.is_file() or real in segments:
+                if not real.is_file():
                     continue
                 if not os.access(real, os.R_OK):
                     unrecognised.append(f"{rel} (unreadable)")
@@ -736,17 +736,24 @@ def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
                 cls = collector_for(str(real), only)
                 if cls is None:
                     unrecognised.append(rel)
-                elif cls is TargetCollector:
-                    try:
-                        cls.check_compatible(str(real))
-                    except UnknownFormat as exc:
-                        unrecognised.append(f"{rel} ({exc})")
-                        continue
-                    image = _image_files(real, path)
-                    segments.update(r for _, r, c in image if not c)
-                    files += image
                 else:
-                    files.append((rel, real, cls.name))
+                    found.append((rel, real, cls))
+        # a file another image reads through (a further segment, a VMDK extent, a differencing disk's parent) is
+        # part of that image's evidence, not an image of its own, whatever the order of the names
+        images = {real: _image_files(real, path) for _, real, cls in found if cls is TargetCollector}
+        parts = {r for image in images.values() for _, r, c in image if not c}
+        for rel, real, cls in found:
+            if real in parts:
+                continue
+            if cls is TargetCollector:
+                try:
+                    cls.check_compatible(str(real))
+                except UnknownFormat as exc:
+                    unrecognised.append(f"{rel} ({exc})")
+                    continue
+                files += images[real]
+            else:
+                files.append((rel, real, cls.name))
         if not files:
             tried = ", ".join(c.name for c in REGISTRY if only is None or c.name in only)
             raise UnknownFormat(f"{path}: no recognised artifact in this folder (tried: {tried}; {len(unrecognised)} file(s) not recognised)")

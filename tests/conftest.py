@@ -95,6 +95,21 @@ def ext4_image(mke2fs: str):
 
 
 @pytest.fixture(scope="session")
+def qemu_img() -> str:
+    """``qemu-img`` (Debian qemu-utils), to convert a test image to VHDX, VDI, VMDK, QCOW2 and VHD and to make
+    differencing disks."""
+    import shutil
+
+    exe = shutil.which("qemu-img")
+    if exe is None:
+        reason = "qemu-img (Debian package qemu-utils) is not installed"
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+    return exe
+
+
+@pytest.fixture(scope="session")
 def mkfs_xfs() -> str:
     """``mkfs.xfs`` (Debian xfsprogs), to build XFS test images from a protofile without root or mounting."""
     import shutil
