@@ -21,6 +21,7 @@ Fields
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import logging
 import os
 import re
@@ -28,14 +29,16 @@ import zlib
 import lzma
 from typing import Any, Iterator
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors.base import Artifact, Collector, RecordError
-from collectors.text import MONTHS, Clock, lines, ns_of, open_text, read_head, syslog_years
+from collectors.text import MONTHS, Clock, ns_of, open_text, read_head, syslog_years
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_EMBEDDED_OFFSET, event_hash
+from timeline.schema import COLUMNS, SCHEMA, TZ_EMBEDDED_OFFSET, event_hash
 
 __all__ = ["SyslogCollector", "parse_program", "extract"]
 
@@ -56,7 +59,8 @@ _SPLIT = re.compile(r"(?<=\S)(?=<\d{1,3}>(?:1 \d{4}-|\d{4}-\d\d-\d\dT|(?:Jan|Feb
 # record of its own, never a continuation of the record before it.
 _BROKEN = re.compile(r"(?:<\d{1,3}>)?[A-Za-z]{3} {1,2}\d{1,2}\b")
 _SEVERITY = {"EMERG", "ALERT", "CRIT", "ERR", "ERROR", "WARNING", "WARN", "NOTICE", "INFO", "DEBUG"}
-_PROG = re.compile(r"(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d+)\])?(?: <\w+>)?:(?: |$)(?P<msg>.*)", re.S)
+# (a pid of more than 18 digits is no pid: it would not fit in 64 bits)
+_PROG = re.compile(r"(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d{1,18})\])?(?: <\w+>)?:(?: |$)(?P<msg>.*)", re.S)
 _FACILITY = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
              "ntp", "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4",
              "local5", "local6", "local7")
@@ -194,30 +198,117 @@ class SyslogCollector(Collector):
 
     # -----------------------------------------------------------------------------------------
 
-    def _records(self, art: Artifact) -> Iterator[tuple[str, str]]:
-        """(record_ref, text) per record: continuation lines joined to their record with a newline,
-        records glued on one line (forward formats) split."""
+    bulk = True  # False: every line through the row-by-row code (the reference the bulk step is tested against)
+
+    def _items(self, art: Artifact) -> Iterator[tuple[str | None, Any]]:
+        """The file's records in order: (record_ref, text) per record read row by row (continuation lines
+        joined to their record with a newline, records glued on one line split), and (None, _Run) for a
+        run of one-line BSD records the bulk step reads column-wise.
+
+        The file is read in blocks of a few MiB held in an Arrow string array; one RE2 pass
+        (``_FAST``) marks the lines the bulk step can read; a marked line is a record on its own when
+        the next line starts a record (else continuation lines follow).  Every other line goes through
+        the row-by-row state machine, which keeps today's rules for continuations, glued records,
+        damaged headers and lost lines."""
         rep = self.report(art)
-        cur_ref, cur = None, None
+        cur_ref: str | None = None
+        cur: str | None = None
+
+        def step(n: int, line: str) -> Iterator[tuple[str, str]]:
+            nonlocal cur_ref, cur
+            pieces = _SPLIT.split(line) if "<" in line else [line]
+            for i, piece in enumerate(pieces):
+                ref = f"line={n}" if len(pieces) == 1 else f"line={n} part={i + 1}"
+                if _5424.match(piece) or _BSD.match(piece) or _ISO.match(piece):
+                    if cur is not None:
+                        yield cur_ref, cur
+                    cur_ref, cur = ref, piece
+                elif _BROKEN.match(piece):
+                    if cur is not None:
+                        yield cur_ref, cur
+                    cur_ref, cur = None, None
+                    rep.errors.append(RecordError(ref, "unparsed_line", f"not a syslog line: {piece[:120]!r}"))
+                elif cur is not None:
+                    cur += "\n" + piece
+                elif piece.strip():
+                    rep.errors.append(RecordError(ref, "unparsed_line", f"not a syslog line: {piece[:120]!r}"))
+
+        def block(data: bytes, first: int, final: bool, cut: bool) -> Iterator[tuple[str | None, Any]]:
+            """Lines of ``data`` from line number ``first``; all decided when ``final``, else all but the
+            last (whose fate depends on the next line: it is read again with the next block)."""
+            nonlocal cur_ref, cur
+            try:
+                texts = data.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                texts = [raw.decode("utf-8", "backslashreplace") for raw in data.split(b"\n")]
+            if b"\r" in data:
+                texts = [t.rstrip("\r") for t in texts]
+            n = len(texts)
+            decided = n if final else n - 1
+            if self.bulk:
+                arr = pa.array(texts, pa.string())
+                parts = pc.extract_regex(arr, _FAST)
+                ok = pc.and_kleene(parts.is_valid(), pc.invert(pc.match_substring_regex(arr, _ODD)))
+                ok = pc.and_kleene(ok, pc.and_kleene(pc.string_is_ascii(parts.field("host")),
+                                                     pc.string_is_ascii(parts.field("prog"))))
+                # Python's \d and \s know non-ASCII digits and spaces, RE2's do not: free text must be ASCII
+                ok = pc.and_kleene(ok, pc.or_(pc.not_equal(parts.field("prog"), ""), pc.string_is_ascii(parts.field("after"))))
+                ok = pc.and_kleene(ok, pc.greater(pc.utf8_length(parts.field("after")), 0))
+                ok = ok.fill_null(False).to_numpy(zero_copy_only=False)
+            else:
+                ok = np.zeros(n, dtype=bool)
+            starts = ok.copy()
+            for i in np.flatnonzero(~ok[1:]) + 1 if self.bulk else ():
+                t = texts[i]
+                piece = _SPLIT.split(t)[0] if "<" in t else t
+                starts[i] = bool(_5424.match(piece) or _BSD.match(piece) or _ISO.match(piece) or _BROKEN.match(piece))
+            simple = ok[:decided] & np.append(starts[1:], True)[:decided]
+            if cut and decided:  # the last record is reported after the loss, as row by row
+                simple[decided - 1] = False
+            pos = 0
+            for j in [*np.flatnonzero(~simple).tolist(), decided]:
+                if j > pos:
+                    if cur is not None:
+                        yield cur_ref, cur
+                    yield None, _Run(first + pos, parts.slice(pos, j - pos), arr.slice(pos, j - pos))
+                    cur_ref, cur = f"line={first + j - 1}", None
+                if j == decided:
+                    break
+                yield from step(first + j, texts[j])
+                pos = j + 1
+
+        first, carry = 1, b""
         try:
             with open_text(art.fs_path) as fh:
-                for n, line in lines(fh):
-                    pieces = _SPLIT.split(line) if "<" in line else [line]
-                    for i, piece in enumerate(pieces):
-                        ref = f"line={n}" if len(pieces) == 1 else f"line={n} part={i + 1}"
-                        if _5424.match(piece) or _BSD.match(piece) or _ISO.match(piece):
-                            if cur is not None:
-                                yield cur_ref, cur
-                            cur_ref, cur = ref, piece
-                        elif _BROKEN.match(piece):
-                            if cur is not None:
-                                yield cur_ref, cur
-                            cur_ref, cur = None, None
-                            rep.errors.append(RecordError(ref, "unparsed_line", f"not a syslog line: {piece[:120]!r}"))
-                        elif cur is not None:
-                            cur += "\n" + piece
-                        elif piece.strip():
-                            rep.errors.append(RecordError(ref, "unparsed_line", f"not a syslog line: {piece[:120]!r}"))
+                read = getattr(fh, "read1", fh.read)
+                while True:
+                    chunks, size, want, eof = [carry], len(carry), max(_BLOCK, 2 * len(carry)), False
+                    while size < want:
+                        try:
+                            chunk = read(1 << 16)
+                        except (EOFError, OSError, zlib.error, lzma.LZMAError):
+                            data = b"".join(chunks)
+                            if data:
+                                yield from block(data[:-1] if data.endswith(b"\n") else data, first, True, True)
+                            raise
+                        if not chunk:
+                            eof = True
+                            break
+                        chunks.append(chunk)
+                        size += len(chunk)
+                    data = b"".join(chunks)
+                    if eof:
+                        if data:
+                            yield from block(data[:-1] if data.endswith(b"\n") else data, first, True, False)
+                        break
+                    end = data.rfind(b"\n")
+                    last = data.rfind(b"\n", 0, end) if end > 0 else -1
+                    if last < 0:  # fewer than two complete lines: read on
+                        carry = data
+                        continue
+                    yield from block(data[:end], first, False, False)
+                    first += data.count(b"\n", 0, last + 1)
+                    carry = data[last + 1:]
         except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
             rep.errors.append(RecordError(None, "truncated", f"stream ended early after {cur_ref}: {exc}"))
         if cur is not None:
@@ -230,7 +321,10 @@ class SyslogCollector(Collector):
         logname = _log_name(artifact.evidence_path)
         art_name = f"syslog:{logname}"
         # Pass 1: months of the year-less lines, to date them from the end of the file.
-        months = [MONTHS[m.group("mon")] for _, text in self._records(artifact) if (m := _BSD.match(text))]
+        months = np.concatenate([np.zeros(0, np.int64)] + [
+            _month_numbers(item.parts.field("mon")) if ref is None else
+            np.array([MONTHS[m.group("mon")]] if (m := _BSD.match(item)) else [], np.int64)
+            for ref, item in self._items(artifact)])
         rep.errors.clear()  # pass 2 reports them again
         gz_mtime = _gzip_mtime(artifact.fs_path)
         if gz_mtime is not None or artifact.mtime_ns is not None:
@@ -244,14 +338,16 @@ class SyslogCollector(Collector):
                 rep.warn("years_uncertain", f"{rolls} New Year roll-overs inferred (the months go back {rolls} times): "
                                             "the file may merge several logs; the years of its lines are doubtful")
         else:
-            years, year_source = [], None
-            if months:
+            years, year_source = np.zeros(0, np.int64), None
+            if len(months):
                 rep.warn("no_year", f"{len(months)} year-less line(s) and no modification time to date them: skipped")
-        bsd_i = 0
         rows = self._rows
         ev_id, ev_path, host0 = artifact.evidence_id, artifact.evidence_path, artifact.host
-        count = 0
-        for ref, text in self._records(artifact):
+        bsd_i = count = 0
+
+        def row(ref: str, text: str) -> None:
+            """One record, row by row."""
+            nonlocal bsd_i, count
             attrs: dict[str, Any] = {}
             tz_source = clock.tz_source
             m = _5424.match(text)
@@ -263,15 +359,15 @@ class SyslogCollector(Collector):
                     ns, tz_source, note = _iso_time(t, clock)
                     host = None if m["host"] == "-" else m["host"]
                     prog = None if m["app"] == "-" else m["app"]
-                    pid = int(m["procid"]) if m["procid"].isdigit() else None
+                    pid = int(m["procid"]) if m["procid"].isdigit() and len(m["procid"]) <= 18 else None
                     msg = m["msg"]
                     attrs.update(format="rfc5424", msgid=None if m["msgid"] == "-" else m["msgid"],
                                  structured_data=None if m["sd"] == "-" else m["sd"])
                     pri = m["pri"]
                 elif (m := _BSD.match(text)):
-                    if not years:
-                        continue  # counted above (no_year)
-                    y = years[bsd_i]
+                    if not len(years):
+                        return  # counted above (no_year)
+                    y = int(years[bsd_i])
                     bsd_i += 1
                     frac = m["frac"]
                     ns, note = clock.local_ns(y, MONTHS[m["mon"]], int(m["day"]), int(m["h"]), int(m["mi"]), int(m["s"]),
@@ -306,7 +402,7 @@ class SyslogCollector(Collector):
                     pri = m["pri"]
             except (ValueError, OverflowError, IndexError) as exc:
                 rep.errors.append(RecordError(ref, "bad_time", f"{type(exc).__name__}: {exc}: {text[:120]!r}"))
-                continue
+                return
             if pri is not None:
                 p = int(pri)
                 attrs["facility"] = _FACILITY[p >> 3] if (p >> 3) < len(_FACILITY) else p >> 3
@@ -330,8 +426,37 @@ class SyslogCollector(Collector):
                 event_hash=event_hash("SYSLOG", host, ns, prog, pid, msg),
             )
             count += 1
-            if len(rows) >= batch_rows:
-                yield rows.to_table()
+
+        const = {"timestamp_desc": "Event Logged", "source": "SYSLOG", "artifact": art_name, "tz_source": clock.tz_source,
+                 "evidence_id": ev_id, "evidence_path": ev_path, "parser": self._parser}
+        out: list[pa.Table] = []  # tables in file order: the row builder's rows are turned into one before a run's
+        held = 0
+        for ref, item in self._items(artifact):
+            if ref is not None:
+                row(ref, item)
+            elif len(years):
+                k = len(item.lines)
+                table, bad = _run_table(item, years[bsd_i:bsd_i + k], year_source, clock, const)
+                start = bsd_i
+                for j in bad:  # impossible dates (Feb 30, 25:00): the row-by-row code reports them
+                    bsd_i = start + j
+                    row(f"line={item.first + j}", item.lines[j].as_py())
+                bsd_i = start + k
+                if len(rows):
+                    held += len(rows)
+                    out.append(rows.to_table())
+                out.append(table)
+                held += table.num_rows
+                count += table.num_rows
+            if held + len(rows) >= batch_rows:
+                if len(rows):
+                    out.append(rows.to_table())
+                yield pa.concat_tables(out)
+                out, held = [], 0
+        if out:
+            if len(rows):
+                out.append(rows.to_table())
+            yield pa.concat_tables(out)
         rep.stats["rows"] = count
 
 
@@ -371,3 +496,134 @@ def _split_host(rest: str) -> tuple[str | None, str | None, int | None, str]:
         return None, None, None, rest
     prog, pid, msg = parse_program(after)
     return host or None, prog, pid, msg
+
+
+# --- the bulk step: one-line BSD records, column-wise ---------------------------------------------
+
+# A BSD line the bulk step reads: "Mmm dd hh:mm:ss[.frac] host prog[pid]: msg" (or free text after the host).
+# Same groups as _BSD + _split_host + parse_program give for such a line (RE2 syntax, run by Arrow).
+_FAST = (r"^(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<day>\d{1,2}) "
+         r"(?P<h>\d\d):(?P<mi>\d\d):(?P<s>\d\d)(?:\.(?P<frac>\d{1,9}))? (?P<host>[^\s:\[\]]+) "
+         r"(?P<after>(?:(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d{1,18})\])?:(?: |$))?(?P<msg>.*))$")
+# Lines left to the row-by-row code: a '<' may start a glued record (or a "<tag>" after the program), control
+# characters need JSON escapes other than \t (and Python's \s counts some of them as spaces, RE2's not).
+_ODD = r"[<\x00-\x08\x0b-\x1f]"
+_BLOCK = 4 << 20  # bytes of text per block
+_MONTH_NAMES = pa.array(list(MONTHS))
+_FIELD_PROGS = pa.array(["sudo", "su", "su-l", "useradd", "adduser", "usermod", "gpasswd", "cron", "crond",
+                         "/usr/sbin/cron", "systemd"])  # and sshd*: the programs extract() reads
+_NAIVE_EPOCH = _dt.datetime(1970, 1, 1)
+
+
+class _Run:
+    """Consecutive one-line BSD records: first line number, the _FAST groups, the lines."""
+
+    __slots__ = ("first", "parts", "lines")
+
+    def __init__(self, first: int, parts: pa.StructArray, lines: pa.StringArray):
+        self.first, self.parts, self.lines = first, parts, lines
+
+
+def _month_numbers(names: pa.Array) -> np.ndarray:
+    return pc.index_in(names, value_set=_MONTH_NAMES).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+
+
+def _cat(*parts: Any) -> pa.Array:
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _json_str(a: pa.Array) -> pa.Array:
+    """JSON string literals as orjson writes them, for text holding no control character but tabs."""
+    a = pc.replace_substring(pc.replace_substring(pc.replace_substring(a, "\\", "\\\\"), '"', '\\"'), "\t", "\\t")
+    return _cat('"', a, '"')
+
+
+def _int(a: pa.Array) -> np.ndarray:
+    return pc.cast(a, pa.int64()).to_numpy()
+
+
+def _utc_offsets(secs: np.ndarray, clock: Clock) -> tuple[np.ndarray, np.ndarray]:
+    """UTC offset (seconds) of each local time, and which times need the row-by-row rule (an hour that
+    holds a change of offset: DST gaps and overlaps)."""
+    if clock.tz is None or not len(secs):
+        return np.zeros(len(secs), np.int64), np.zeros(len(secs), bool)
+    hours, inv = np.unique(secs // 3600, return_inverse=True)
+    offs, odd = np.zeros(len(hours), np.int64), np.zeros(len(hours), bool)
+    for i, h in enumerate(hours.tolist()):
+        t = _NAIVE_EPOCH + _dt.timedelta(hours=h)
+        seen = {u.replace(tzinfo=clock._zone, fold=f).utcoffset()
+                for u in (t, t + _dt.timedelta(seconds=3599)) for f in (0, 1)}
+        if len(seen) == 1:
+            offs[i] = int(seen.pop().total_seconds())
+        else:
+            odd[i] = True
+    return offs[inv], odd[inv]
+
+
+def _run_table(run: _Run, years: np.ndarray, year_source: str, clock: Clock, const: dict) -> tuple[pa.Table, list[int]]:
+    """The rows of a run of one-line BSD records, column by column: the same values the row-by-row code
+    gives.  Returns the table and the positions of lines with impossible dates (left to the row-by-row code)."""
+    p = run.parts
+    mon, day, h, mi, s = (_month_numbers(p.field("mon")), *(_int(p.field(k)) for k in ("day", "h", "mi", "s")))
+    frac = _int(pc.utf8_rpad(p.field("frac"), width=9, padding="0"))
+    y = years.astype(np.int64)
+    start = ((y - 1970) * 12 + mon - 1).astype("datetime64[M]")
+    d0 = start.astype("datetime64[D]").astype(np.int64)
+    good = ((y >= 1) & (y <= 9999) & (day >= 1) & (day <= (start + 1).astype("datetime64[D]").astype(np.int64) - d0)
+            & (h < 24) & (mi < 60) & (s < 60))
+    bad = np.flatnonzero(~good).tolist()
+    if bad:
+        keep = pa.array(good)
+        p, run_lines = p.filter(keep), run.lines.filter(keep)
+        mon, day, h, mi, s, frac, y, d0 = (v[good] for v in (mon, day, h, mi, s, frac, y, d0))
+    n = len(p)
+    secs = (d0 + day - 1) * 86400 + h * 3600 + mi * 60 + s
+    off, odd = _utc_offsets(secs, clock)
+    ns = (secs - off) * 1_000_000_000 + frac
+    note = pa.repeat("", n)
+    if odd.any():  # hours with a DST change: Clock.local_ns row by row, with its note
+        idx = np.flatnonzero(odd)
+        notes = []
+        for i in idx.tolist():
+            ns[i], text = clock.local_ns(int(y[i]), int(mon[i]), int(day[i]), int(h[i]), int(mi[i]), int(s[i]), int(frac[i]))
+            notes.append(f',"time_note":{orjson.dumps(text).decode()}' if text else "")
+        note = pc.replace_with_mask(note, pa.array(odd), pa.array(notes, pa.string()))
+    host, msg, prog, pid = p.field("host"), p.field("msg"), p.field("prog"), p.field("pid")
+    has_prog = pc.not_equal(prog, "")
+    prog = pc.if_else(has_prog, prog, pa.scalar(None, pa.string()))
+    pid = pc.cast(pc.cast(pc.if_else(pc.not_equal(pid, ""), pid, pa.scalar(None, pa.string())), pa.int64()), pa.string())
+    line_msg = pc.if_else(pc.is_valid(pid), _cat(prog, "[", pid, "]: ", msg),
+                          pc.if_else(has_prog, _cat(prog, ": ", msg), msg))
+    # fields of the programs extract() knows, row by row for those rows only
+    low = pc.ascii_lower(pc.fill_null(prog, ""))
+    want = pc.or_(pc.starts_with(low, "sshd"), pc.is_in(low, value_set=_FIELD_PROGS))
+    idx = np.flatnonzero(want.to_numpy(zero_copy_only=False))
+    cols = {k: pa.nulls(n, pa.string()) for k in ("user", "target_user", "src_ip", "command_line", "service_name")}
+    extra = pa.repeat("", n)
+    if len(idx):
+        found = [extract(pr, m) for pr, m in zip(prog.take(idx).to_pylist(), msg.take(idx).to_pylist())]
+        for k in cols:
+            cols[k] = pc.replace_with_mask(cols[k], want, pa.array([f.get(k) for f in found], pa.string()))
+        extra = pc.replace_with_mask(extra, want, pa.array(
+            ["," + orjson.dumps(f).decode()[1:-1] if f else "" for f in found], pa.string()))
+    attrs = _cat('{"format":"bsd","year":', pc.cast(pa.array(y), pa.string()),
+                 ',"year_source":' + orjson.dumps(year_source).decode(), note, ',"host":', _json_str(host),
+                 ',"program":', pc.if_else(has_prog, _json_str(pc.fill_null(prog, "")), "null"),
+                 ',"pid":', pc.fill_null(pid, "null"), ',"message":', _json_str(msg), extra, "}")
+    ns_a = pa.array(ns, pa.int64())
+    key = _cat("SYSLOG\x1f", host, "\x1f", pc.cast(ns_a, pa.string()), "\x1f", pc.fill_null(prog, ""), "\x1f",
+               pc.fill_null(pid, ""), "\x1f", msg)
+    sha = hashlib.sha256
+    hashes = pa.array([sha(k).hexdigest()[:32] for k in pc.cast(key, pa.binary()).to_pylist()], pa.string())
+    lines_no = np.arange(run.first, run.first + len(run.lines), dtype=np.int64)
+    if bad:
+        lines_no = lines_no[good]
+    values = {
+        "timestamp": ns_a.view(pa.timestamp("ns", tz="UTC")), "host": host, "provider": prog, "process": prog,
+        "message": _cat(host, " ", line_msg), "attrs": attrs, "event_hash": hashes,
+        "tags": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())),
+        "record_ref": _cat("line=", pc.cast(pa.array(lines_no), pa.string())), **cols,
+    }
+    arrays = [values[name] if name in values else pa.repeat(const[name], n) if name in const else pa.nulls(n, typ)
+              for name, typ, _, _ in COLUMNS]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA), bad
