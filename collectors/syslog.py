@@ -206,7 +206,7 @@ class SyslogCollector(Collector):
         run of one-line BSD records the bulk step reads column-wise.
 
         The file is read in blocks of a few MiB held in an Arrow string array; one RE2 pass
-        (``_FAST``) marks the lines the bulk step can read; a marked line is a record on its own when
+        (``_FAST``, see :func:`_split_fast`) marks the lines the bulk step can read; a marked line is a record on its own when
         the next line starts a record (else continuation lines follow).  Every other line goes through
         the row-by-row state machine, which keeps today's rules for continuations, glued records,
         damaged headers and lost lines."""
@@ -247,14 +247,7 @@ class SyslogCollector(Collector):
             decided = n if final else n - 1
             if self.bulk:
                 arr = pa.array(texts, pa.string())
-                parts = pc.extract_regex(arr, _FAST)
-                ok = pc.and_kleene(parts.is_valid(), pc.invert(pc.match_substring_regex(arr, _ODD)))
-                ok = pc.and_kleene(ok, pc.and_kleene(pc.string_is_ascii(parts.field("host")),
-                                                     pc.string_is_ascii(parts.field("prog"))))
-                # Python's \d and \s know non-ASCII digits and spaces, RE2's do not: free text must be ASCII
-                ok = pc.and_kleene(ok, pc.or_(pc.not_equal(parts.field("prog"), ""), pc.string_is_ascii(parts.field("after"))))
-                ok = pc.and_kleene(ok, pc.greater(pc.utf8_length(parts.field("after")), 0))
-                ok = ok.fill_null(False).to_numpy(zero_copy_only=False)
+                parts, ok = _split_fast(arr)
             else:
                 ok = np.zeros(n, dtype=bool)
             starts = ok.copy()
@@ -500,11 +493,13 @@ def _split_host(rest: str) -> tuple[str | None, str | None, int | None, str]:
 
 # --- the bulk step: one-line BSD records, column-wise ---------------------------------------------
 
-# A BSD line the bulk step reads: "Mmm dd hh:mm:ss[.frac] host prog[pid]: msg" (or free text after the host).
-# Same groups as _BSD + _split_host + parse_program give for such a line (RE2 syntax, run by Arrow).
-_FAST = (r"^(?P<mon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<day>\d{1,2}) "
-         r"(?P<h>\d\d):(?P<mi>\d\d):(?P<s>\d\d)(?:\.(?P<frac>\d{1,9}))? (?P<host>[^\s:\[\]]+) "
-         r"(?P<after>(?:(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d{1,18})\])?:(?: |$))?(?P<msg>.*))$")
+# A BSD line the bulk step reads: "Mmm dd hh:mm:ss host prog[pid]: msg" (or free text after the host), the
+# header at fixed places (a day of two characters, no fraction of a second); the same groups as _BSD +
+# _split_host + parse_program give for such a line (RE2 syntax, run by Arrow; capturing the message with
+# RE2 costs ten times more than cutting it off with a replacement).
+_FAST = r"^(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?: \d|\d\d) \d\d:\d\d:\d\d [^\s:\[\]]+ "
+_HOST_PROG = r"^(?P<host>[^\s:\[\]]+) (?:(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d{1,18})\])?:(?: |$))?"
+_HOST_PROG_CUT = r"^[^\s:\[\]]+ (?:[^\s:\[\]]+(?:\[\d{1,18}\])?:(?: |$))?"
 # Lines left to the row-by-row code: a '<' may start a glued record (or a "<tag>" after the program), control
 # characters need JSON escapes other than \t (and Python's \s counts some of them as spaces, RE2's not).
 _ODD = r"[<\x00-\x08\x0b-\x1f]"
@@ -524,6 +519,25 @@ class _Run:
         self.first, self.parts, self.lines = first, parts, lines
 
 
+def _split_fast(lines: pa.StringArray) -> tuple[pa.StructArray, np.ndarray]:
+    """The parts of each line (mon, day, h, mi, s, host, prog, pid, msg: strings, "" when absent) and
+    which lines the bulk step reads."""
+    rest = pc.utf8_slice_codeunits(lines, 16)
+    hp = pc.extract_regex(rest, _HOST_PROG)
+    host, prog = hp.field("host"), hp.field("prog")
+    msg = pc.replace_substring_regex(rest, _HOST_PROG_CUT, "", max_replacements=1)
+    ok = pc.and_(pc.match_substring_regex(lines, _FAST), pc.invert(pc.match_substring_regex(lines, _ODD)))
+    ok = pc.and_(ok, pc.and_(pc.string_is_ascii(host), pc.string_is_ascii(prog)))
+    # Python's \d and \s know non-ASCII digits and spaces, RE2's do not: text without a program must be ASCII;
+    # "host" alone is no "host msg" line
+    no_prog = pc.equal(prog, "")
+    ok = pc.and_(ok, pc.invert(pc.and_(no_prog, pc.or_(pc.invert(pc.string_is_ascii(msg)), pc.equal(msg, "")))))
+    parts = pa.StructArray.from_arrays(
+        [pc.utf8_slice_codeunits(lines, a, b) for a, b in ((0, 3), (4, 6), (7, 9), (10, 12), (13, 15))]
+        + [host, prog, hp.field("pid"), msg], names=["mon", "day", "h", "mi", "s", "host", "prog", "pid", "msg"])
+    return parts, ok.fill_null(False).to_numpy(zero_copy_only=False)
+
+
 def _month_numbers(names: pa.Array) -> np.ndarray:
     return pc.index_in(names, value_set=_MONTH_NAMES).to_numpy(zero_copy_only=False).astype(np.int64) + 1
 
@@ -534,12 +548,69 @@ def _cat(*parts: Any) -> pa.Array:
 
 def _json_str(a: pa.Array) -> pa.Array:
     """JSON string literals as orjson writes them, for text holding no control character but tabs."""
-    a = pc.replace_substring(pc.replace_substring(pc.replace_substring(a, "\\", "\\\\"), '"', '\\"'), "\t", "\\t")
+    need = pc.match_substring_regex(a, r'[\\"\t]')
+    if pc.any(need).as_py():
+        e = a.filter(need)
+        e = pc.replace_substring(pc.replace_substring(pc.replace_substring(e, "\\", "\\\\"), '"', '\\"'), "\t", "\\t")
+        a = pc.replace_with_mask(a, need, e)
     return _cat('"', a, '"')
 
 
 def _int(a: pa.Array) -> np.ndarray:
     return pc.cast(a, pa.int64()).to_numpy()
+
+
+def _sshd_fields(msg: pa.StringArray) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """extract("sshd", m) for each (ASCII) message, column-wise: user, src_ip, and the JSON members that
+    follow "message" in attrs.  The same patterns in the same order, each run by RE2 on the messages no
+    earlier pattern matched (on ASCII text RE2 and Python's re find the same leftmost match and groups)."""
+    left = np.arange(len(msg))
+    rows, users, ips, frags = [], [], [], []
+    for rx, outcome, method in _SSHD:
+        if not len(left):
+            break
+        g = pc.extract_regex(msg.take(left), rx.pattern)
+        hit = g.is_valid()
+        hit_np = hit.to_numpy(zero_copy_only=False)
+        if not hit_np.any():
+            continue
+        rows.append(left[hit_np])
+        left = left[~hit_np]
+        g = g.filter(hit)
+        names = {f.name for f in g.type}
+        m = len(g)
+        empty = pa.repeat("", m)
+        get = lambda k: g.field(k) if k in names else empty  # noqa: E731
+        u, a = get("user"), get("ip")
+        verb, kind, pre, port = get("verb"), get("kind"), get("preauth"), get("port")
+        no_verb = pc.equal(verb, "")
+        out_s = pc.if_else(pc.equal(verb, "Accepted"), '"success"', '"failure"')
+        meth = _json_str(get("method"))
+        if outcome is not None:  # the pattern's own outcome unless a verb or a pre-authentication disconnect says
+            out_s = pc.if_else(no_verb, f'"{outcome}"', out_s)
+            meth = pc.if_else(no_verb, orjson.dumps(method).decode(), meth)
+        dis = pc.and_(no_verb, pc.or_(pc.is_in(kind, value_set=pa.array(["invalid", "authenticating"])),
+                                      pc.not_equal(pre, "")))
+        out_s = pc.if_else(dis, '"failure"', out_s)
+        meth = pc.if_else(dis, '"disconnected before authentication"', meth)
+        has_out = pc.or_(pc.invert(no_verb), dis) if outcome is None else pa.repeat(True, m)
+        has_port = pc.not_equal(port, "")
+        port_s = pc.cast(pc.cast(pc.if_else(has_port, port, "0"), pa.int64()), pa.string())
+        frags.append(_cat(
+            ',"user":', pc.if_else(pc.equal(u, ""), "null", _json_str(u)),
+            ',"src_ip":', pc.if_else(pc.equal(a, ""), "null", _json_str(a)),
+            pc.if_else(has_out, _cat(',"outcome":', out_s, ',"method":', meth), ""),
+            pc.if_else(has_port, _cat(',"src_port":', port_s), ""),
+            pc.if_else(pc.or_(pc.not_equal(get("invalid"), ""), pc.equal(kind, "invalid")), ',"invalid_user":true', "")))
+        none = pa.scalar(None, pa.string())
+        users.append(pc.if_else(pc.equal(u, ""), none, u))
+        ips.append(pc.if_else(pc.equal(a, ""), none, a))
+    rows.append(left)  # no pattern: no fields
+    users.append(pa.nulls(len(left), pa.string()))
+    ips.append(pa.nulls(len(left), pa.string()))
+    frags.append(pa.repeat("", len(left)))
+    back = pa.array(np.argsort(np.concatenate(rows), kind="stable"))
+    return tuple(pa.concat_arrays([c.cast(pa.string()) for c in cs]).take(back) for cs in (users, ips, frags))
 
 
 def _utc_offsets(secs: np.ndarray, clock: Clock) -> tuple[np.ndarray, np.ndarray]:
@@ -564,8 +635,8 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str, clock: Clock, con
     """The rows of a run of one-line BSD records, column by column: the same values the row-by-row code
     gives.  Returns the table and the positions of lines with impossible dates (left to the row-by-row code)."""
     p = run.parts
-    mon, day, h, mi, s = (_month_numbers(p.field("mon")), *(_int(p.field(k)) for k in ("day", "h", "mi", "s")))
-    frac = _int(pc.utf8_rpad(p.field("frac"), width=9, padding="0"))
+    mon, day, h, mi, s = (_month_numbers(p.field("mon")),
+                          *(_int(pc.utf8_ltrim(p.field(k), " ")) for k in ("day", "h", "mi", "s")))
     y = years.astype(np.int64)
     start = ((y - 1970) * 12 + mon - 1).astype("datetime64[M]")
     d0 = start.astype("datetime64[D]").astype(np.int64)
@@ -575,17 +646,17 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str, clock: Clock, con
     if bad:
         keep = pa.array(good)
         p, run_lines = p.filter(keep), run.lines.filter(keep)
-        mon, day, h, mi, s, frac, y, d0 = (v[good] for v in (mon, day, h, mi, s, frac, y, d0))
+        mon, day, h, mi, s, y, d0 = (v[good] for v in (mon, day, h, mi, s, y, d0))
     n = len(p)
     secs = (d0 + day - 1) * 86400 + h * 3600 + mi * 60 + s
     off, odd = _utc_offsets(secs, clock)
-    ns = (secs - off) * 1_000_000_000 + frac
+    ns = (secs - off) * 1_000_000_000
     note = pa.repeat("", n)
     if odd.any():  # hours with a DST change: Clock.local_ns row by row, with its note
         idx = np.flatnonzero(odd)
         notes = []
         for i in idx.tolist():
-            ns[i], text = clock.local_ns(int(y[i]), int(mon[i]), int(day[i]), int(h[i]), int(mi[i]), int(s[i]), int(frac[i]))
+            ns[i], text = clock.local_ns(int(y[i]), int(mon[i]), int(day[i]), int(h[i]), int(mi[i]), int(s[i]))
             notes.append(f',"time_note":{orjson.dumps(text).decode()}' if text else "")
         note = pc.replace_with_mask(note, pa.array(odd), pa.array(notes, pa.string()))
     host, msg, prog, pid = p.field("host"), p.field("msg"), p.field("prog"), p.field("pid")
@@ -594,14 +665,22 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str, clock: Clock, con
     pid = pc.cast(pc.cast(pc.if_else(pc.not_equal(pid, ""), pid, pa.scalar(None, pa.string())), pa.int64()), pa.string())
     line_msg = pc.if_else(pc.is_valid(pid), _cat(prog, "[", pid, "]: ", msg),
                           pc.if_else(has_prog, _cat(prog, ": ", msg), msg))
-    # fields of the programs extract() knows, row by row for those rows only
+    # fields of the programs extract() knows: sshd's column-wise, the others row by row for their rows only
     low = pc.ascii_lower(pc.fill_null(prog, ""))
-    want = pc.or_(pc.starts_with(low, "sshd"), pc.is_in(low, value_set=_FIELD_PROGS))
-    idx = np.flatnonzero(want.to_numpy(zero_copy_only=False))
+    sshd = pc.and_(pc.starts_with(low, "sshd"), pc.string_is_ascii(msg))
+    want = pc.and_(pc.or_(pc.starts_with(low, "sshd"), pc.is_in(low, value_set=_FIELD_PROGS)), pc.invert(sshd))
     cols = {k: pa.nulls(n, pa.string()) for k in ("user", "target_user", "src_ip", "command_line", "service_name")}
     extra = pa.repeat("", n)
+    if pc.any(sshd).as_py():
+        user, ip, frag = _sshd_fields(msg.filter(sshd))
+        cols["user"] = pc.replace_with_mask(cols["user"], sshd, user)
+        cols["src_ip"] = pc.replace_with_mask(cols["src_ip"], sshd, ip)
+        extra = pc.replace_with_mask(extra, sshd, frag)
+    idx = np.flatnonzero(want.to_numpy(zero_copy_only=False))
     if len(idx):
-        found = [extract(pr, m) for pr, m in zip(prog.take(idx).to_pylist(), msg.take(idx).to_pylist())]
+        memo: dict[tuple[str, str], dict] = {}  # log lines repeat (CRON, systemd): each message once
+        found = [memo[k] if k in memo else memo.setdefault(k, extract(*k))
+                 for k in zip(prog.take(idx).to_pylist(), msg.take(idx).to_pylist())]
         for k in cols:
             cols[k] = pc.replace_with_mask(cols[k], want, pa.array([f.get(k) for f in found], pa.string()))
         extra = pc.replace_with_mask(extra, want, pa.array(
