@@ -200,7 +200,7 @@ def measure(what: str, cmd: list[str], **kw) -> dict:
     info = json.loads(out[-1]) if out and out[-1].startswith("{") else {}
     print(f"{what}: {wall:.1f} s wall, {cpu:.1f} s CPU, load {load:.1f}, {info}", file=sys.stderr)
     # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: the steps run largest last or are read per step
-    return {"what": what, "wall": wall, "cpu": cpu, "rss": after.ru_maxrss / 1024, "load": load, **info}
+    return {"what": what, "wall": wall, "cpu": cpu, "rss": after.ru_maxrss / 1024, "load": load, **info}  # info's wall/cpu win
 
 
 _PARSE = """
@@ -208,19 +208,32 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from collectors import Artifact, SyslogCollector
+if {old!r}:  # the collector as it was at that commit (git show), in place of today's
+    import importlib.util, subprocess, tempfile
+    src = subprocess.run(["git", "-C", {root!r}, "show", {old!r} + ":collectors/syslog.py"], capture_output=True,
+                         text=True, check=True).stdout
+    path = tempfile.mkdtemp() + "/syslog_old.py"
+    open(path, "w").write(src)
+    spec = importlib.util.spec_from_file_location("collectors.syslog_old", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    SyslogCollector = mod.SyslogCollector
 import pyarrow as pa
 pa.array([0], type=pa.timestamp("ns", tz="UTC"))
 rows = lines = 0
 for name in {files!r}:
+    lines += sum(1 for _ in open(name, "rb"))
+t0, c0 = time.perf_counter(), time.process_time()
+for name in {files!r}:
     p = Path(name)
     st = p.stat()
     c = SyslogCollector()
-    c.bulk = {bulk!r}
+    c.bulk = {bulk!r}  # (no effect on the old code)
     art = Artifact("0" * 16, "/var/log/" + p.name, str(p), "0" * 64, st.st_size, tz="Europe/Berlin",
                    tz_source="evidence_config", mtime_ns=st.st_mtime_ns)
     rows += sum(t.num_rows for t in c.collect(art, batch_rows=100_000)) + sum(t.num_rows for t in c.finish())
-    lines += sum(1 for _ in open(p, "rb"))
-print(json.dumps({{"rows": rows, "lines": lines}}))
+# the parse's own time (not the interpreter's start nor the line count)
+print(json.dumps({{"rows": rows, "lines": lines, "wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}}))
 """
 
 _DISSECT = """
@@ -239,6 +252,7 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--work", default=None)
     ap.add_argument("--plaso-mb", type=int, default=30)
+    ap.add_argument("--before", default="0e95b64", help="commit whose collectors/syslog.py is 'before'")
     ap.add_argument("--skip", default="", help="comma-separated steps to skip: before,parse,collect,dissect,plaso")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -256,10 +270,12 @@ def main() -> None:
     plain = [str(root / "var" / "log" / n) for n in ("syslog", "auth.log")]
     if "parse" not in skip:
         results.append(measure("our parse alone, bulk step (syslog + auth.log)",
-                               [py, "-c", _PARSE.format(root=str(ROOT), files=plain, bulk=True)]))
+                               [py, "-c", _PARSE.format(root=str(ROOT), files=plain, bulk=True, old="")]))
     if "before" not in skip:
-        results.append(measure("our parse alone, row by row (the code before)",
-                               [py, "-c", _PARSE.format(root=str(ROOT), files=plain, bulk=False)]))
+        results.append(measure("our parse alone, today's row-by-row path (`bulk = False`)",
+                               [py, "-c", _PARSE.format(root=str(ROOT), files=plain, bulk=False, old="")]))
+        results.append(measure(f"our parse alone, the collector before the bulk step (commit {args.before})",
+                               [py, "-c", _PARSE.format(root=str(ROOT), files=plain, bulk=False, old=args.before)]))
     if "dissect" not in skip:
         results.append(measure("dissect.target messages + authlog, whole tree",
                                [py, "-c", _DISSECT.format(root=str(root))]))

@@ -16,6 +16,15 @@ Fields
     sshd (accepted / failed / invalid user / preauth disconnects), sudo, su, useradd /
     usermod / groupadd, CRON commands and systemd units are read into ``user``, ``target_user``,
     ``src_ip``, ``command_line``, ``service_name``; every parsed part is kept in ``attrs``.
+
+Speed
+    The common line, "Mmm dd hh:mm:ss host prog[pid]: msg" standing alone, is read in bulk: blocks of
+    4 MiB of text in an Arrow string array, the header cut with Arrow kernels (RE2), times computed
+    with numpy (the zone's offset looked up once per local hour; hours holding a DST change go through
+    :meth:`collectors.text.Clock.local_ns` row by row, with its note), sshd fields with one RE2 pass per
+    pattern, columns and ``attrs`` JSON joined column-wise.  Every other line (continuations, RFC 5424,
+    ISO 8601, fractions of a second, forward formats, damaged or odd lines) goes through the row-by-row
+    code; ``tests/collectors/test_syslog_bulk.py`` checks that both give the same rows, column by column.
 """
 
 from __future__ import annotations
@@ -200,7 +209,7 @@ class SyslogCollector(Collector):
 
     bulk = True  # False: every line through the row-by-row code (the reference the bulk step is tested against)
 
-    def _items(self, art: Artifact) -> Iterator[tuple[str | None, Any]]:
+    def _items(self, art: Artifact, months_only: bool = False) -> Iterator[tuple[str | None, Any]]:
         """The file's records in order: (record_ref, text) per record read row by row (continuation lines
         joined to their record with a newline, records glued on one line split), and (None, _Run) for a
         run of one-line BSD records the bulk step reads column-wise.
@@ -209,7 +218,8 @@ class SyslogCollector(Collector):
         (``_FAST``, see :func:`_split_fast`) marks the lines the bulk step can read; a marked line is a record on its own when
         the next line starts a record (else continuation lines follow).  Every other line goes through
         the row-by-row state machine, which keeps today's rules for continuations, glued records,
-        damaged headers and lost lines."""
+        damaged headers and lost lines.  ``months_only``: the runs' parts hold only the months (a run's lines
+        are the same either way: every line _FAST matches starts a record)."""
         rep = self.report(art)
         cur_ref: str | None = None
         cur: str | None = None
@@ -247,9 +257,10 @@ class SyslogCollector(Collector):
             decided = n if final else n - 1
             if self.bulk:
                 arr = pa.array(texts, pa.string())
-                parts, ok = _split_fast(arr)
+                parts, kind = _month_parts(arr) if months_only else _split_fast(arr)
             else:
-                ok = np.zeros(n, dtype=bool)
+                kind = np.zeros(n, dtype=np.int8)
+            ok = kind > 0
             starts = ok.copy()
             for i in np.flatnonzero(~ok[1:]) + 1 if self.bulk else ():
                 t = texts[i]
@@ -258,15 +269,19 @@ class SyslogCollector(Collector):
             simple = ok[:decided] & np.append(starts[1:], True)[:decided]
             if cut and decided:  # the last record is reported after the loss, as row by row
                 simple[decided - 1] = False
+            # runs end at a line left to the row-by-row code and where the kind changes
+            change = np.flatnonzero(kind[1:decided] != kind[:decided - 1]) + 1 if decided > 1 else []
+            ends = sorted({*np.flatnonzero(~simple).tolist(), *np.asarray(change).tolist(), decided})
             pos = 0
-            for j in [*np.flatnonzero(~simple).tolist(), decided]:
-                if j > pos:
+            for j in ends:
+                if j > pos and simple[pos]:
                     if cur is not None:
                         yield cur_ref, cur
-                    yield None, _Run(first + pos, parts.slice(pos, j - pos), arr.slice(pos, j - pos))
+                    yield None, _Run(first + pos, int(kind[pos]), parts.slice(pos, j - pos), arr.slice(pos, j - pos))
                     cur_ref, cur = f"line={first + j - 1}", None
-                if j == decided:
-                    break
+                    pos = j
+                if j == decided or simple[j]:
+                    continue
                 yield from step(first + j, texts[j])
                 pos = j + 1
 
@@ -315,9 +330,9 @@ class SyslogCollector(Collector):
         art_name = f"syslog:{logname}"
         # Pass 1: months of the year-less lines, to date them from the end of the file.
         months = np.concatenate([np.zeros(0, np.int64)] + [
-            _month_numbers(item.parts.field("mon")) if ref is None else
+            (_month_numbers(item.parts.field("mon")) if item.kind == _K_BSD else np.zeros(0, np.int64)) if ref is None else
             np.array([MONTHS[m.group("mon")]] if (m := _BSD.match(item)) else [], np.int64)
-            for ref, item in self._items(artifact)])
+            for ref, item in self._items(artifact, months_only=True)])
         rep.errors.clear()  # pass 2 reports them again
         gz_mtime = _gzip_mtime(artifact.fs_path)
         if gz_mtime is not None or artifact.mtime_ns is not None:
@@ -427,9 +442,9 @@ class SyslogCollector(Collector):
         for ref, item in self._items(artifact):
             if ref is not None:
                 row(ref, item)
-            elif len(years):
-                k = len(item.lines)
-                table, bad = _run_table(item, years[bsd_i:bsd_i + k], year_source, clock, const)
+            elif item.kind == _K_ISO or len(years):
+                k = len(item.lines) if item.kind == _K_BSD else 0
+                table, bad = _run_table(item, years[bsd_i:bsd_i + k], year_source, clock, const, host0)
                 start = bsd_i
                 for j in bad:  # impossible dates (Feb 30, 25:00): the row-by-row code reports them
                     bsd_i = start + j
@@ -500,6 +515,13 @@ def _split_host(rest: str) -> tuple[str | None, str | None, int | None, str]:
 _FAST = r"^(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?: \d|\d\d) \d\d:\d\d:\d\d [^\s:\[\]]+ "
 _HOST_PROG = r"^(?P<host>[^\s:\[\]]+) (?:(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d{1,18})\])?:(?: |$))?"
 _HOST_PROG_CUT = r"^[^\s:\[\]]+ (?:[^\s:\[\]]+(?:\[\d{1,18}\])?:(?: |$))?"
+# rsyslog's high-precision format (RSYSLOG_FileFormat): "yyyy-mm-ddThh:mm:ss[.frac]+hh:mm host prog[pid]: msg"
+_ISO_TS = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d) "
+_FAST_ISO = _ISO_TS + r"[^\s:\[\]]+ "
+_ISO_HEAD = (r"^(?P<y>\d{4})-(?P<mo>\d\d)-(?P<d>\d\d)T(?P<h>\d\d):(?P<mi>\d\d):(?P<s>\d\d)(?:\.(?P<frac>\d{1,9}))?"
+             r"(?P<off>Z|[+-]\d\d:\d\d) ")
+_K_BSD, _K_ISO = 1, 2  # kinds of lines the bulk step reads (0: the others)
+_SEVERITIES = pa.array(sorted(_SEVERITY))
 # Lines left to the row-by-row code: a '<' may start a glued record (or a "<tag>" after the program), control
 # characters need JSON escapes other than \t (and Python's \s counts some of them as spaces, RE2's not).
 _ODD = r"[<\x00-\x08\x0b-\x1f]"
@@ -511,23 +533,26 @@ _NAIVE_EPOCH = _dt.datetime(1970, 1, 1)
 
 
 class _Run:
-    """Consecutive one-line BSD records: first line number, the _FAST groups, the lines."""
+    """Consecutive one-line records of one kind (_K_BSD, _K_ISO): first line number, parts, the lines."""
 
-    __slots__ = ("first", "parts", "lines")
+    __slots__ = ("first", "kind", "parts", "lines")
 
-    def __init__(self, first: int, parts: pa.StructArray, lines: pa.StringArray):
-        self.first, self.parts, self.lines = first, parts, lines
+    def __init__(self, first: int, kind: int, parts: pa.StructArray, lines: pa.StringArray):
+        self.first, self.kind, self.parts, self.lines = first, kind, parts, lines
 
 
 def _split_fast(lines: pa.StringArray) -> tuple[pa.StructArray, np.ndarray]:
-    """The parts of each line (mon, day, h, mi, s, host, prog, pid, msg: strings, "" when absent) and
-    which lines the bulk step reads."""
+    """The parts of each line (mon, day, h, mi, s of a BSD header; host, prog, pid, msg: strings, "" when
+    absent) and the kind of each line (_K_BSD, _K_ISO, or 0 when the bulk step does not read it)."""
+    bsd, iso = pc.match_substring_regex(lines, _FAST), pc.match_substring_regex(lines, _FAST_ISO)
     rest = pc.utf8_slice_codeunits(lines, 16)
+    if pc.any(iso).as_py():
+        rest = pc.if_else(iso, pc.replace_substring_regex(lines, _ISO_TS, "", max_replacements=1), rest)
     hp = pc.extract_regex(rest, _HOST_PROG)
     host, prog = hp.field("host"), hp.field("prog")
     msg = pc.replace_substring_regex(rest, _HOST_PROG_CUT, "", max_replacements=1)
-    ok = pc.and_(pc.match_substring_regex(lines, _FAST), pc.invert(pc.match_substring_regex(lines, _ODD)))
-    ok = pc.and_(ok, pc.and_(pc.string_is_ascii(host), pc.string_is_ascii(prog)))
+    ok = pc.and_(pc.invert(pc.match_substring_regex(lines, _ODD)),
+                 pc.and_(pc.string_is_ascii(host), pc.string_is_ascii(prog)))
     # Python's \d and \s know non-ASCII digits and spaces, RE2's do not: text without a program must be ASCII;
     # "host" alone is no "host msg" line
     no_prog = pc.equal(prog, "")
@@ -535,7 +560,21 @@ def _split_fast(lines: pa.StringArray) -> tuple[pa.StructArray, np.ndarray]:
     parts = pa.StructArray.from_arrays(
         [pc.utf8_slice_codeunits(lines, a, b) for a, b in ((0, 3), (4, 6), (7, 9), (10, 12), (13, 15))]
         + [host, prog, hp.field("pid"), msg], names=["mon", "day", "h", "mi", "s", "host", "prog", "pid", "msg"])
-    return parts, ok.fill_null(False).to_numpy(zero_copy_only=False)
+    return parts, _kinds(ok, bsd, iso)
+
+
+def _kinds(ok: pa.Array, bsd: pa.Array, iso: pa.Array) -> np.ndarray:
+    good = ok.fill_null(False).to_numpy(zero_copy_only=False)
+    bsd, iso = (a.fill_null(False).to_numpy(zero_copy_only=False) for a in (bsd, iso))
+    return np.where(good & bsd, _K_BSD, np.where(good & iso, _K_ISO, 0)).astype(np.int8)
+
+
+def _month_parts(lines: pa.StringArray) -> tuple[pa.StructArray, np.ndarray]:
+    """Pass 1 of the bulk step: the months of BSD lines, and kinds as :func:`_split_fast` gives them or
+    more (a line it leaves to the row-by-row code for its host, program or message starts a record all the same)."""
+    ok = pc.invert(pc.match_substring_regex(lines, _ODD))
+    kinds = _kinds(ok, pc.match_substring_regex(lines, _FAST), pc.match_substring_regex(lines, _FAST_ISO))
+    return pa.StructArray.from_arrays([pc.utf8_slice_codeunits(lines, 0, 3)], names=["mon"]), kinds
 
 
 def _month_numbers(names: pa.Array) -> np.ndarray:
@@ -631,41 +670,100 @@ def _utc_offsets(secs: np.ndarray, clock: Clock) -> tuple[np.ndarray, np.ndarray
     return offs[inv], odd[inv]
 
 
-def _run_table(run: _Run, years: np.ndarray, year_source: str, clock: Clock, const: dict) -> tuple[pa.Table, list[int]]:
-    """The rows of a run of one-line BSD records, column by column: the same values the row-by-row code
-    gives.  Returns the table and the positions of lines with impossible dates (left to the row-by-row code)."""
-    p = run.parts
-    mon, day, h, mi, s = (_month_numbers(p.field("mon")),
-                          *(_int(pc.utf8_ltrim(p.field(k), " ")) for k in ("day", "h", "mi", "s")))
-    y = years.astype(np.int64)
+def _days(y: np.ndarray, mon: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Days since 1970-01-01 of each date, and which dates exist (datetime's rules: years 1-9999)."""
     start = ((y - 1970) * 12 + mon - 1).astype("datetime64[M]")
     d0 = start.astype("datetime64[D]").astype(np.int64)
-    good = ((y >= 1) & (y <= 9999) & (day >= 1) & (day <= (start + 1).astype("datetime64[D]").astype(np.int64) - d0)
-            & (h < 24) & (mi < 60) & (s < 60))
+    ok = (y >= 1) & (y <= 9999) & (mon >= 1) & (mon <= 12) & (day >= 1)
+    return d0 + day - 1, ok & (day <= (start + 1).astype("datetime64[D]").astype(np.int64) - d0)
+
+
+def _run_table(run: _Run, years: np.ndarray, year_source: str | None, clock: Clock, const: dict,
+               host0: str | None) -> tuple[pa.Table, list[int]]:
+    """The rows of a run of one-line records, column by column: the same values the row-by-row code
+    gives.  Returns the table and the positions of lines with impossible dates (left to the row-by-row code)."""
+    p = run.parts
+    frac = np.zeros(len(p), np.int64)
+    if run.kind == _K_BSD:
+        mon, day, h, mi, s = (_month_numbers(p.field("mon")),
+                              *(_int(pc.utf8_ltrim(p.field(k), " ")) for k in ("day", "h", "mi", "s")))
+        y = years.astype(np.int64)
+        off_line = np.zeros(len(p), np.int64)
+        good_off = True
+    else:
+        g = pc.extract_regex(run.lines, _ISO_HEAD)
+        y, mon, day, h, mi, s = (_int(g.field(k)) for k in ("y", "mo", "d", "h", "mi", "s"))
+        frac = _int(pc.utf8_rpad(g.field("frac"), width=9, padding="0"))
+        off = g.field("off")
+        oh, om = _int(pc.if_else(pc.equal(off, "Z"), "0", pc.utf8_slice_codeunits(off, 1, 3))), \
+            _int(pc.if_else(pc.equal(off, "Z"), "0", pc.utf8_slice_codeunits(off, 4, 6)))
+        sign = np.where(pc.starts_with(off, "-").to_numpy(zero_copy_only=False), -1, 1)
+        good_off = oh * 60 + om < 1440  # datetime.timezone takes less than a day
+        off_line = sign * (oh * 3600 + om * 60)
+    days, good = _days(y, mon, day)
+    good &= (h < 24) & (mi < 60) & (s < 60) & good_off
     bad = np.flatnonzero(~good).tolist()
     if bad:
-        keep = pa.array(good)
-        p, run_lines = p.filter(keep), run.lines.filter(keep)
-        mon, day, h, mi, s, y, d0 = (v[good] for v in (mon, day, h, mi, s, y, d0))
+        p = p.filter(pa.array(good))
+        mon, day, h, mi, s, y, days, frac, off_line = (v[good] for v in (mon, day, h, mi, s, y, days, frac, off_line))
     n = len(p)
-    secs = (d0 + day - 1) * 86400 + h * 3600 + mi * 60 + s
-    off, odd = _utc_offsets(secs, clock)
-    ns = (secs - off) * 1_000_000_000
+    secs = days * 86400 + h * 3600 + mi * 60 + s
     note = pa.repeat("", n)
-    if odd.any():  # hours with a DST change: Clock.local_ns row by row, with its note
-        idx = np.flatnonzero(odd)
-        notes = []
-        for i in idx.tolist():
-            ns[i], text = clock.local_ns(int(y[i]), int(mon[i]), int(day[i]), int(h[i]), int(mi[i]), int(s[i]))
-            notes.append(f',"time_note":{orjson.dumps(text).decode()}' if text else "")
-        note = pc.replace_with_mask(note, pa.array(odd), pa.array(notes, pa.string()))
-    host, msg, prog, pid = p.field("host"), p.field("msg"), p.field("prog"), p.field("pid")
+    if run.kind == _K_BSD:
+        off, odd = _utc_offsets(secs, clock)
+        ns = (secs - off) * 1_000_000_000
+        if odd.any():  # hours with a DST change: Clock.local_ns row by row, with its note
+            notes = []
+            for i in np.flatnonzero(odd).tolist():
+                ns[i], text = clock.local_ns(int(y[i]), int(mon[i]), int(day[i]), int(h[i]), int(mi[i]), int(s[i]))
+                notes.append(f',"time_note":{orjson.dumps(text).decode()}' if text else "")
+            note = pc.replace_with_mask(note, pa.array(odd), pa.array(notes, pa.string()))
+        head = _cat('{"format":"bsd","year":', pc.cast(pa.array(y), pa.string()),
+                    ',"year_source":' + orjson.dumps(year_source).decode())
+        host = p.field("host")
+        host_attr = _json_str(host)
+    else:
+        ns = (secs - off_line) * 1_000_000_000 + frac
+        host = p.field("host")
+        sev = pc.is_in(pc.ascii_upper(host), value_set=_SEVERITIES)  # ChromeOS: "ts SEVERITY prog[pid]: msg"
+        head = pc.if_else(sev, _cat('{"format":"iso8601","severity":', _json_str(host)), '{"format":"iso8601"')
+        host_attr = pc.if_else(sev, "null", _json_str(host))
+        host = pc.if_else(sev, pa.scalar(host0, pa.string()), host)  # the artifact's host, or none
+    msg, prog, pid = p.field("msg"), p.field("prog"), p.field("pid")
     has_prog = pc.not_equal(prog, "")
     prog = pc.if_else(has_prog, prog, pa.scalar(None, pa.string()))
     pid = pc.cast(pc.cast(pc.if_else(pc.not_equal(pid, ""), pid, pa.scalar(None, pa.string())), pa.int64()), pa.string())
     line_msg = pc.if_else(pc.is_valid(pid), _cat(prog, "[", pid, "]: ", msg),
                           pc.if_else(has_prog, _cat(prog, ": ", msg), msg))
-    # fields of the programs extract() knows: sshd's column-wise, the others row by row for their rows only
+    cols, extra = _fields(prog, msg)
+    attrs = _cat(head, note, ',"host":', host_attr,
+                 ',"program":', pc.if_else(has_prog, _json_str(pc.fill_null(prog, "")), "null"),
+                 ',"pid":', pc.fill_null(pid, "null"), ',"message":', _json_str(msg), extra, "}")
+    ns_a = pa.array(ns, pa.int64())
+    key = _cat("SYSLOG\x1f", pc.fill_null(host, ""), "\x1f", pc.cast(ns_a, pa.string()), "\x1f", pc.fill_null(prog, ""),
+               "\x1f", pc.fill_null(pid, ""), "\x1f", msg)
+    sha = hashlib.sha256
+    hashes = pa.array([sha(k).hexdigest()[:32] for k in pc.cast(key, pa.binary()).to_pylist()], pa.string())
+    lines_no = np.arange(run.first, run.first + len(run.lines), dtype=np.int64)
+    if bad:
+        lines_no = lines_no[good]
+    values = {
+        "timestamp": ns_a.view(pa.timestamp("ns", tz="UTC")), "host": host, "provider": prog, "process": prog,
+        "message": pc.if_else(pc.is_valid(host), _cat(host, " ", line_msg), line_msg), "attrs": attrs,
+        "event_hash": hashes, "tz_source": pa.repeat(const["tz_source"] if run.kind == _K_BSD else TZ_EMBEDDED_OFFSET, n),
+        "tags": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())),
+        "record_ref": _cat("line=", pc.cast(pa.array(lines_no), pa.string())), **cols,
+    }
+    arrays = [values[name] if name in values else pa.repeat(const[name], n) if name in const else pa.nulls(n, typ)
+              for name, typ, _, _ in COLUMNS]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA), bad
+
+
+def _fields(prog: pa.Array, msg: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:
+    """Columns user, target_user, src_ip, command_line, service_name and the JSON members that follow
+    "message" in attrs, as extract() gives them: sshd's column-wise, the other programs' row by row for
+    their rows only."""
+    n = len(msg)
     low = pc.ascii_lower(pc.fill_null(prog, ""))
     sshd = pc.and_(pc.starts_with(low, "sshd"), pc.string_is_ascii(msg))
     want = pc.and_(pc.or_(pc.starts_with(low, "sshd"), pc.is_in(low, value_set=_FIELD_PROGS)), pc.invert(sshd))
@@ -685,24 +783,4 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str, clock: Clock, con
             cols[k] = pc.replace_with_mask(cols[k], want, pa.array([f.get(k) for f in found], pa.string()))
         extra = pc.replace_with_mask(extra, want, pa.array(
             ["," + orjson.dumps(f).decode()[1:-1] if f else "" for f in found], pa.string()))
-    attrs = _cat('{"format":"bsd","year":', pc.cast(pa.array(y), pa.string()),
-                 ',"year_source":' + orjson.dumps(year_source).decode(), note, ',"host":', _json_str(host),
-                 ',"program":', pc.if_else(has_prog, _json_str(pc.fill_null(prog, "")), "null"),
-                 ',"pid":', pc.fill_null(pid, "null"), ',"message":', _json_str(msg), extra, "}")
-    ns_a = pa.array(ns, pa.int64())
-    key = _cat("SYSLOG\x1f", host, "\x1f", pc.cast(ns_a, pa.string()), "\x1f", pc.fill_null(prog, ""), "\x1f",
-               pc.fill_null(pid, ""), "\x1f", msg)
-    sha = hashlib.sha256
-    hashes = pa.array([sha(k).hexdigest()[:32] for k in pc.cast(key, pa.binary()).to_pylist()], pa.string())
-    lines_no = np.arange(run.first, run.first + len(run.lines), dtype=np.int64)
-    if bad:
-        lines_no = lines_no[good]
-    values = {
-        "timestamp": ns_a.view(pa.timestamp("ns", tz="UTC")), "host": host, "provider": prog, "process": prog,
-        "message": _cat(host, " ", line_msg), "attrs": attrs, "event_hash": hashes,
-        "tags": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())),
-        "record_ref": _cat("line=", pc.cast(pa.array(lines_no), pa.string())), **cols,
-    }
-    arrays = [values[name] if name in values else pa.repeat(const[name], n) if name in const else pa.nulls(n, typ)
-              for name, typ, _, _ in COLUMNS]
-    return pa.Table.from_arrays(arrays, schema=SCHEMA), bad
+    return cols, extra
