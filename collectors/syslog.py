@@ -742,8 +742,9 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str | None, clock: Clo
     ns_a = pa.array(ns, pa.int64())
     key = _cat("SYSLOG\x1f", pc.fill_null(host, ""), "\x1f", pc.cast(ns_a, pa.string()), "\x1f", pc.fill_null(prog, ""),
                "\x1f", pc.fill_null(pid, ""), "\x1f", msg)
-    sha = hashlib.sha256
-    hashes = pa.array([sha(k).hexdigest()[:32] for k in pc.cast(key, pa.binary()).to_pylist()], pa.string())
+    sha = hashlib.sha256  # event_hash(): the first 128 bits of SHA-256, in hex
+    hexes = b"".join([sha(k).digest()[:16] for k in pc.cast(key, pa.binary()).to_pylist()]).hex().encode()
+    hashes = pa.StringArray.from_buffers(n, pa.py_buffer(np.arange(0, 32 * n + 1, 32, dtype=np.int32)), pa.py_buffer(hexes))
     lines_no = np.arange(run.first, run.first + len(run.lines), dtype=np.int64)
     if bad:
         lines_no = lines_no[good]

@@ -152,7 +152,7 @@ def ns_of(aware: _dt.datetime, ns: int | None = None) -> int:
     return _ns(aware)
 
 
-def syslog_years(months: list[int], end_year: int, end_month: int) -> tuple[list[int], int]:
+def syslog_years(months: list[int] | np.ndarray, end_year: int, end_month: int) -> tuple[list[int] | np.ndarray, int]:
     """Years for a file's year-less lines, in file order.
 
     The last line was written no later than the file's modification time (``end_year``,
