@@ -36,6 +36,7 @@ import os
 import re
 import zlib
 import lzma
+from array import array
 from typing import Any, Iterator
 
 import numpy as np
@@ -329,10 +330,15 @@ class SyslogCollector(Collector):
         logname = _log_name(artifact.evidence_path)
         art_name = f"syslog:{logname}"
         # Pass 1: months of the year-less lines, to date them from the end of the file.
-        months = np.concatenate([np.zeros(0, np.int64)] + [
-            (_month_numbers(item.parts.field("mon")) if item.kind == _K_BSD else np.zeros(0, np.int64)) if ref is None else
-            np.array([MONTHS[m.group("mon")]] if (m := _BSD.match(item)) else [], np.int64)
-            for ref, item in self._items(artifact, months_only=True)])
+        chunks, single = [], array("b")  # months of runs (arrays) and of records read row by row, in order
+        for ref, item in self._items(artifact, months_only=True):
+            if ref is None:
+                if item.kind == _K_BSD:
+                    chunks += [np.frombuffer(single, np.int8).astype(np.int64), _month_numbers(item.parts.field("mon"))]
+                    single = array("b")
+            elif (m := _BSD.match(item)):
+                single.append(MONTHS[m.group("mon")])
+        months = np.concatenate([*chunks, np.frombuffer(single, np.int8).astype(np.int64)])
         rep.errors.clear()  # pass 2 reports them again
         gz_mtime = _gzip_mtime(artifact.fs_path)
         if gz_mtime is not None or artifact.mtime_ns is not None:
