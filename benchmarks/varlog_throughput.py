@@ -285,10 +285,11 @@ def main() -> None:
         bindir = Path(py).parent
         r = measure(f"plaso log2timeline --parsers text/syslog,text/syslog_traditional, {s_size / 2**20:.0f} MiB sample",
                     [str(bindir / "log2timeline"), "--status_view", "none", "--unattended", "--single_process",
-                     "--parsers", "text/syslog,text/syslog_traditional", "-z", "Europe/Berlin", "--storage_file", str(storage), str(small)])
+                     "--parsers", "text/syslog,text/syslog_traditional", "-z", "Europe/Berlin", "--storage_file", str(storage), str(small)],
+                    cwd=work)  # (plaso writes its log files into the working folder)
         r["lines"] = s_lines
         r2 = measure("plaso psort -o null", [str(bindir / "psort"), "--status_view", "none", "--unattended",
-                                             "-o", "null", str(storage)])
+                                             "-o", "null", str(storage)], cwd=work)
         results += [r, r2]
         # ours on the same sample, for a like-for-like line
         case = work / "case-sample"
