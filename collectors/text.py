@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import IO, Iterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_ANALYST, TZ_ASSUMED_UTC, TZ_EVIDENCE_CONFIG
@@ -150,7 +152,7 @@ def ns_of(aware: _dt.datetime, ns: int | None = None) -> int:
     return _ns(aware)
 
 
-def syslog_years(months: list[int], end_year: int, end_month: int) -> tuple[list[int], int]:
+def syslog_years(months: list[int] | np.ndarray, end_year: int, end_month: int) -> tuple[list[int] | np.ndarray, int]:
     """Years for a file's year-less lines, in file order.
 
     The last line was written no later than the file's modification time (``end_year``,
@@ -160,22 +162,14 @@ def syslog_years(months: list[int], end_year: int, end_month: int) -> tuple[list
     (Apr, May, Apr: rsyslog's repeated-message reduction) is a line written out of order in the
     same year.  This is plaso's rule too (a log does not go back two months in time); with a
     six-month threshold "Mar ..., Jan ..." stayed in one year (found by the plaso parity report).
-    Returns the years and the number of roll-overs.
+    Returns the years (a list, or a NumPy array when ``months`` is one) and the number of roll-overs.
     """
-    if not months:
-        return [], 0
-    year = end_year - (1 if months[-1] > end_month else 0)
-    out = [0] * len(months)
-    rolls = 0
-    nxt = months[-1]
-    for i in range(len(months) - 1, -1, -1):
-        m = months[i]
-        if m - nxt >= 2:
-            year -= 1
-            rolls += 1
-        out[i] = year
-        nxt = m
-    return out, rolls
+    m = np.asarray(months, dtype=np.int64)
+    if not len(m):
+        return ([] if isinstance(months, list) else m), 0
+    roll = np.append(m[:-1] - m[1:] >= 2, False)  # line i is in the year before line i + 1
+    years = end_year - (1 if m[-1] > end_month else 0) - np.cumsum(roll[::-1])[::-1]
+    return (years.tolist() if isinstance(months, list) else years), int(roll.sum())
 
 
 def evidence_config_clock(tz: str | None) -> Clock:
