@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 50_000  # rows per batch and part: bounds a worker's memory (~0.5 GB worst case)
 # A worker leaves out events of the case it knows (at most this many hashes, ~50 bytes each): beyond, the commit does it
 COMMITTED_HASHES_MAX = 2_000_000
+# ... and repeats within its unit, remembering at most this many hashes (~55 bytes each); a unit of more rows (one
+# huge artifact) starts a new set when it is full, and the commit drops the repeats the worker let through
+SEEN_HASHES_MAX = 3_000_000
 
 
 def _v(pkg: str) -> str:
@@ -150,7 +153,7 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
     dropped = 0
 
     def write(table: pa.Table) -> None:
-        nonlocal dropped
+        nonlocal dropped, seen
         if not table.num_rows:
             return
         n = len(others)  # one sightings file per table written, whether or not timeline rows remain
@@ -165,6 +168,8 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
             add_committed(case_root, committed, limit=COMMITTED_HASHES_MAX)
         except (OSError, pa.ArrowException) as exc:  # only an optimisation: the commit deduplicates anyway
             log.debug("committed hashes not read: %s", exc)
+        if len(seen) > SEEN_HASHES_MAX:  # bounded memory: later repeats of older events are left to the commit
+            seen = HashIndex()
         keep = first_sightings(table.column("event_hash"), seen, committed)
         order = order.to_numpy()
         if not keep.all():

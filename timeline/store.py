@@ -184,10 +184,15 @@ for _i, _c in enumerate(b"0123456789abcdef"):
     _NIBBLE[_c] = _NIBBLE[ord(chr(_c).upper())] = _i
 
 
-def _key64(h: np.ndarray) -> np.ndarray:
-    """The first 64 bits of 32-character hex hashes as integers: sorted search on them is fast, on strings not."""
-    m = _NIBBLE[h.view(np.uint8).reshape(-1, 32)[:, :16]]
-    return np.ascontiguousarray((m[:, 0::2] << 4) | m[:, 1::2]).view(">u8").ravel().astype(np.uint64)
+def _key64(h: np.ndarray, step: int = 1 << 20) -> np.ndarray:
+    """The first 64 bits of 32-character hex hashes as integers: sorted search on them is fast, on strings not.
+    (A million hashes at a time: the temporaries stay small however many there are.)"""
+    out = np.empty(len(h), dtype=np.uint64)
+    raw = h.view(np.uint8).reshape(-1, 32)
+    for i in range(0, len(h), step):
+        m = _NIBBLE[raw[i:i + step, :16]]
+        out[i:i + step] = np.ascontiguousarray((m[:, 0::2] << 4) | m[:, 1::2]).view(">u8").ravel()
+    return out
 
 
 def _first_of_each(h: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -197,11 +202,28 @@ def _first_of_each(h: np.ndarray, k: np.ndarray) -> np.ndarray:
     start = np.ones(len(k), dtype=bool)
     start[1:] = ks[1:] != ks[:-1]
     same_key = np.flatnonzero(~start)
-    if len(same_key):
-        hs = h[order]
-        if (hs[same_key] != hs[same_key - 1]).any():  # two hashes with the same first 64 bits: by string
-            return np.sort(np.unique(h, return_index=True)[1])
+    # two hashes with the same first 64 bits: by string (only the rows that share a key are compared)
+    if len(same_key) and (h[order[same_key]] != h[order[same_key - 1]]).any():
+        return np.sort(np.unique(h, return_index=True)[1])
     return np.sort(np.minimum.reduceat(order, np.flatnonzero(start)))  # the earliest row of each key
+
+
+def _first_of_each_key(k: np.ndarray, hashes_of) -> np.ndarray:
+    """As :func:`_first_of_each`, from the 64-bit keys alone; ``hashes_of(rows)`` gives the full hashes of
+    the rows (sorted indices) it must compare: those whose key repeats."""
+    order = np.argsort(k, kind="stable")  # equal keys keep their row order: a group's first is its earliest row
+    ks = k[order]
+    start = np.ones(len(k), dtype=bool)
+    start[1:] = ks[1:] != ks[:-1]
+    del ks
+    same_key = np.flatnonzero(~start)
+    if len(same_key):
+        a, b = order[same_key], order[same_key - 1]
+        rows = np.union1d(a, b)
+        h = hashes_of(rows)
+        if (h[np.searchsorted(rows, a)] != h[np.searchsorted(rows, b)]).any():  # keys collide: by full hash
+            return np.sort(np.unique(hashes_of(np.arange(len(k))), return_index=True)[1])
+    return np.sort(order[start])
 
 
 class HashIndex:
@@ -439,16 +461,37 @@ class CaseStore:
             duplicates = dropped_in_workers
             # All the run's hashes at once (only the event_hash column is read): one sort finds the first
             # occurrence of every event across the run's parts, in part order.
-            per_part = []
-            for part in timeline_parts:
-                col = pq.read_table(part, columns=["event_hash"]).column(0)
-                per_part.append(np.concatenate([_fixed32(c) for c in col.chunks]) if len(col) else np.empty(0, "S32"))
-            allh = np.concatenate(per_part) if per_part else np.empty(0, "S32")
-            keep_all = np.zeros(allh.shape, dtype=bool)
-            if len(allh):
-                k = _key64(allh)
-                first = _first_of_each(allh, k)
-                keep_all[first[~known.contains(allh[first], k[first])]] = True
+            # Only the 64-bit keys of the run's hashes are held (8 bytes a row); the full hashes are read again,
+            # part by part, where a key repeats (a duplicate, or two events whose keys collide) and to check the
+            # first occurrences against the case.
+            sizes = [pq.read_metadata(part).num_rows for part in timeline_parts]
+            bounds = np.cumsum([0] + sizes)
+            keys = np.empty(int(bounds[-1]), dtype=np.uint64)
+            for part, at in zip(timeline_parts, bounds):
+                for c in pq.read_table(part, columns=["event_hash"]).column(0).chunks:
+                    keys[at:at + len(c)] = _key64(_fixed32(c))
+                    at += len(c)
+
+            def hashes_of(rows: np.ndarray) -> np.ndarray:  # full hashes of the run's rows ``rows`` (sorted)
+                out = np.empty(len(rows), dtype="S32")
+                where = np.searchsorted(bounds, rows, side="right") - 1
+                for j in np.unique(where):
+                    sel = np.flatnonzero(where == j)
+                    col = pq.read_table(timeline_parts[j], columns=["event_hash"]).column(0)
+                    h = np.concatenate([_fixed32(c) for c in col.chunks])
+                    out[sel] = h[rows[sel] - bounds[j]]
+                return out
+
+            keep_all = np.zeros(keys.shape, dtype=bool)
+            if len(keys):
+                first = _first_of_each_key(keys, hashes_of)
+                if len(known):
+                    for i in range(0, len(first), 1 << 20):
+                        f = first[i:i + (1 << 20)]
+                        keep_all[f[~known.contains(hashes_of(f), keys[f])]] = True
+                else:
+                    keep_all[first] = True
+            per_part = [keys[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
             start = 0
             for part, hashes in zip(timeline_parts, per_part):
                 keep = keep_all[start:start + len(hashes)]

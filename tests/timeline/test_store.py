@@ -49,6 +49,24 @@ def test_commit_deduplicates_within_the_run_and_against_the_case(tmp_path):
     assert not (tmp_path / "case" / "staging" / "run1").exists()
 
 
+def test_commit_tells_apart_events_whose_64_bit_keys_collide(tmp_path):
+    # the commit holds only the hashes' first 64 bits; rows whose keys repeat are compared by full hash
+    p = "0123456789abcdef"
+    a, b, c, d = p + "0" * 16, p + "1" * 16, p + "2" * 16, "f" * 32
+    store = CaseStore.create(tmp_path / "case")
+    staging = store.staging_dir("run1")
+    write_parquet(_table([a, b, a, d]), staging / "tl-1.parquet")
+    write_parquet(_table([d, b, c]), staging / "tl-2.parquet")
+    e = store.commit("run1", [staging / "tl-1.parquet", staging / "tl-2.parquet"], [])
+    assert (e["rows_written"], e["duplicates_dropped"]) == (4, 3)
+    staging = store.staging_dir("run2")
+    write_parquet(_table([c, p + "3" * 16, b]), staging / "tl-3.parquet")
+    e = store.commit("run2", [staging / "tl-3.parquet"], [])
+    assert (e["rows_written"], e["duplicates_dropped"]) == (1, 2)
+    hashes = sorted(h for f in store.files() for h in pq.read_table(f, columns=["event_hash"]).column(0).to_pylist())
+    assert hashes == sorted([a, b, c, d, p + "3" * 16])
+
+
 def test_a_run_committed_but_not_moved_is_rolled_forward(tmp_path, monkeypatch):
     store = CaseStore.create(tmp_path / "case")
     staging = store.staging_dir("run1")
