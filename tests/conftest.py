@@ -65,18 +65,24 @@ def corpus_case(evidence: Path, tmp_path_factory):
     return case, report
 
 
-@pytest.fixture(scope="session")
-def mke2fs() -> str:
-    """``mke2fs`` (Debian e2fsprogs), to build ext4 test images from folders without root."""
+def _tool(name: str, package: str, path: str = "/usr/sbin:/sbin", needs: tuple[str, ...] = ()) -> str:
+    """A Debian tool the tests run (with the tools beside it in ``needs``); skipped with the package to install
+    when missing, a failure when FORENSICS_REQUIRE_EVIDENCE is set."""
     import shutil
 
-    exe = shutil.which("mke2fs") or shutil.which("mke2fs", path="/usr/sbin:/sbin")
-    if exe is None:
-        reason = "mke2fs (Debian package e2fsprogs) is not installed"
+    exe = shutil.which(name) or shutil.which(name, path=path)
+    if exe is None or any(shutil.which(n, path=os.path.dirname(exe)) is None for n in needs):
+        reason = f"{' / '.join((name, *needs))} (Debian package {package}) is not installed"
         if REQUIRE:
             pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
         pytest.skip(reason)
     return exe
+
+
+@pytest.fixture(scope="session")
+def mke2fs() -> str:
+    """``mke2fs`` (Debian e2fsprogs), to build ext4 test images from folders without root."""
+    return _tool("mke2fs", "e2fsprogs")
 
 
 @pytest.fixture(scope="session")
@@ -98,44 +104,20 @@ def ext4_image(mke2fs: str):
 def qemu_img() -> str:
     """``qemu-img`` (Debian qemu-utils), to convert a test image to VHDX, VDI, VMDK, QCOW2 and VHD and to make
     differencing disks."""
-    import shutil
-
-    exe = shutil.which("qemu-img")
-    if exe is None:
-        reason = "qemu-img (Debian package qemu-utils) is not installed"
-        if REQUIRE:
-            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
-        pytest.skip(reason)
-    return exe
+    return _tool("qemu-img", "qemu-utils")
 
 
 @pytest.fixture(scope="session")
 def mkfs_xfs() -> str:
     """``mkfs.xfs`` (Debian xfsprogs), to build XFS test images from a protofile without root or mounting."""
-    import shutil
-
-    exe = shutil.which("mkfs.xfs") or shutil.which("mkfs.xfs", path="/usr/sbin:/sbin")
-    if exe is None or shutil.which("xfs_db", path=os.path.dirname(exe)) is None:
-        reason = "mkfs.xfs / xfs_db (Debian package xfsprogs) are not installed"
-        if REQUIRE:
-            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
-        pytest.skip(reason)
-    return exe
+    return _tool("mkfs.xfs", "xfsprogs", needs=("xfs_db",))
 
 
 @pytest.fixture(scope="session")
 def journal_remote() -> str:
     """systemd-journal-remote (Debian package systemd-journal-remote): writes real journal files from the
     journal export format, for tests."""
-    import shutil
-
-    exe = shutil.which("systemd-journal-remote", path="/lib/systemd:/usr/lib/systemd")
-    if exe is None:
-        reason = "systemd-journal-remote (Debian package systemd-journal-remote) is not installed"
-        if REQUIRE:
-            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
-        pytest.skip(reason)
-    return exe
+    return _tool("systemd-journal-remote", "systemd-journal-remote", path="/lib/systemd:/usr/lib/systemd")
 
 
 CHROMIUM = Path(os.environ.get("FORENSICS_CHROMIUM", "/usr/bin/chromium"))
