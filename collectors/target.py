@@ -525,45 +525,23 @@ class TargetCollector(Collector):
         """A private read-only copy of one file of the image, and its SHA-256."""
         self._copies += 1
         dest = Path(tmp) / f"{self._copies:06d}" / Path(inner.rsplit("!", 1)[-1].split(":", 1)[-1]).name
-        dest.parent.mkdir(parents=True)
-        h = hashlib.sha256()
-        try:
-            with entry.open() as src, open(dest, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    h.update(chunk)
-                    out.write(chunk)
-        except Exception as exc:
-            rep.errors.append(RecordError(inner, "unreadable", f"cannot read file from the image: {exc}"))
-            return None
-        os.chmod(dest, 0o444)
-        return dest, h.hexdigest()
+        digests = _copy_out(rep, entry, inner, dest, hashlib.sha256())
+        return None if digests is None else (dest, digests[0])
 
     def _gather(self, art: Artifact, rep: ArtifactReport, entry, inner: str, st) -> tuple[Path, str] | None:
         """Copy one file of the evidence to ``gather_dir/<evidence_id>/<path inside>``, read-only, hashed, with its
         path and times recorded in ``facts.gathered``; the copy is also what the log collectors read."""
         rel = "/".join(p for p in re.split(r"[/\\]", inner.replace(":", "")) if p not in ("", ".", ".."))
         dest = self.gather_dir / art.evidence_id / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        sha, md5 = hashlib.sha256(), hashlib.md5()
-        try:
-            with entry.open() as src, open(part, "wb") as out:
-                while chunk := src.read(1 << 20):
-                    sha.update(chunk)
-                    md5.update(chunk)
-                    out.write(chunk)
-        except Exception as exc:
-            part.unlink(missing_ok=True)
-            rep.errors.append(RecordError(inner, "unreadable", f"cannot read file from the image: {exc}"))
+        digests = _copy_out(rep, entry, inner, dest, hashlib.sha256(), hashlib.md5())
+        if digests is None:
             return None
-        os.chmod(part, 0o444)
-        os.replace(part, dest)
         times = {k: iso_ns(v) if (v := getattr(st, f"st_{k}_ns", None)) else None
                  for k in ("mtime", "atime", "ctime", "birthtime")}
         rep.facts.setdefault("gathered", []).append(
-            {"path": inner, "stored_as": f"{GATHERED_DIR}/{art.evidence_id}/{rel}", "sha256": sha.hexdigest(),
-             "md5": md5.hexdigest(), "size": os.path.getsize(dest), **times})
-        return dest, sha.hexdigest()
+            {"path": inner, "stored_as": f"{GATHERED_DIR}/{art.evidence_id}/{rel}", "sha256": digests[0],
+             "md5": digests[1], "size": os.path.getsize(dest), **times})
+        return dest, digests[0]
 
     def _inner(self, a: Artifact, cls: type[Collector], batch_rows: int) -> Iterator[pa.Table]:
         """Hand one copied log file to the collector that knows it; its report is kept under its own path."""
@@ -588,6 +566,26 @@ def _decoder(fs):
     from urllib.parse import unquote
 
     return unquote
+
+
+def _copy_out(rep: ArtifactReport, entry, inner: str, dest: Path, *hashes) -> list[str] | None:
+    """Copy one file of the evidence to ``dest`` (read-only; whole or not at all), feeding ``hashes``; their
+    hex digests, or None (a counted error of the image) when the file cannot be read."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with entry.open() as src, open(part, "wb") as out:
+            while chunk := src.read(1 << 20):
+                for h in hashes:
+                    h.update(chunk)
+                out.write(chunk)
+    except Exception as exc:
+        part.unlink(missing_ok=True)
+        rep.errors.append(RecordError(inner, "unreadable", f"cannot read file from the image: {exc}"))
+        return None
+    os.chmod(part, 0o444)
+    os.replace(part, dest)
+    return [h.hexdigest() for h in hashes]
 
 
 def _lstat(e):

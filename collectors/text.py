@@ -23,7 +23,7 @@ import numpy as np
 
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_ANALYST, TZ_ASSUMED_UTC, TZ_EVIDENCE_CONFIG
+from timeline.schema import TZ_ANALYST, TZ_ASSUMED_UTC
 
 __all__ = ["open_text", "read_head", "lines", "Clock", "syslog_years", "MONTHS", "compression"]
 
@@ -170,7 +170,3 @@ def syslog_years(months: list[int] | np.ndarray, end_year: int, end_month: int) 
     roll = np.append(m[:-1] - m[1:] >= 2, False)  # line i is in the year before line i + 1
     years = end_year - (1 if m[-1] > end_month else 0) - np.cumsum(roll[::-1])[::-1]
     return (years.tolist() if isinstance(months, list) else years), int(roll.sum())
-
-
-def evidence_config_clock(tz: str | None) -> Clock:
-    return Clock(tz, TZ_EVIDENCE_CONFIG) if tz else Clock()

@@ -195,22 +195,9 @@ def _key64(h: np.ndarray, step: int = 1 << 20) -> np.ndarray:
     return out
 
 
-def _first_of_each(h: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Index of the first occurrence of each distinct hash in ``h`` (``k``: their 64-bit keys)."""
-    order = np.argsort(k)
-    ks = k[order]
-    start = np.ones(len(k), dtype=bool)
-    start[1:] = ks[1:] != ks[:-1]
-    same_key = np.flatnonzero(~start)
-    # two hashes with the same first 64 bits: by string (only the rows that share a key are compared)
-    if len(same_key) and (h[order[same_key]] != h[order[same_key - 1]]).any():
-        return np.sort(np.unique(h, return_index=True)[1])
-    return np.sort(np.minimum.reduceat(order, np.flatnonzero(start)))  # the earliest row of each key
-
-
 def _first_of_each_key(k: np.ndarray, hashes_of) -> np.ndarray:
-    """As :func:`_first_of_each`, from the 64-bit keys alone; ``hashes_of(rows)`` gives the full hashes of
-    the rows (sorted indices) it must compare: those whose key repeats."""
+    """Index of the first occurrence of each distinct hash, from their 64-bit keys ``k``; ``hashes_of(rows)``
+    gives the full hashes of the rows (sorted indices) it must compare: those whose key repeats."""
     order = np.argsort(k, kind="stable")  # equal keys keep their row order: a group's first is its earliest row
     ks = k[order]
     start = np.ones(len(k), dtype=bool)
@@ -316,7 +303,7 @@ def first_sightings(event_hash: pa.Array | pa.ChunkedArray, seen: HashIndex, kno
     if not len(h):
         return keep
     k = _key64(h)
-    first = _first_of_each(h, k)
+    first = _first_of_each_key(k, h.__getitem__)
     fh, fk = h[first], k[first]
     fresh = ~seen.contains(fh, fk)
     seen.add(fh[fresh], fk[fresh])
