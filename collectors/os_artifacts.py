@@ -51,6 +51,9 @@ class Plugin:
     # a record with no time of its own: the registry key whose last-written time dates it, and that time's desc
     key_time: tuple[Callable[[dict[str, Any]], str | None], str] | None = None
     skip: Callable[[dict[str, Any]], bool] | None = None  # records another collector already turns into rows
+    # where a record that names no file of its own (no ``source``, no ``regf_hive_path``) was read from: a path
+    # in dissect's form ("sysvol/windows/...", "C:\\..."), or "hive:NAME" for a registry hive (SYSTEM, SAM...)
+    origin: Callable[[dict[str, Any]], str | None] | None = None
 
 
 def _g(r: dict[str, Any], *names: str) -> Any:
@@ -66,7 +69,8 @@ PLUGINS: tuple[Plugin, ...] = (
            columns={"service_name": "name", "path": "imagepath", "command_line": "Service_ExecStart", "user": "objectname"},
            descs={"ts": "Service Key / Unit File Modified"},
            message=lambda r: f"service {_g(r, 'name')}: {_g(r, 'imagepath', 'Service_ExecStart', 'source') or ''}".rstrip(": "),
-           mtime_desc="Unit File Modified"),
+           mtime_desc="Unit File Modified",
+           origin=lambda r: "hive:SYSTEM" if "servicedll" in r else None),  # a Windows service (Linux units name their file)
     Plugin("cronjobs", "CRON", "os:cron",
            columns={"command_line": "command", "user": "username", "path": "source"},
            message=lambda r: f"cron {' '.join(str(r.get(k) or '') for k in ('minute', 'hour', 'day', 'month', 'weekday'))} "
@@ -78,6 +82,7 @@ PLUGINS: tuple[Plugin, ...] = (
            message=lambda r: f"scheduled task {_g(r, 'uri', 'task_path')}: {_g(r, 'action_command') or ''} {_g(r, 'action_arguments') or ''}".strip(),
            mtime_desc="Task File Modified",
            local=lambda r: () if _ZONED_DATE.search(str(r.get("raw_data") or "")) else ("date",),
+           origin=lambda r: r.get("task_path"),
            combine=lambda recs: _tasks(recs)),
     Plugin("runkeys", "REG", "reg:runkeys", columns={"service_name": "name", "command_line": "command", "user": "username",
                                                       "path": "regf_hive_path"},
@@ -85,14 +90,17 @@ PLUGINS: tuple[Plugin, ...] = (
            message=lambda r: f"Run key {r.get('key')}\\{r.get('name')} = {_command(r.get('command'))}"),
     Plugin("prefetch", "PREFETCH", "os:prefetch", columns={"process": "filename"}, kwargs={"compact": True},
            descs={"ts": "Prefetch Last Run", "previousruns": "Prefetch Previous Run"},
-           message=lambda r: f"prefetch: {r.get('filename')} ran ({r.get('runcount')} runs)"),
+           message=lambda r: f"prefetch: {r.get('filename')} ran ({r.get('runcount')} runs)",
+           origin=lambda r: f"sysvol/windows/prefetch/{r['prefetch']}" if r.get("prefetch") else None),
     Plugin("amcache", "REG", "reg:amcache", columns={"path": "path"},
            descs={"mtime_regf": "Amcache Entry Written", "mtime": "File Modified (Amcache)",
                   "install_date": "Installed (Amcache)", "link_date": "Linked (Amcache)"},
-           message=lambda r: f"amcache: {r.get('path')} sha1={getattr(r.get('digest'), 'sha1', None)}"),
+           message=lambda r: f"amcache: {r.get('path')} sha1={getattr(r.get('digest'), 'sha1', None)}",
+           origin=lambda r: "sysvol/windows/appcompat/programs/Amcache.hve"),
     Plugin("shimcache", "REG", "reg:shimcache", columns={"path": "path"},
            descs={"last_modified": "File Modified (Shimcache)"},
-           message=lambda r: f"shimcache: {r.get('path')}"),
+           message=lambda r: f"shimcache: {r.get('path')}",
+           origin=lambda r: "hive:SYSTEM"),
     Plugin("userassist", "REG", "reg:userassist", columns={"path": "path", "user": "username"},
            descs={"ts": "Last Run (UserAssist)"},
            message=lambda r: f"userassist: {r.get('path')} ran {r.get('number_of_executions')} time(s)"),
@@ -104,20 +112,25 @@ PLUGINS: tuple[Plugin, ...] = (
                   "lastpasswordset": "Password Last Set", "lastincorrectlogin": "Last Failed Logon"},
            message=lambda r: f"account {r.get('username')} (RID {r.get('rid')}, {r.get('fullname') or ''}): "
                              f"{r.get('logins')} logon(s), {r.get('failedlogins')} failed",
-           omit=("lm", "nt")),  # password hashes stay out of the timeline
+           omit=("lm", "nt"),  # password hashes stay out of the timeline
+           origin=lambda r: "hive:SAM"),
     Plugin("users", "ACCOUNT", "os:users", columns={"target_user": "name", "path": "home"},
            descs={"lastlogon": "Last Logon", "lastpasswordset": "Password Last Set", "lastfailedlogon": "Last Failed Logon",
                   "creation_time": "Account Created"},
            message=lambda r: f"account {r.get('name')} (uid {r.get('uid', r.get('sid'))}, home {r.get('home')})",
            mtime_desc="Account File Modified (entry time unknown)",
            key_time=(lambda r: f"HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\ProfileList\\{r['sid']}"
-                     if r.get("sid") else None, "Profile Key Last Written")),
+                     if r.get("sid") else None, "Profile Key Last Written"),
+           origin=lambda r: "hive:SOFTWARE" if r.get("sid") else None),
     Plugin("packagemanager", "PACKAGE", "os:packages", columns={"user": "requested_by_user", "command_line": "command"},
            descs={"ts": "Package Operation"},
            message=lambda r: f"package {r.get('operation')} {r.get('package_name')} {r.get('package_version') or ''}".strip(),
            # apt history and yum.log are read by collectors.packages (per package, zone-aware, dpkg and dnf too):
            # only the other managers' records (zypper) come from here
-           skip=lambda r: r.get("package_manager") in ("apt", "yum")),
+           skip=lambda r: r.get("package_manager") in ("apt", "yum"),
+           # zypper's history is in the host's local time (dissect reads it in the zone it found, or UTC)
+           local=lambda r: ("ts",) if r.get("package_manager") == "zypper" else (),
+           origin=lambda r: "/var/log/zypp" if r.get("package_manager") == "zypper" else None),  # history and its rotations
 )
 
 
@@ -197,13 +210,74 @@ def _ns(v: _dt.datetime) -> int:
 _FILETIME_ZERO = _dt.datetime(1601, 1, 1, tzinfo=_dt.timezone.utc)  # "never" in Windows' records
 
 
+class _Where:
+    """The path of the file a record was read from, as the evidence walk names it ("c:/Windows/System32/config/SYSTEM",
+    "/etc/passwd"), from the forms dissect's records give ("sysvol/windows/system32/config/SYSTEM",
+    "C:\\Windows\\system32\\tasks\\X", "\\c:\\$recycle.bin\\...") or a plugin's ``origin`` ("hive:SYSTEM").
+
+    Windows paths get the drive letter the walk uses and each name's case as stored (NTFS and the triage
+    loaders are case-insensitive; the walk shows the stored names).  A path that cannot be resolved is kept as
+    given, slashes turned forward."""
+
+    def __init__(self, target):
+        self._t = target
+        self._hives: dict[str, str] | None = None
+        self._paths: dict[str, str | None] = {}
+        self._dirs: dict[tuple[int, str], dict[str, str]] = {}
+
+    def __call__(self, spec: str) -> str | None:
+        if spec not in self._paths:
+            self._paths[spec] = self._resolve(spec)
+        return self._paths[spec]
+
+    def _hive(self, name: str) -> str | None:
+        if self._hives is None:
+            self._hives = {}
+            try:
+                for hname, _hive, path in self._t.registry.iterhives():
+                    self._hives.setdefault(str(hname).upper(), str(path))  # the first found (not RegBack's)
+            except Exception:
+                pass
+        return self._hives.get(name.upper())
+
+    def _resolve(self, spec: str) -> str | None:
+        path = self._hive(spec[5:]) if spec.startswith("hive:") else spec
+        if path is None:
+            return None
+        q = path.replace("\\", "/").lstrip("/")
+        head, _, rest = q.partition("/")
+        mounts = getattr(self._t.fs, "mounts", None) or {}
+        fs = mounts.get(head.lower()) if head.lower() == "sysvol" or (len(head) == 2 and head[1] == ":") else None
+        if fs is None:
+            return path
+        drive = next((m for m, f in mounts.items() if f is fs and len(m) == 2 and m[1] == ":"), head.lower())
+        cur, real = "/", []
+        for name in rest.split("/"):
+            names = self._listdir(fs, cur)
+            name = names.get(name.casefold(), name)
+            real.append(name)
+            cur = cur.rstrip("/") + "/" + name
+        return f"{drive}/{'/'.join(real)}"
+
+    def _listdir(self, fs, d: str) -> dict[str, str]:
+        key = (id(fs), d)
+        if key not in self._dirs:
+            try:
+                self._dirs[key] = {n.casefold(): n for n in fs.get(d).listdir()}
+            except Exception:
+                self._dirs[key] = {}
+        return self._dirs[key]
+
+
 def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str, evidence_path: str, host: str | None,
                 parser: str, mtime_of: Callable[[str], int | None], tz: str | None = None,
                 tz_source: str | None = None) -> Iterator[int]:
     """Run :data:`PLUGINS` on an opened target; add rows; yield after each record (for batching).
-    ``tz``/``tz_source``: the host's zone, for the fields an artifact writes in local time."""
+    ``tz``/``tz_source``: the host's zone, for the fields an artifact writes in local time.  A row's
+    ``evidence_path`` is the file its record was read from (see :class:`_Where`), else the evidence itself."""
     from dissect.target.exceptions import PluginError, UnsupportedPluginError
 
+    where = _Where(target)
     for p in PLUGINS:
         try:
             fn = getattr(target, p.function)
@@ -225,7 +299,7 @@ def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str,
                     if p.key_time and not any(r.get(f) for f in dts):
                         _date_by_key(target, p, r, dts)
                     yield _add(p, r, dts, name, n, rows, rep, evidence_id, evidence_path, host, parser, mtime_of,
-                               tz, tz_source)
+                               tz, tz_source, where)
                 except Exception as exc:  # one bad record is a counted error, not the plugin
                     from collectors.base import RecordError
 
@@ -254,7 +328,7 @@ def _date_by_key(target, p: Plugin, r: dict[str, Any], dts: set[str]) -> None:
 
 def _add(p: Plugin, r: dict[str, Any], dts: set[str], name: str, n: int, rows: RowBuilder, rep: ArtifactReport,
          evidence_id: str, evidence_path: str, host: str | None, parser: str, mtime_of: Callable[[str], int | None],
-         tz: str | None, tz_source: str | None) -> int:
+         tz: str | None, tz_source: str | None, where: Callable[[str], str | None]) -> int:
     for k in p.omit:
         r.pop(k, None)
     local = set(p.local(r)) if p.local else set()
@@ -290,9 +364,11 @@ def _add(p: Plugin, r: dict[str, Any], dts: set[str], name: str, n: int, rows: R
     cols = {col: (str(r[f]) if r.get(f) not in (None, "") else None) for col, f in p.columns.items()}
     msg = p.message(r) if p.message else f"{p.function}: {r}"
     h = host or r.get("hostname")
+    read_from = src or r.get("regf_hive_path") or (p.origin(r) if p.origin else None)
+    read_from = (where(str(read_from)) if read_from else None) or evidence_path
     for desc, ns, src_tz in sorted(times):
         rows.add(timestamp=ns, timestamp_desc=desc, host=h, source=p.source, artifact=p.artifact, message=msg,
-                 attrs=attrs, tags=[], tz_source=src_tz, evidence_id=evidence_id, evidence_path=src or evidence_path,
+                 attrs=attrs, tags=[], tz_source=src_tz, evidence_id=evidence_id, evidence_path=read_from,
                  record_ref=f"{p.function}#{n}", parser=parser,
                  event_hash=event_hash(p.artifact, evidence_id, src, desc, ns, attrs), **cols)
     return len(times)

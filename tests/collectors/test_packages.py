@@ -234,3 +234,48 @@ def test_package_logs_inside_an_image_are_read_once(tmp_path, ext4_image):
     # Red Hat systems only)
     assert stats["plugin:packagemanager:left_to_collectors"] == 5 and stats["plugin:packagemanager"] == 0
     assert rep_os(rep) == "linux"
+
+
+ZYPPER = """# 2022-12-16 12:56:23 unzip-6.00-41.1.x86_64.rpm installed ok
+2022-12-16 12:56:23|install|unzip|6.00-41.1|x86_64|root@sles01|repo-oss|d7e42c9d83f97cf3b7eceb4d3fa64e445a33a7a33f387366734c444d5571cb3a|
+2022-12-16 12:57:50|command|root@sles01|'zypper' 'remove' 'unzip'|
+2022-12-16 12:57:50|remove |unzip|6.00-41.1|x86_64|root@sles01|
+"""
+
+
+def _suse_image(tmp_path: Path, ext4_image) -> Path:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hostname").write_text("sles01\n")
+    (root / "etc" / "timezone").write_text("Asia/Kolkata\n")
+    (root / "etc" / "os-release").write_text('NAME="SLES"\nVERSION_ID="15.4"\nID="sles"\nID_LIKE="suse"\n'
+                                             'PRETTY_NAME="SUSE Linux Enterprise Server 15 SP4"\n')
+    (root / "etc" / "zypp").mkdir()  # dissect knows SUSE by its package manager's configuration
+    (root / "etc" / "zypp" / "zypp.conf").write_text("[main]\n")
+    (root / "var" / "log" / "zypp").mkdir(parents=True)
+    (root / "var" / "log" / "zypp" / "history").write_text(ZYPPER)
+    return ext4_image(root, tmp_path / "sles01.raw")
+
+
+def test_zypper_history_is_local_time_in_the_images_zone(tmp_path, ext4_image):
+    """zypper writes its history in the host's local time: the rows are in the image's zone and say so
+    (they were marked as UTC-stored before), and name the folder dissect read."""
+    img = _suse_image(tmp_path, ext4_image)
+    case, rep, t = _case(tmp_path, [img])
+    assert rep.errors == 0
+    pk = t[t.artifact == "os:packages"].sort_values(["timestamp", "record_ref"])
+    # 12:56:23 and 12:57:50 IST
+    assert list(zip(pk.timestamp, pk.tz_source, pk.evidence_path)) == [
+        (_t(2022, 12, 16, 7, 26, 23), "evidence_config", "/var/log/zypp"),
+        (_t(2022, 12, 16, 7, 27, 50), "evidence_config", "/var/log/zypp"),
+        (_t(2022, 12, 16, 7, 27, 50), "evidence_config", "/var/log/zypp"),
+    ]
+    assert set(pk.host) == {"sles01"}
+
+
+def test_zypper_history_with_the_analysts_zone(tmp_path, ext4_image):
+    img = _suse_image(tmp_path, ext4_image)
+    case, rep, t = _case(tmp_path, [img], tz="Europe/Berlin")
+    pk = t[t.artifact == "os:packages"]
+    assert set(pk.tz_source) == {"analyst"}
+    assert pk.timestamp.min() == _t(2022, 12, 16, 11, 56, 23)  # 12:56:23 CET

@@ -461,12 +461,39 @@ def test_recycle_bin_and_powershell_history(triage):
     assert (rb.timestamp, rb.timestamp_desc, rb.path, rb.user) == (
         pd_ts(RECYCLED), "Deleted (Recycle Bin)", "C:\\Users\\alice\\Documents\\patients-2024.xlsx", USER)
     assert rb.message == "recycle bin: C:\\Users\\alice\\Documents\\patients-2024.xlsx (48213 bytes) deleted"
-    assert rb.evidence_path == f"\\c:\\$recycle.bin\\{SID}\\$IX7Q2KD.xlsx"
+    assert rb.evidence_path == f"c:/$Recycle.Bin/{SID}/$IX7Q2KD.xlsx"  # dissect's "\\c:\\$recycle.bin\\..." as the walk names it
     ps = _family(t, "powershell_history").sort_values("record_ref")
     assert list(ps.command_line) == PS_HISTORY.splitlines()
     assert set(ps.timestamp) == {pd_ts(PS_MTIME)} and set(ps.user) == {USER}
     assert set(ps.timestamp_desc) == {"History File Modified (command time unknown)"}
     assert set(ps.evidence_path) == {"c:/Users/alice/AppData/Roaming/Microsoft/Windows/PowerShell/PSReadLine/ConsoleHost_history.txt"}
+
+
+def test_every_row_names_the_file_it_was_read_from(triage):
+    """Provenance: a registry row's evidence_path is its hive (not the zip), a prefetch or task row its own file,
+    each spelled as the walk of the evidence lists it (drive letter, stored case), so it can be found there."""
+    case, _ = triage
+    everything = case.timeline().to_pandas()
+    listed = set(everything[everything.source == "FILE"].path)
+    t = _os_rows(case)
+    got = {(a, p) for a, p in zip(t.artifact, t.evidence_path)}
+    hives = "c:/Windows/System32/config/"
+    assert got == {
+        ("evtx:System", "c:/Windows/System32/winevt/Logs/System.evtx"),
+        ("os:services", hives + "SYSTEM"), ("reg:shimcache", hives + "SYSTEM"),
+        ("os:sam", hives + "SAM"), ("os:users", hives + "SOFTWARE"), ("reg:runkeys", hives + "SOFTWARE"),
+        ("reg:runkeys", "c:/Users/alice/NTUSER.DAT"), ("reg:userassist", "c:/Users/alice/NTUSER.DAT"),
+        ("reg:amcache", "c:/Windows/AppCompat/Programs/Amcache.hve"),
+        ("os:prefetch", "c:/Windows/Prefetch/MIMIKATZ.EXE-1A2B3C4D.pf"),
+        ("os:tasks", "c:/Windows/System32/Tasks/GoogleUpdateTaskMachineCore"),
+        ("os:recyclebin", f"c:/$Recycle.Bin/{SID}/$IX7Q2KD.xlsx"),
+        ("powershell_history", "c:/Users/alice/AppData/Roaming/Microsoft/Windows/PowerShell/PSReadLine/ConsoleHost_history.txt"),
+    }
+    assert {p for _, p in got} <= listed  # every one is a file of the evidence, with its own MACB rows (path)
+    # which key of the hive: in attrs, as dissect gives it
+    run = _family(t, "reg:runkeys")
+    assert sorted(json.loads(a)["regf_key_path"] for a in run["attrs"]) == ["Microsoft\\Windows\\CurrentVersion\\Run",
+                                                                            "Software\\Microsoft\\Windows\\CurrentVersion\\Run"]
 
 
 def test_the_analysts_tz_overrides_the_registry_zone(tmp_path):
