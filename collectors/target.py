@@ -46,14 +46,14 @@ from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
 from timeline.custody import open_evidence
-from timeline.errors import UnknownFormat
+from timeline.errors import EvidenceNotFound, UnknownFormat
 from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash, iso_ns
 
 __all__ = ["GATHER", "TargetCollector", "ewf_media_hashes", "image_segments", "is_container"]
 
 log = logging.getLogger(__name__)
 
-_IMAGE_EXT = re.compile(r"\.(e01|ex01|s01|l01|qcow2?|vmdk|vhdx?|vdi|dd|raw|img|bin|00[01]|iso|asdf)$", re.I)
+_IMAGE_EXT = re.compile(r"\.(e01|ex01|s01|l01|qcow2?|vmdk|a?vhdx|vhd|vdi|dd|raw|img|bin|00[01]|iso|asdf)$", re.I)
 _ARCHIVE_EXT = re.compile(r"\.(zip|tar|tgz|tar\.gz|tar\.bz2|tar\.xz|7z)$", re.I)
 _MAGIC = (b"EVF\x09\x0d\x0a\xff\x00", b"EVF2\r\n\x81\x00", b"QFI\xfb", b"KDMV", b"# Disk DescriptorFile",
           b"vhdxfile", b"conectix", b"PK\x03\x04")
@@ -109,8 +109,8 @@ _NTFS_KINDS = (
 
 def image_segments(first: str | os.PathLike) -> list[Path]:
     """All files of a (possibly split) image, first segment first: E01 → E02…, .000/.001 → .001/.002…, a
-    VMDK descriptor's extent files, and the parent a differencing image reads through (a VHD's parent, a
-    QCOW2 backing file, a VMDK snapshot's parentFileNameHint), with the parent's own files."""
+    VMDK descriptor's extent files, and the parent a differencing image reads through (a VHD's or VHDX's
+    parent, a QCOW2 backing file, a VMDK snapshot's parentFileNameHint), with the parent's own files."""
     p = Path(first)
     out = [p]
     m = re.search(r"\.([Ee])(\d\d)$", p.name)
@@ -125,12 +125,18 @@ def image_segments(first: str | os.PathLike) -> list[Path]:
         while (q := p.with_name(f"{p.name[:-4]}.{n:03d}")).exists():
             out.append(q)
             n += 1
-    extents, vmdk_parent = _vmdk_files(p)
+    extents, _ = _vmdk_files(p)
     out += [e for e in extents if e not in out and e.exists()]
-    parent = _vhd_parent(p) or _qcow2_backing(p) or vmdk_parent
+    parent = differencing_parent(p)
     if parent is not None and parent.exists() and parent not in out:
         out += [s for s in image_segments(parent) if s not in out]
     return out
+
+
+def differencing_parent(p: Path) -> Path | None:
+    """The parent a differencing image reads through (VHD, VHDX/.avhdx, QCOW2 overlay, VMDK snapshot), where
+    dissect will look for it; None for an image that stands alone."""
+    return _vhd_parent(p) or _vhdx_parent(p) or _qcow2_backing(p) or _vmdk_files(p)[1]
 
 
 def _beside(p: Path, name: str) -> Path:
@@ -192,6 +198,33 @@ def _vhd_parent(p: Path) -> Path | None:
         return p.with_name(name.replace("\\", "/").rsplit("/", 1)[-1]) if name else None
     except OSError:
         return None
+
+
+def _vhdx_parent(p: Path) -> Path | None:
+    """A differencing VHDX (a Hyper-V checkpoint's ``.avhdx``) names its parent in the parent locator of its
+    metadata; resolved as dissect opens it: ``relative_path`` beside the child, else ``absolute_win32_path``."""
+    if read_magic(str(p), 8) != b"vhdxfile":
+        return None
+    try:
+        from dissect.hypervisor.disk.c_vhdx import (ALIGNMENT, FILE_PARAMETERS_GUID, METADATA_REGION_GUID,
+                                                    PARENT_LOCATOR_GUID)
+        from dissect.hypervisor.disk.vhdx import MetadataTable, RegionTable
+
+        with os.fdopen(open_evidence(p), "rb") as fh:
+            region = RegionTable(fh, 3 * ALIGNMENT).get(METADATA_REGION_GUID)
+            meta = MetadataTable(fh, region.file_offset, region.length)
+            if not meta.get(FILE_PARAMETERS_GUID).has_parent:
+                return None
+            entries = meta.get(PARENT_LOCATOR_GUID).entries
+    except Exception:
+        return None
+    found = [q for q in (p.parent / entries["relative_path"].replace("\\", "/") if entries.get("relative_path") else None,
+                         Path("/" + entries["absolute_win32_path"].replace("\\", "/"))
+                         if entries.get("absolute_win32_path") else None) if q is not None]
+    for q in found:
+        if q.exists():
+            return Path(os.path.normpath(q))
+    return found[0] if found else None
 
 
 def is_container(path: str) -> bool:
@@ -318,7 +351,13 @@ class TargetCollector(Collector):
 
     @classmethod
     def check_compatible(cls, path: str) -> None:
-        """Open the image and demand at least one file system (a bogus image fails here, naming the formats)."""
+        """Open the image and demand at least one file system (a bogus image fails here, naming the formats;
+        a differencing disk without its parent, naming the parent)."""
+        parent = differencing_parent(Path(path))
+        if parent is not None and not parent.exists():
+            raise EvidenceNotFound(f"{path}: a differencing disk (snapshot/checkpoint) whose parent {parent} is not "
+                                   "there: every sector not written since the snapshot is read from the parent, so "
+                                   "the parent must be collected with it (beside it, as the image names it)")
         t = _open(path)
         if not list(t.filesystems):
             raise UnknownFormat(f"{path}: no file system found in it (tried: {FORMATS}; "

@@ -753,7 +753,7 @@ def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
             if cls is TargetCollector:
                 try:
                     cls.check_compatible(str(real))
-                except UnknownFormat as exc:
+                except (UnknownFormat, EvidenceNotFound) as exc:  # an image of the folder that cannot be read
                     unrecognised.append(f"{rel} ({exc})")
                     continue
                 files += images[real]

@@ -1,18 +1,23 @@
 """Virtual-disk formats the corpus lacks (VHDX, VDI, fixed VHD, split and stream-optimised VMDK) and
-differencing disks (QCOW2 overlay, VMDK snapshot), made by the real ``qemu-img`` from one ext4 server
-image: each gives the same timeline as the raw image, and every file the image is read through is
+differencing disks (QCOW2 overlay, VMDK snapshot, Hyper-V checkpoint .avhdx), made by the real ``qemu-img``
+from one ext4 server image (the checkpoint's parent locator then written by hand: qemu-img cannot make
+one): each gives the same timeline as the raw image, and every file the image is read through is
 hashed in the custody log."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from collectors.target import image_segments
+from timeline.errors import EvidenceNotFound
 from forensics import Case
 
 UTC = dt.timezone.utc
@@ -97,3 +102,80 @@ def test_a_folder_of_images_reads_each_once_whatever_the_names_order(raw, qemu_i
     assert sorted(Path(f["real_path"]).name for f in rep.evidence[0]["files"]) == [
         "a-split-s001.vmdk", "a-split.vmdk", "base.qcow2", "overlay.qcow2"]
     assert case.verify().ok
+
+
+def _checkpoint(qemu_img: str, parent: Path, child: Path, relative: str, absolute: str) -> Path:
+    """A Hyper-V checkpoint (differencing VHDX) of ``parent``: a fresh VHDX from qemu-img of the parent's size,
+    then, per [MS-VHDX]: HasParent set in the file parameters, a parent locator (2.6.2.6: parent_linkage,
+    relative_path, absolute_win32_path) added to the metadata table as a required item, every BAT entry
+    PAYLOAD_BLOCK_NOT_PRESENT (nothing written since the checkpoint: every sector comes from the parent)."""
+    from dissect.hypervisor.disk.c_vhdx import (BAT_REGION_GUID, FILE_PARAMETERS_GUID, METADATA_REGION_GUID,
+                                                PARENT_LOCATOR_GUID, VHDX_PARENT_LOCATOR_GUID)
+
+    info = json.loads(subprocess.run([qemu_img, "info", "--output=json", str(parent)], check=True,
+                                     capture_output=True, text=True).stdout)
+    subprocess.run([qemu_img, "create", "-q", "-f", "vhdx", str(child), str(info["virtual-size"])], check=True)
+    buf = bytearray(child.read_bytes())
+    regions = {}
+    for i in range(struct.unpack_from("<I", buf, 0x30008)[0]):  # region table at 192 KiB: 16-byte header, 32-byte entries
+        e = 0x30010 + 32 * i
+        regions[bytes(buf[e:e + 16])] = struct.unpack_from("<QI", buf, e + 16)
+    bat, bat_len = regions[BAT_REGION_GUID.bytes_le]
+    buf[bat:bat + bat_len] = bytes(bat_len)
+    meta = regions[METADATA_REGION_GUID.bytes_le][0]
+    count = struct.unpack_from("<H", buf, meta + 10)[0]
+    items = [(bytes(buf[meta + 32 + 32 * i:meta + 48 + 32 * i]), *struct.unpack_from("<II", buf, meta + 48 + 32 * i))
+             for i in range(count)]
+    params = next(off for guid, off, _ in items if guid == FILE_PARAMETERS_GUID.bytes_le)
+    struct.pack_into("<I", buf, meta + params + 4, struct.unpack_from("<I", buf, meta + params + 4)[0] | 2)  # HasParent
+    pairs = [("parent_linkage", "{6f1cbd2f-4d6b-4c39-9c0e-2a7d6a3f0b11}"), ("relative_path", relative),
+             ("absolute_win32_path", absolute)]
+    table, strings = b"", b""
+    first = 20 + 12 * len(pairs)
+    for k, v in pairs:
+        kb, vb = k.encode("utf-16-le"), v.encode("utf-16-le")
+        table += struct.pack("<IIHH", first + len(strings), first + len(strings) + len(kb), len(kb), len(vb))
+        strings += kb + vb
+    locator = VHDX_PARENT_LOCATOR_GUID.bytes_le + struct.pack("<HH", 0, len(pairs)) + table + strings
+    at = max(off + length for _, off, length in items)
+    buf[meta + at:meta + at + len(locator)] = locator
+    entry = meta + 32 + 32 * count
+    buf[entry:entry + 32] = PARENT_LOCATOR_GUID.bytes_le + struct.pack("<IIII", at, len(locator), 4, 0)  # IsRequired
+    struct.pack_into("<H", buf, meta + 10, count + 1)
+    child.write_bytes(bytes(buf))
+    os.chmod(child, 0o444)
+    return child
+
+
+def test_a_hyper_v_checkpoint_is_read_through_its_parent_and_hashes_it(raw, qemu_img, tmp_path):
+    expected, _ = _timeline(tmp_path / "case-raw", raw)
+    vms = tmp_path / "vms"
+    (vms / "Snapshots").mkdir(parents=True)
+    base = _convert(qemu_img, raw, vms / "web01.vhdx", "vhdx")
+    snap = _checkpoint(qemu_img, base, vms / "Snapshots" / "web01_6F1CBD2F.avhdx", "..\\web01.vhdx",
+                       "D:\\Hyper-V\\web01.vhdx")
+    assert image_segments(snap) == [snap, base]  # relative_path, resolved as dissect resolves it
+    got, ev = _timeline(tmp_path / "case", snap)
+    assert got == expected
+    assert sorted(Path(f["real_path"]).name for f in ev["files"]) == ["web01.vhdx", "web01_6F1CBD2F.avhdx"]
+    # a folder holding both: the checkpoint is the image, its parent one of its files, not an image of its own
+    case = Case(tmp_path / "case-folder", create=True)
+    rep = case.collect([vms], workers=1)
+    assert sorted(a["evidence_path"] for a in rep.artifacts if a["collector"] == "target") == ["Snapshots/web01_6F1CBD2F.avhdx"]
+    assert case.verify().ok
+
+
+def test_a_checkpoint_without_its_parent_is_a_clear_error(raw, qemu_img, tmp_path):
+    base = _convert(qemu_img, raw, tmp_path / "web01.vhdx", "vhdx")
+    (tmp_path / "seized").mkdir()
+    snap = _checkpoint(qemu_img, base, tmp_path / "seized" / "web01_1.avhdx", "web01.vhdx", "D:\\Hyper-V\\web01.vhdx")
+    assert image_segments(snap) == [snap]  # the parent is not there to hash
+    case = Case(tmp_path / "case", create=True)
+    with pytest.raises(EvidenceNotFound, match=r"web01_1.avhdx: a differencing disk .* whose parent .*seized/web01.vhdx is not there"):
+        case.collect([snap], workers=1)
+    assert len(case.timeline().to_pandas()) == 0  # nothing written
+    # in a folder, the orphan is reported and the other evidence is read
+    shutil.copy(raw, tmp_path / "seized" / "web01.raw")
+    rep = case.collect([tmp_path / "seized"], workers=1)
+    assert [a["evidence_path"] for a in rep.artifacts if a["collector"] == "target"] == ["web01.raw"]
+    assert any("web01_1.avhdx" in u and "parent" in u for u in rep.evidence[0]["unrecognised"])
