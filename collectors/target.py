@@ -218,9 +218,8 @@ def _vhdx_parent(p: Path) -> Path | None:
             entries = meta.get(PARENT_LOCATOR_GUID).entries
     except Exception:
         return None
-    found = [q for q in (p.parent / entries["relative_path"].replace("\\", "/") if entries.get("relative_path") else None,
-                         Path("/" + entries["absolute_win32_path"].replace("\\", "/"))
-                         if entries.get("absolute_win32_path") else None) if q is not None]
+    rel, absolute = entries.get("relative_path"), entries.get("absolute_win32_path")
+    found = ([p.parent / rel.replace("\\", "/")] if rel else []) + ([Path("/" + absolute.replace("\\", "/"))] if absolute else [])
     for q in found:
         if q.exists():
             return Path(os.path.normpath(q))
