@@ -504,9 +504,10 @@ class TargetCollector(Collector):
                     if offset is not None:
                         reached.add(offset)
                     paths.add(inner)
-                extra: dict[str, Any] = {"name_bytes": raw} if raw else {}
+                extra: dict[str, Any] = {"name_bytes": nb} if (nb := name_bytes(raw)) is not None else {}
                 extra.update(_link_attrs(rep, entry, inner, st, host_root))
-                yield from self._file(art, rep, ctx, inner, path, entry, st, fstype, archive, depth, extra, packed)
+                yield from self._file(art, rep, ctx, inner, path, entry, st, fstype, archive, depth, extra, packed,
+                                      f"{prefix}{raw}")
         if members:
             yield from self._members(art, rep, ctx, t, outer, source, reached, paths, depth, packed)
 
@@ -540,14 +541,14 @@ class TargetCollector(Collector):
                 safe, climbs = _member_path(stored)
                 if safe == "/" and listing.is_dir(info):
                     continue  # the archive's own root folder (".")
-                inner = f"{outer}{safe}"
+                inner, raw_inner = f"{outer}{shown_name(safe)}", f"{outer}{safe}"
                 hidden = inner in paths
                 if layout and not climbs and not hidden:
                     rep.facts.setdefault("outside_layout", []).append(f"{outer}{shown_name(stored)}")
                     rep.stats["members_outside_layout"] = rep.stats.get("members_outside_layout", 0) + 1
                     continue
                 if hidden:
-                    inner = f"{inner}#member@{offset}"
+                    inner, raw_inner = f"{inner}#member@{offset}", f"{raw_inner}#member@{offset}"
                 paths.add(inner)
                 entry = _Member(listing, info)
                 st = entry.lstat()
@@ -564,12 +565,14 @@ class TargetCollector(Collector):
                 elif t is not None:
                     rep.warn("member_unreached", f"{inner}: dissect's walk of the archive did not reach this member; "
                                                  "read from the archive's list", inner)
-                yield from self._file(art, rep, ctx, inner, safe, entry, st, listing.kind, True, depth, extra, packed)
+                yield from self._file(art, rep, ctx, inner, shown_name(safe), entry, st, listing.kind, True, depth, extra,
+                                      packed, raw_inner)
 
     def _file(self, art: Artifact, rep: ArtifactReport, ctx: _Reading, inner: str, path: str, entry, st, fstype: str,
-              archive: bool, depth: int, extra: dict[str, Any], packed: _Packed | None) -> Iterator[pa.Table]:
+              archive: bool, depth: int, extra: dict[str, Any], packed: _Packed | None, raw_inner: str) -> Iterator[pa.Table]:
         """One entry of the evidence: its file-system rows; a log (or, in an archive, any file) copied out and read
-        by the collector that knows it, an archive inside opened in turn; with --gather, the copy kept."""
+        by the collector that knows it, an archive inside opened in turn; with --gather, the copy kept.  ``inner``
+        is its path inside the evidence as shown, ``raw_inner`` as stored (copies are named from it)."""
         self._rows_n += self._fs_rows(art, ctx.host, fstype, inner, entry, st, extra)
         if len(self._rows) >= ctx.batch_rows:
             yield self._rows.to_table()
@@ -584,7 +587,8 @@ class TargetCollector(Collector):
             rep.warn("link_target_missing", f"{inner}: a hard link to {shown_name(missing)!r}, which the archive does "
                                             "not hold; nothing to read", inner)
             return
-        copy = self._gather(art, rep, ctx, entry, inner, st, packed) if gather else self._copy(rep, ctx, entry, inner, packed)
+        copy = (self._gather(art, rep, ctx, entry, inner, raw_inner, st, packed) if gather
+                else self._copy(rep, ctx, entry, inner, raw_inner, packed))
         if copy is None:
             return
         dest, sha = copy
@@ -628,11 +632,11 @@ class TargetCollector(Collector):
         yield from self._inner(a, cls, ctx.batch_rows)
 
     @staticmethod
-    def _walk(fs, rep: ArtifactReport, prefix: str, roots: tuple[str, ...] = ("/",)) -> Iterator[tuple[str, Any, Any, str | None]]:
-        """(path as shown, entry, lstat, raw name bytes in hex or None) for every entry under ``roots``, depth first
-        (iteratively: any depth), names sorted, links never followed; unreadable ones are counted errors (a missing
-        root of a live host is skipped).  A name that is not UTF-8 is shown with ``\\xNN`` for each such byte
-        (:func:`collectors.base.shown_name`) and its raw bytes are given beside it.
+    def _walk(fs, rep: ArtifactReport, prefix: str, roots: tuple[str, ...] = ("/",)) -> Iterator[tuple[str, Any, Any, str]]:
+        """(path as shown, entry, lstat, path as stored) for every entry under ``roots``, depth first (iteratively:
+        any depth), names sorted, links never followed; unreadable ones are counted errors (a missing root of a
+        live host is skipped).  A name that is not UTF-8 is shown with ``\\xNN`` for each such byte
+        (:func:`collectors.base.shown_name`); as stored, it holds them as surrogates (``surrogateescape``).
 
         A Velociraptor collection folder stores names URL-encoded (``%2Ebash_history``, ``C%3A``,
         ``Sysmon%254Operational.evtx``): they are looked up as stored and reported decoded, as dissect
@@ -648,7 +652,7 @@ class TargetCollector(Collector):
                 st = _lstat(e)
             except Exception:
                 continue
-            yield r, e, st, None
+            yield r, e, st, r
             if _stat.S_ISDIR(st.st_mode):
                 stack.append((r, e))
         while stack:
@@ -671,7 +675,7 @@ class TargetCollector(Collector):
                     rep.errors.append(RecordError(shown_name(f"{prefix}{p}"), "unreadable", shown_name(f"cannot stat: {exc}")))
                     continue
                 q = shown(p)
-                yield shown_name(q), e, st, name_bytes(q)
+                yield shown_name(q), e, st, q
                 if _stat.S_ISDIR(st.st_mode):
                     subdirs.append((p, e))
             stack.extend(reversed(subdirs))
@@ -680,20 +684,21 @@ class TargetCollector(Collector):
                  extra: dict[str, Any] | None = None) -> int:
         return fs_rows(self._rows, self.report(art), art, host, fstype, inner, entry, st, self._parser, extra)
 
-    def _copy(self, rep: ArtifactReport, ctx: _Reading, entry, inner: str, packed: _Packed | None) -> tuple[Path, str] | None:
+    def _copy(self, rep: ArtifactReport, ctx: _Reading, entry, inner: str, raw_inner: str,
+              packed: _Packed | None) -> tuple[Path, str] | None:
         """A private read-only copy of one file of the image, and its SHA-256 (its name: the file's, made safe)."""
         self._copies += 1
-        name = _file_name(inner.rsplit("!", 1)[-1].rsplit("/", 1)[-1]) or "file"
+        name = _file_name(raw_inner.rsplit("!", 1)[-1].rsplit("/", 1)[-1]) or "file"
         dest = Path(ctx.tmp) / f"{self._copies:06d}" / name
         digests = _copy_out(rep, entry, inner, dest, [hashlib.sha256()], ctx, packed)
         return None if digests is None else (dest, digests[0])
 
-    def _gather(self, art: Artifact, rep: ArtifactReport, ctx: _Reading, entry, inner: str, st,
+    def _gather(self, art: Artifact, rep: ArtifactReport, ctx: _Reading, entry, inner: str, raw_inner: str, st,
                 packed: _Packed | None) -> tuple[Path, str] | None:
         """Copy one file of the evidence to ``gather_dir/<evidence_id>/<path inside>`` (:func:`_stored_name`),
         read-only, hashed, with its path and times recorded in ``facts.gathered``; the copy is also what the log
         collectors read."""
-        rel = _stored_name(inner, ctx.stored, ctx.stored_dirs)
+        rel = _stored_name(raw_inner, ctx.stored, ctx.stored_dirs)
         dest = self.gather_dir / art.evidence_id / rel
         digests = _copy_out(rep, entry, inner, dest, [hashlib.sha256(), hashlib.md5()], ctx, packed)
         if digests is None:
