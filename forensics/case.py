@@ -605,6 +605,8 @@ class Case:
                     d["e01_media_hash"] = "verified" if v else "MISMATCH" if v is False else "none stored"
                 if f.get("gathered"):
                     d["gathered"] = d.get("gathered", 0) + len(f["gathered"])
+                if f.get("outside_layout"):  # a triage archive's own files (its log, command outputs): named, not read
+                    d["outside_layout"] = d.get("outside_layout", 0) + len(f["outside_layout"])
 
         def counts(table: pa.Table, col: str) -> dict[str, int]:
             if not table.num_rows:

@@ -149,7 +149,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         stated = [f"host {e['host']}" if e.get("host") else "", f"os {e['os']}" if e.get("os") else "",
                   f"zone {e['tz']} ({e['tz_source']})" if e.get("tz") else "",
                   f"E01 media hash {e['e01_media_hash']}" if "e01_media_hash" in e else "",
-                  f"{e['gathered']} file(s) gathered" if e.get("gathered") else ""]
+                  f"{e['gathered']} file(s) gathered" if e.get("gathered") else "",
+                  f"{e['outside_layout']} file(s) of the collection tool outside the host's tree (not read; "
+                  "custody facts.outside_layout)" if e.get("outside_layout") else ""]
         if any(stated):
             print("                    " + ", ".join(x for x in stated if x))
         if e.get("unread"):

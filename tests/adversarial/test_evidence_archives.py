@@ -183,3 +183,31 @@ def test_hostile_member_names_are_each_read(tmp_path):
     case = Case(tmp_path / "case-zip", create=True)
     case.collect([zarc], workers=1)
     assert _logins(case) == {"/var/log/nul.log": "192.0.2.4", "/var/log/abs.log": "192.0.2.5"}
+
+
+def test_a_triage_zips_own_files_are_named_and_its_climbing_members_read(tmp_path, capsys):
+    """A Velociraptor collection: the host's files under ``uploads/auto/`` are the target; the tool's own files
+    (uploads.json, log.json) are named in ``facts.outside_layout``, not read as the host's (as for the same
+    collection as a folder); a member climbing out of it is read under a safe name and warned about."""
+    from forensics.cli import main
+
+    arc = _zip(tmp_path / "Collection-web01.zip", [
+        ("uploads/auto/etc/hostname", "web01\n"),
+        ("uploads/auto/var/log/auth.log", LINE.format(ip="203.0.113.7")),
+        ("uploads.json", '{"vfs_path":"/auto/etc/hostname"}\n'),
+        ("log.json", '{"message":"Collection completed"}\n'),
+        ("uploads/auto/../../../x/auth.log", LINE.format(ip="198.51.100.9")),
+    ])
+    case = Case(tmp_path / "case", create=True)
+    rep = case.collect([arc], workers=1)
+    target = next(a for a in rep.artifacts if a["collector"] == "target")
+    assert target["facts"]["host"] == "web01"
+    assert target["facts"]["outside_layout"] == ["uploads.json", "log.json"]  # in archive order
+    assert target["stats"]["members_outside_layout"] == 2
+    assert _logins(case) == {"/var/log/auth.log": "203.0.113.7", "/uploads/auto/%2E%2E/%2E%2E/%2E%2E/x/auth.log": "198.51.100.9"}
+    p = case.problems().to_pandas()
+    assert list(zip(p.kind, p.record_ref)) == [("member_renamed", "/uploads/auto/%2E%2E/%2E%2E/%2E%2E/x/auth.log")]
+    assert case.info()["evidence"][0]["outside_layout"] == 2
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "case")]) == 0
+    assert "2 file(s) of the collection tool outside the host's tree" in capsys.readouterr().out
