@@ -576,7 +576,7 @@ class TargetCollector(Collector):
         self._rows_n += self._fs_rows(art, ctx.host, fstype, inner, entry, st, extra)
         if len(self._rows) >= ctx.batch_rows:
             yield self._rows.to_table()
-        if not _stat.S_ISREG(st.st_mode):
+        if not _stat.S_ISREG(st.st_mode) or _no_content(entry):
             return
         log_file = _is_log(path)
         gather = self.gather_dir is not None and bool(log_file or GATHER.search(path.lower()))
@@ -848,6 +848,12 @@ def _member_offset(entry) -> int | None:
         if isinstance(info, zipfile.ZipInfo):
             return info.header_offset
     return None
+
+
+def _no_content(entry) -> bool:
+    """A tar member dissect shows as a file that holds no content (a device, a fifo): its rows only."""
+    info = getattr(entry, "entry", None)
+    return isinstance(info, tarfile.TarInfo) and not (info.isreg() or info.islnk())
 
 
 def _missing_link_target(entry) -> str | None:

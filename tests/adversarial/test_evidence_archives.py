@@ -211,3 +211,21 @@ def test_a_triage_zips_own_files_are_named_and_its_climbing_members_read(tmp_pat
     capsys.readouterr()
     assert main(["info", str(tmp_path / "case")]) == 0
     assert "2 file(s) of the collection tool outside the host's tree" in capsys.readouterr().out
+
+
+def test_device_and_fifo_members_are_rows_never_opened(tmp_path):
+    arc = tmp_path / "triage.tar"
+    with tarfile.open(arc, "w") as tf:
+        for name, typ in (("dev/sda", tarfile.BLKTYPE), ("dev/null", tarfile.CHRTYPE), ("run/initctl", tarfile.FIFOTYPE)):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.mtime = typ, 1700000000
+            tf.addfile(ti)
+        data = LINE.format(ip="203.0.113.7").encode()
+        ti = tarfile.TarInfo("var/log/auth.log")
+        ti.size, ti.mtime = len(data), 1700000000
+        tf.addfile(ti, io.BytesIO(data))
+    case = Case(tmp_path / "case", create=True)
+    rep = case.collect([arc], workers=1)
+    assert set(_fs(case)) == {"/dev/sda", "/dev/null", "/run/initctl", "/var/log/auth.log"}
+    assert _logins(case) == {"/var/log/auth.log": "203.0.113.7"}
+    assert rep.errors == 0 and rep.warnings == 0

@@ -186,3 +186,21 @@ def test_an_absolute_link_inside_an_ext4_image_stays_inside_the_image(tmp_path, 
     assert "leads_outside" not in fs["/etc/shadow"]  # an image is not this machine: nothing to lead out to
     assert rep.errors == 0 and rep.warnings == 0
     assert set(t.host.dropna()) == {"img01"}
+
+
+def test_a_symlink_member_of_a_zip_is_listed_with_its_target(tmp_path):
+    import stat
+    import zipfile
+
+    arc = tmp_path / "triage.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("var/log/auth.log", (2023, 11, 14, 22, 13, 20)), LINE.format(ip="203.0.113.7"))
+        link = zipfile.ZipInfo("var/log/shadow", (2023, 11, 14, 22, 13, 20))
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16  # as Info-ZIP stores a link: its target is the content
+        zf.writestr(link, "/etc/shadow")
+    case = Case(tmp_path / "case", create=True)
+    rep = case.collect([arc], workers=1)
+    t = _timeline(case)
+    fs = {r.path: json.loads(r.attrs) for r in t[t.source == "FILE"].itertuples()}
+    assert fs["/var/log/shadow"]["link_target"] == "/etc/shadow" and fs["/var/log/shadow"]["mode"][0] == "l"
+    assert rep.errors == 0 and rep.warnings == 0
