@@ -35,6 +35,7 @@ import re
 import stat as _stat
 import struct
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -373,7 +374,7 @@ class TargetCollector(Collector):
         live = artifact.evidence_path == LIVE
         if sevenzip.is_7z(artifact.fs_path):
             tz = artifact.tz if artifact.tz_source == TZ_ANALYST else None
-            rep.facts = {"live": False, "host": None, "os": None, "archive": "7z", "tz": tz,
+            rep.facts = {"live": False, "host": None, "os": None, "archive": f"7z (py7zr {version('py7zr')})", "tz": tz,
                          "tz_source": TZ_ANALYST if tz else None, "tz_from": None}
             self._rows_n = 0
             with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:

@@ -45,8 +45,9 @@ own zone (``Z``: ``tz_source`` source_utc; ``+05:30``: embedded_offset), else on
 zone, else UTC assumed (:class:`collectors.text.Clock`, ``tz_source`` analyst / evidence_config /
 assumed_utc), else ``@timestamp`` (the pipeline's receipt time, UTC; ``attrs.Record.time_field`` says
 so).  Every sub-second digit is kept (to the nanosecond).  Zone-less times are compared with the
-event's own UTC times (Sysmon's ``UtcTime``, else ``@timestamp``): a consistent gap of whole quarter
-hours is a warning naming the offset the export's zone seems to have.
+event's own UTC times (Sysmon's ``UtcTime``, else ``@timestamp``), and times that state their zone with
+Sysmon's ``UtcTime``: gaps of whole quarter hours are a warning naming the offset (OTRF's 2023 sets label
+local time ``Z``); the times are kept as read.
 
 Channels are spelled as Windows names them (``security`` → ``Security``) for the channels the hunt
 helpers and the extractors know; the export's spelling stays in ``attrs.Export.Channel``.
@@ -274,7 +275,8 @@ class WinEventExportCollector(Collector):
         self._clock = Clock.for_artifact(artifact.tz, artifact.tz_source)
         self._seen: dict[str, int] = {}
         self._gaps: dict[int, int] = {}  # zone-less time minus the event's UTC time, in quarter hours -> rows
-        self._zoneless = 0
+        self._stated_gaps: dict[int, int] = {}  # the same for times with their own zone (vs Sysmon's UtcTime)
+        self._zoneless = self._stated = 0
         self._n = 0
         stats = rep.stats
         stats.update(format=kind, lines=0, rows=0, comment_lines=0)
@@ -302,6 +304,13 @@ class WinEventExportCollector(Collector):
                      f"(Sysmon UtcTime, else @timestamp), mostly by {off} ({rows} rows): "
                      + (f"the export's local zone seems to be UTC{off}; collect with --tz" if self._clock.tz is None
                         else "check --tz"))
+        if self._stated_gaps:
+            gap, rows = max(self._stated_gaps.items(), key=lambda kv: kv[1])
+            h, m = divmod(abs(gap) * 15, 60)
+            rep.warn("zone_mismatch",
+                     f"{sum(self._stated_gaps.values())} of {self._stated} time(s) that state their zone are whole quarter "
+                     f"hours off the same event's Sysmon UtcTime, mostly by {'-' if gap < 0 else '+'}{h:02d}:{m:02d} "
+                     f"({rows} rows): the exporter may have labelled local time as UTC; the times are kept as stated")
 
     # --- splitting the file into records ------------------------------------------------------
 
@@ -552,18 +561,26 @@ class WinEventExportCollector(Collector):
                 record["time_note"] = note
             if problems:
                 record["time_problems"] = problems
-            if off is None:
-                self._zoneless += 1
-                self._check_zone(ns, export, d)
+            if name != _RECEIPT:
+                self._check_zone(ns, export, d, off is None)
             return ns, tz_source, record
         self._rep.errors.append(RecordError(ref, "no_valid_time", "no valid event time ("
                                             + ("; ".join(problems) or f"none of {', '.join(n for n, _ in times) or 'the time fields'} present")
                                             + ")"))
         return None
 
-    def _check_zone(self, ns: int, export: dict | None, d: dict) -> None:
+    def _check_zone(self, ns: int, export: dict | None, d: dict, zoneless: bool) -> None:
+        """Count the rows whose time is whole quarter hours off the event's own UTC time: Sysmon's ``UtcTime``,
+        or for a time without a zone the pipeline's ``@timestamp``."""
+        gaps = self._gaps if zoneless else self._stated_gaps
+        if zoneless:
+            self._zoneless += 1
+        else:
+            self._stated += 1
         ref = _time(d.get("UtcTime"))
         if ref is None or ref[1] not in (None, 0):
+            if not zoneless:
+                return
             ref = _time((export or {}).get(_RECEIPT))
             if ref is None or ref[1] is None:
                 return
@@ -573,7 +590,7 @@ class WinEventExportCollector(Collector):
             return
         gap = round((ns - utc) / _QUARTER)
         if gap:
-            self._gaps[gap] = self._gaps.get(gap, 0) + 1
+            gaps[gap] = gaps.get(gap, 0) + 1
 
 
 _CANON = ("Provider", "ProviderGuid", "EventSourceName", "EventID", "Qualifiers", "Version", "Level", "Task", "Opcode",
