@@ -136,7 +136,7 @@ _BOM_WS = b"\xef\xbb\xbf \t\r\n"
 def _first_record_line(path: str) -> str | None:
     """The first non-empty line that is not a ``#`` comment (up to 1 MiB of it), or None."""
     head = read_head(path, 4096)
-    if not head or b"\x00" in head[:512] or head.lstrip(_BOM_WS)[:1] not in (b"{", b"<", b"#"):
+    if not head or head.lstrip(_BOM_WS)[:1] not in (b"{", b"<", b"#"):
         return None
     line, complete = _first_line(head.lstrip(_BOM_WS), len(head) < 4096)
     if not complete:  # the line (or the comments before it) go on past what was read
@@ -150,6 +150,8 @@ def _first_line(head: bytes, eof: bool) -> tuple[str | None, bool]:
     for i, raw in enumerate(lines):
         line = raw.strip()
         if line and not line.startswith(b"#"):
+            if b"\x00" in line:
+                return None, True
             return line.decode("utf-8", "replace"), eof or i < len(lines) - 1
     return None, eof
 
@@ -379,7 +381,18 @@ class WinEventExportCollector(Collector):
                     pos = m.start()
                     start = n
                     part += 1
+                    after = pos + 1  # a new record's start, looked for past this one's own
+                else:
+                    after = pos
                 end = line.find(_XML_END, pos)
+                nxt = _XML_START.search(line, after)
+                if nxt is not None and (end < 0 or nxt.start() < end):
+                    # a record starts before this one ends: this one was cut (what it holds is read, if it can be)
+                    buf.append(line[pos:nxt.start()])
+                    yield f"line={start}" + (f" part={part}" if part > 1 else ""), "xml", "\n".join(buf)
+                    buf = []
+                    pos = nxt.start()
+                    continue
                 if end < 0:
                     buf.append(line[pos:])
                     break
