@@ -84,10 +84,11 @@ from collectors.text import Clock, open_text, read_head
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC, iso_ns
 
-__all__ = ["WinEventExportCollector", "export_kind", "SYSTEM_KEYS", "PIPELINE_KEYS", "MAX_LINE"]
+__all__ = ["WinEventExportCollector", "export_kind", "SYSTEM_KEYS", "PIPELINE_KEYS", "MAX_LINE", "MAX_BATCH_BYTES"]
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH_BYTES = 64 << 20  # rows are handed on before their attrs (whole events, often KiBs each) pass this
 MAX_LINE = 64 << 20  # a longer "line" (a NUL run, a binary file) is an error, read no further than this
 _BLOCK = 1 << 20
 
@@ -280,6 +281,7 @@ class WinEventExportCollector(Collector):
         self._stated_gaps: dict[int, int] = {}  # the same for times with their own zone (vs Sysmon's UtcTime)
         self._zoneless = self._stated = 0
         self._n = 0
+        self._held = getattr(self, "_held", 0)  # attrs bytes of the rows buffered (of any artifact read so far)
         stats = rep.stats
         stats.update(format=kind, lines=0, rows=0, comment_lines=0)
         read_to: list[int] = []
@@ -288,7 +290,8 @@ class WinEventExportCollector(Collector):
                 records = self._json(fh, read_to) if kind == "json" else self._xml(fh, read_to)
                 for ref, fmt, item in records:
                     self._row(ref, fmt, item)
-                    if len(self._rows) >= batch_rows:
+                    if len(self._rows) >= batch_rows or self._held >= MAX_BATCH_BYTES:
+                        self._held = 0
                         yield self._rows.to_table()
         except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
             rep.errors.append(RecordError(f"line={(read_to or [self._n])[-1] + 1}", "truncated",
@@ -304,8 +307,8 @@ class WinEventExportCollector(Collector):
                      f"{sum(self._gaps.values())} of {self._zoneless} time(s) without a zone, read in "
                      f"{self._clock.tz or 'UTC (assumed)'}, are whole quarter hours off the event's own UTC time "
                      f"(Sysmon UtcTime, else @timestamp), mostly by {off} ({rows} rows): "
-                     + (f"the export's local zone seems to be UTC{off}; collect with --tz" if self._clock.tz is None
-                        else "check --tz"))
+                     + (f"the export's local zone seems to be UTC{off}; collect with --tz"
+                        if self._clock.tz is None and abs(gap) <= 56 else "check --tz and the exporter's clock"))
         if self._stated_gaps:
             gap, rows = max(self._stated_gaps.items(), key=lambda kv: kv[1])
             h, m = divmod(abs(gap) * 15, 60)
@@ -313,6 +316,10 @@ class WinEventExportCollector(Collector):
                      f"{sum(self._stated_gaps.values())} of {self._stated} time(s) that state their zone are whole quarter "
                      f"hours off the same event's Sysmon UtcTime, mostly by {'-' if gap < 0 else '+'}{h:02d}:{m:02d} "
                      f"({rows} rows): the exporter may have labelled local time as UTC; the times are kept as stated")
+
+    def finish(self) -> Iterator[pa.Table]:
+        self._held = 0
+        yield from super().finish()
 
     # --- splitting the file into records ------------------------------------------------------
 
@@ -463,6 +470,7 @@ class WinEventExportCollector(Collector):
             hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32],
         ))
         rep.stats["rows"] += 1
+        self._held += len(attrs)
 
     def _from_json(self, o: dict, text: bytes):
         sm = o.get("SyslogMessage")
@@ -601,8 +609,10 @@ class WinEventExportCollector(Collector):
             utc = _utc_ns(ref[0], ref[1] or 0)
         except (ValueError, OverflowError):
             return
-        gap = round((ns - utc) / _QUARTER)
-        if gap:
+        delta = ns - utc
+        gap = round(delta / _QUARTER)
+        # whole quarter hours (within 2 minutes: Sysmon logs its events a little late), less than 26 h: a zone mix-up
+        if gap and abs(delta - gap * _QUARTER) <= 120 * 10**9 and abs(gap) < 104:
             gaps[gap] = gaps.get(gap, 0) + 1
 
 
