@@ -39,12 +39,15 @@ import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import orjson
 import pyarrow as pa
 
+from collectors import sevenzip
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, name_bytes, read_magic, shown_name
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
@@ -60,8 +63,8 @@ log = logging.getLogger(__name__)
 _IMAGE_EXT = re.compile(r"\.(e01|ex01|s01|l01|qcow2?|vmdk|a?vhdx|vhd|vdi|dd|raw|img|bin|00[01]|iso|asdf)$", re.I)
 _ARCHIVE_EXT = re.compile(r"\.(zip|tar|tgz|tar\.gz|tar\.bz2|tar\.xz|7z)$", re.I)
 _MAGIC = (b"EVF\x09\x0d\x0a\xff\x00", b"EVF2\r\n\x81\x00", b"QFI\xfb", b"KDMV", b"# Disk DescriptorFile",
-          b"vhdxfile", b"conectix", b"PK\x03\x04")
-FORMATS = "E01/Ex01, split E01, raw/dd (and split raw), QCOW2, VMDK, VHD/VHDX, VDI, ISO, tar/zip archives"
+          b"vhdxfile", b"conectix", b"PK\x03\x04", sevenzip.MAGIC)
+FORMATS = "E01/Ex01, split E01, raw/dd (and split raw), QCOW2, VMDK, VHD/VHDX, VDI, ISO, tar/zip/7z archives"
 
 _EWF_MAGIC = b"EVF\x09\x0d\x0a\xff\x00"
 
@@ -396,6 +399,8 @@ class TargetCollector(Collector):
             raise EvidenceNotFound(f"{path}: a differencing disk (snapshot/checkpoint) whose parent {parent} is not "
                                    "there: every sector not written since the snapshot is read from the parent, so "
                                    "the parent must be collected with it (beside it, as the image names it)")
+        if sevenzip.is_7z(path):  # dissect.target opens a 7z but sees no files in it: collectors.sevenzip reads it
+            return sevenzip.check(path)
         try:
             t = _open(path)
         except UnknownFormat:
@@ -411,6 +416,19 @@ class TargetCollector(Collector):
     def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
         rep = self.report(artifact)
         live = artifact.evidence_path == LIVE
+        allowance = max(EXTRACT_ITEM_MAX, 2 * artifact.size)
+        if sevenzip.is_7z(artifact.fs_path):
+            tz = artifact.tz if artifact.tz_source == TZ_ANALYST else None
+            rep.facts = {"live": False, "host": None, "os": None, "archive": f"7z (py7zr {version('py7zr')})", "tz": tz,
+                         "tz_source": TZ_ANALYST if tz else None, "tz_from": None}
+            self._rows_n = 0
+            ctx = _Reading(None, tz, rep.facts["tz_source"], batch_rows, budget=allowance, allowance=allowance)
+            with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
+                ctx.tmp = tmp
+                yield from self._seven_zip(artifact, rep, ctx, artifact.fs_path, "", 0,
+                                           _Packed(artifact.evidence_path, artifact.size))
+            rep.stats["rows"] = self._rows_n
+            return
         try:
             t = _open(artifact.fs_path)
         except UnknownFormat as exc:  # a tar or zip dissect cannot open: its members, from its own list
@@ -430,7 +448,6 @@ class TargetCollector(Collector):
                      "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
         self._verify_ewf(artifact, rep)
         self._rows_n = 0
-        allowance = max(EXTRACT_ITEM_MAX, 2 * artifact.size)
         ctx = _Reading(host, tz, tz_source, batch_rows, budget=allowance, allowance=allowance)
         packed = _Packed(artifact.evidence_path, artifact.size) if archive_kind(artifact.fs_path) else None
         with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
@@ -612,6 +629,9 @@ class TargetCollector(Collector):
                                              f"(at most {NESTING_MAX}); only its own file-system rows are kept", inner)
                 return
             packed = _Packed(inner, os.path.getsize(dest))
+            if sevenzip.is_7z(str(dest)):
+                yield from self._seven_zip(art, rep, ctx, str(dest), f"{inner}!", depth + 1, packed)
+                return
             try:
                 nested = _open(str(dest))
             except UnknownFormat as exc:
@@ -630,6 +650,28 @@ class TargetCollector(Collector):
         a = Artifact(art.evidence_id, inner, str(dest), sha, st.st_size, host=ctx.host, tz=ctx.tz,
                      tz_source=ctx.tz_source, mtime_ns=st.st_mtime_ns)
         yield from self._inner(a, cls, ctx.batch_rows)
+
+    def _seven_zip(self, art: Artifact, rep: ArtifactReport, ctx: _Reading, path: str, outer: str, depth: int,
+                   packed: _Packed | None) -> Iterator[pa.Table]:
+        """Every member of a 7z archive (``collectors.sevenzip``: one member at a time, in its own temporary copy),
+        as a tar or zip member (:meth:`_file`): file-system rows (``fs:7z``, the times 7z stores) and each file
+        copied out under the caps and handed to the collector that recognises it, as ``outer/member``."""
+        problems: list[sevenzip.Problem] = []
+        n_members = 0
+        for m in sevenzip.members(path, ctx.tmp, problems):
+            n_members += 1
+            name = m.name.lstrip("/")
+            st = SimpleNamespace(st_mode=(_stat.S_IFDIR | 0o555) if m.is_dir else (_stat.S_IFREG | 0o444),
+                                 st_size=m.size, st_ino=m.index, st_uid=None, st_gid=None, st_mtime_ns=m.mtime_ns,
+                                 st_atime_ns=m.atime_ns, st_ctime_ns=None, st_birthtime_ns=m.ctime_ns)
+            entry = SimpleNamespace(open=lambda p=m.path: open(p, "rb"))
+            extra = {"name_bytes": nb} if (nb := name_bytes(name)) is not None else {}
+            yield from self._file(art, rep, ctx, f"{outer}/{shown_name(name)}", f"/{shown_name(name)}", entry, st, "7z",
+                                  True, depth, extra, packed, f"{outer}/{name}")
+        rep.stats["7z_members"] = rep.stats.get("7z_members", 0) + n_members
+        for p in problems:
+            where = f"{outer}/{p.name.lstrip('/')}" if p.name else (outer.rstrip("!") or art.evidence_path)
+            rep.errors.append(RecordError(shown_name(where), p.kind, shown_name(p.message)))
 
     @staticmethod
     def _walk(fs, rep: ArtifactReport, prefix: str, roots: tuple[str, ...] = ("/",)) -> Iterator[tuple[str, Any, Any, str]]:
@@ -959,8 +1001,6 @@ class _Member:
 
     def lstat(self):
         """The member's stat, as dissect gives one for a mapped member (zip times are UTC as stored)."""
-        from types import SimpleNamespace
-
         i = self.entry
         if self.listing.kind == "tar":
             kind = (_stat.S_IFLNK if i.issym() else _stat.S_IFDIR if i.isdir() else _stat.S_IFCHR if i.ischr()
@@ -1130,8 +1170,6 @@ def _lstat(e):
         rec = getattr(e, "entry", None)
         if rec is None or not hasattr(rec, "segment"):
             raise
-        from types import SimpleNamespace
-
         mode = (_stat.S_IFDIR | 0o555) if rec.is_dir() else (_stat.S_IFREG | 0o444)
         return SimpleNamespace(st_mode=mode, st_size=0, st_ino=rec.segment, st_uid=None, st_gid=None,
                                st_mtime_ns=None, st_atime_ns=None, st_ctime_ns=None, st_birthtime_ns=None)
