@@ -310,6 +310,32 @@ def _open(path: str):
                             f"{type(exc).__name__}: {exc}") from exc
 
 
+def _open_without_os(path: str, failure: Exception):
+    """The target's disks, volumes and file systems without dissect's OS detection, which a hostile tree can break
+    (``/etc/hostname -> /etc/hostname``: a link loop stops it, and with it the whole image); None when they cannot
+    be read either."""
+    from dissect.target import Target
+
+    try:
+        t = Target.open(path, apply=False)
+        t.disks.apply()
+        t.volumes.apply()
+        t.filesystems.apply()
+    except Exception:
+        return None
+    if not list(t.filesystems):
+        return None
+    log.warning("%s: OS not read (%s); its file systems are walked without it", path, failure)
+    return t
+
+
+def _os_of(t) -> str | None:
+    try:
+        return t.os
+    except Exception:  # opened without OS detection
+        return None
+
+
 # Windows zone names map to IANA through CLDR's windowsZones, which keeps some old names (still valid
 # IANA links); the current name is reported
 _CLDR_LEGACY = {"Asia/Calcutta": "Asia/Kolkata", "Asia/Katmandu": "Asia/Kathmandu", "Asia/Saigon": "Asia/Ho_Chi_Minh",
@@ -403,8 +429,8 @@ class TargetCollector(Collector):
             return sevenzip.check(path)
         try:
             t = _open(path)
-        except UnknownFormat:
-            if archive_kind(path) is not None:
+        except UnknownFormat as exc:
+            if archive_kind(path) is not None or _open_without_os(path, exc) is not None:
                 return
             raise
         if not list(t.filesystems):
@@ -429,12 +455,17 @@ class TargetCollector(Collector):
                                            _Packed(artifact.evidence_path, artifact.size))
             rep.stats["rows"] = self._rows_n
             return
+        no_os = None
         try:
             t = _open(artifact.fs_path)
-        except UnknownFormat as exc:  # a tar or zip dissect cannot open: its members, from its own list
-            if live or archive_kind(artifact.fs_path) is None:
+        except UnknownFormat as exc:
+            # its file systems without the OS (a link loop in /etc breaks dissect's OS detection); a tar or zip dissect
+            # cannot open at all: its members, from its own list
+            t, failure = (None if live else _open_without_os(artifact.fs_path, exc)), exc
+            if t is not None:
+                no_os = f"{exc.__cause__ or exc}"
+            elif live or archive_kind(artifact.fs_path) is None:
                 raise
-            t, failure = None, exc
         # a live host: only where logs, histories and autostart configuration live (not /proc, not every file)
         self._roots = _live_roots(t) if live else ("/",)
         host, tz, where = _host_and_zone(t) if t is not None else (None, None, None)
@@ -444,8 +475,11 @@ class TargetCollector(Collector):
             tz_source = TZ_EVIDENCE_CONFIG
         else:  # the case's zone, given by the analyst at creation, or nothing (UTC assumed, per row)
             tz, tz_source = artifact.tz, (TZ_ANALYST if artifact.tz else None)
-        rep.facts = {"live": live, "host": host, "os": t.os if t is not None else None, "tz": tz, "tz_source": tz_source,
-                     "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
+        rep.facts = {"live": live, "host": host, "os": _os_of(t) if t is not None else None, "tz": tz,
+                     "tz_source": tz_source, "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
+        if no_os is not None:
+            rep.warn("os_not_read", f"dissect could not read the OS of this evidence ({no_os}); its file systems are "
+                                    "walked without it: no host, zone or OS artifacts")
         self._verify_ewf(artifact, rep)
         self._rows_n = 0
         ctx = _Reading(host, tz, tz_source, batch_rows, budget=allowance, allowance=allowance)
@@ -458,7 +492,7 @@ class TargetCollector(Collector):
                 yield from self._members(artifact, rep, ctx, None, "", artifact.fs_path, set(), set(), 0, packed)
             else:
                 yield from self._target(artifact, rep, t, "", ctx, artifact.fs_path, 0, packed)
-        if t is not None and t.os not in ("default", None):
+        if t is not None and _os_of(t) not in ("default", None):
             def mtime_of(p: str) -> int | None:
                 try:
                     return t.fs.path(p).stat().st_mtime_ns
@@ -914,15 +948,18 @@ def _missing_link_target(entry) -> str | None:
 
 
 def archive_kind(path: str) -> str | None:
-    """"tar" (any compression) or "zip" when ``path`` is a regular file Python's own readers open, else None."""
+    """"tar" (any compression) or "zip" when ``path`` is a regular file Python's own readers open and find a
+    member in (a disk image whose first sector is zeros is an empty tar to ``tarfile``), else None."""
     if not os.path.isfile(path):
         return None
     try:
         with os.fdopen(open_evidence(path), "rb") as fh:
             if zipfile.is_zipfile(fh):
-                return "zip"
+                fh.seek(0)
+                return "zip" if zipfile.ZipFile(fh).infolist() else None
             fh.seek(0)
-            return "tar" if tarfile.is_tarfile(fh) else None
+            with tarfile.open(fileobj=fh, mode="r:*") as tar:
+                return "tar" if tar.next() is not None else None
     except Exception:
         return None
 

@@ -204,3 +204,25 @@ def test_a_symlink_member_of_a_zip_is_listed_with_its_target(tmp_path):
     fs = {r.path: json.loads(r.attrs) for r in t[t.source == "FILE"].itertuples()}
     assert fs["/var/log/shadow"]["link_target"] == "/etc/shadow" and fs["/var/log/shadow"]["mode"][0] == "l"
     assert rep.errors == 0 and rep.warnings == 0
+
+
+def test_a_link_loop_that_stops_os_detection_loses_nothing(tmp_path, ext4_image):
+    """``/etc/hostname -> /etc/hostname`` is a loop inside the evidence: dissect's OS detection stops on it, which
+    refused the whole image (and lost a whole OS-tree folder).  Its file systems are walked without the OS."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "var" / "log").mkdir(parents=True)
+    (root / "root").mkdir()
+    (root / "var" / "log" / "auth.log").write_text(LINE.format(ip="203.0.113.7"))
+    (root / "etc" / "hostname").symlink_to("/etc/hostname")
+    img = ext4_image(root, tmp_path / "loop.raw")
+    for ev in (img, root):
+        case = Case(tmp_path / f"case-{ev.name}", create=True)
+        rep = case.collect([ev], workers=1)
+        t = _timeline(case)
+        fs = {r.path: json.loads(r.attrs) for r in t[t.source == "FILE"].itertuples()}
+        assert fs["/etc/hostname"]["link_target"] == "/etc/hostname" and "/var/log/auth.log" in fs
+        assert list(t[t.source == "SYSLOG"].src_ip) == ["203.0.113.7"]
+        assert t[t.source == "FILE"].host.isna().all()  # no host name read (never this machine's)
+        p = case.problems().to_pandas()
+        assert "os_not_read" in set(p.kind) and rep.errors == 0
