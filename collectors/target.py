@@ -56,7 +56,8 @@ from timeline.custody import open_evidence
 from timeline.errors import EvidenceNotFound, UnknownFormat
 from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash, iso_ns
 
-__all__ = ["GATHER", "TargetCollector", "ewf_media_hashes", "image_segments", "is_container"]
+__all__ = ["GATHER", "TargetCollector", "archive_kind", "ewf_media_hashes", "fs_rows", "image_segments", "is_container",
+           "link_leaves"]
 
 log = logging.getLogger(__name__)
 
