@@ -225,17 +225,19 @@ def output_columns(fmt: str, tz: str = "UTC") -> list[str]:
 
 _TIMESKETCH_TAKEN = _TIMESKETCH_RESERVED.union(output_columns("timesketch-jsonl"))
 _NAME_BAD = re.compile(r"[^\w-]+")
+_FIELD_DEPTH = 16  # nesting flattened into names at most; deeper, the rest of the object is one JSON text field
+_FIELD_NAME = 200  # characters of a field name at most
 
 
-def _flatten(value: Any, name: str, out: dict[str, str]) -> None:
+def _flatten(value: Any, name: str, out: dict[str, str], depth: int = 0) -> None:
     """``value`` under ``name`` as text fields: nested names joined with ``_``; XML's ``#attributes`` and
     ``#text`` (EVTX) belong to their element; ``xmlns`` is left out; lists are JSON text."""
-    if isinstance(value, dict):
+    if isinstance(value, dict) and depth < _FIELD_DEPTH:
         for k, v in value.items():
             if k in ("#attributes", "#text"):
-                _flatten(v, name, out)
+                _flatten(v, name, out, depth + 1)
             elif k != "xmlns" and not k.startswith("xmlns:"):
-                _flatten(v, f"{name}_{_NAME_BAD.sub('_', k)}", out)
+                _flatten(v, f"{name}_{_NAME_BAD.sub('_', k)}"[:_FIELD_NAME], out, depth + 1)
     elif value is None:
         return
     elif name not in out:  # two paths cleaned to one name: the first keeps it (both stay in attrs)
@@ -246,7 +248,10 @@ def _flatten(value: Any, name: str, out: dict[str, str]) -> None:
         elif isinstance(value, (int, float)):
             out[name] = str(value)
         else:
-            out[name] = orjson.dumps(value).decode()
+            try:
+                out[name] = orjson.dumps(value).decode()
+            except orjson.JSONEncodeError:  # nested deeper than orjson writes: the value stays in attrs only
+                pass
 
 
 def timesketch_fields(source: str | None, attrs: str | None) -> dict[str, str]:
