@@ -288,7 +288,11 @@ class Timeline:
         sheets = []
         if format == "xlsx":
             sheets = _xlsx_sheets(self, query, CustodyLog(self.case_dir / "custody.jsonl"))
-        kwargs = {"max_rows_per_sheet": max_rows_per_sheet} if max_rows_per_sheet else {}
+        kwargs: dict[str, Any] = {"max_rows_per_sheet": max_rows_per_sheet} if max_rows_per_sheet else {}
+        if format == "timesketch-jsonl":  # under Timesketch's field cap, the fields most rows have come first
+            sample = self.sql("SELECT source, attrs FROM timeline ORDER BY hash(event_hash), event_hash "
+                              f"LIMIT {exports.TIMESKETCH_SAMPLE_ROWS}")
+            kwargs["timesketch_fields_first"] = exports.rank_fields(zip(sample["source"], sample["attrs"]))
         tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
         try:
             result = exports.write_export(self.batches(), tmp, format, self.tz, sheets=sheets, **kwargs)

@@ -17,9 +17,11 @@ event's own fields (``attrs``) as top-level fields named by family (``source``) 
 ``login_exit_termination``...  Their values are text: OpenSearch types a field on first sight, and a
 field that is a number in one event and text in another (EVTX ``ProcessId``: ``1234`` in Sysmon,
 ``0x2e8`` in Security 4624) would make Timesketch reject the later events.  At most
-:data:`TIMESKETCH_MAX_FIELDS` distinct names are written (first seen, first kept): Timesketch maps each
-text field three times (text, keyword, wildcard) against OpenSearch's default limit of 1,000 mapped
-fields per index; the names past the cap stay in ``attrs`` only, and are listed in the result.
+:data:`TIMESKETCH_MAX_FIELDS` distinct names are written: Timesketch maps each text field three times
+(text, keyword, wildcard) against OpenSearch's default limit of 1,000 mapped fields per index.  The
+names admitted are the caller's ranking first (the most frequent in a sample of the rows,
+:func:`rank_fields`), then the first seen; the names past the cap stay in ``attrs`` only, and are counted
+in the result.
 
 Lists.  ``tags`` is a JSON array in JSON Lines and a JSON array as text (``["a", "b"]``) in CSV and XLSX.
 
@@ -63,9 +65,11 @@ __all__ = [
     "XLSX_MAX_ROWS",
     "XLSX_MAX_CELL",
     "TIMESKETCH_MAX_FIELDS",
+    "TIMESKETCH_SAMPLE_ROWS",
     "ExportResult",
     "neutralise",
     "output_columns",
+    "rank_fields",
     "sheet_from_frame",
     "timesketch_fields",
     "write_export",
@@ -84,6 +88,7 @@ _TIMESKETCH_LEAD = ["message", "datetime", "timestamp_desc", "timestamp"]
 # refuses more than 1,000 mapped fields per index by default: ~31 columns of ours and 250 event fields stay
 # under it (3 x 281 = 843).
 TIMESKETCH_MAX_FIELDS = 250
+TIMESKETCH_SAMPLE_ROWS = 5000  # rows a caller ranks field names on (rank_fields; on the EVTX corpus 2,000 rank as well)
 # Field names Timesketch or OpenSearch give a meaning to: an event field never takes one of them.
 _TIMESKETCH_RESERVED = frozenset({"message", "datetime", "timestamp", "timestamp_desc", "tag", "label",
                                   "timesketch_label", "__ts_timeline_id", "_id", "_index", "_source", "_type"})
@@ -284,6 +289,16 @@ def timesketch_fields(source: str | None, attrs: str | None) -> dict[str, str]:
     return {(k + "_" if k in _TIMESKETCH_TAKEN else k): v for k, v in out.items()}
 
 
+def rank_fields(sample: Iterable[tuple[str | None, str | None]]) -> list[str]:
+    """The Timesketch field names of a sample of rows (``(source, attrs)`` pairs), most frequent first (ties
+    by name): the order in which :func:`write_export` admits names under its cap."""
+    counts: dict[str, int] = {}
+    for source, attrs in sample:
+        for k in timesketch_fields(source, attrs):
+            counts[k] = counts.get(k, 0) + 1
+    return sorted(counts, key=lambda k: (-counts[k], k))
+
+
 # --- writers ----------------------------------------------------------------------------------
 
 
@@ -293,12 +308,13 @@ def _slices(batch: pa.RecordBatch, rows: int = _PY_ROWS) -> Iterable[pa.RecordBa
 
 
 def _write_jsonl(batches: Iterable[pa.RecordBatch], fh, fmt: str, tz: str,
-                 max_fields: int = TIMESKETCH_MAX_FIELDS) -> ExportResult:
+                 max_fields: int = TIMESKETCH_MAX_FIELDS, first: Sequence[str] = ()) -> ExportResult:
     res = ExportResult()
     dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     timesketch = fmt == "timesketch-jsonl"  # Timesketch: an absent field is an empty one (smaller files)
-    admitted: set[str] = set()
+    admitted: set[str] = set(list(dict.fromkeys(first))[:max_fields])  # the caller's ranking, then first seen
     left = res.fields_left_in_attrs
+    written: set[str] = set()
     for batch in batches:
         for part in _slices(batch):
             cols = _columns(part, fmt, tz)
@@ -314,6 +330,7 @@ def _write_jsonl(batches: Iterable[pa.RecordBatch], fh, fmt: str, tz: str,
                             admitted.add(k)
                         if k in admitted:
                             doc[k] = v
+                            written.add(k)
                         else:
                             left[k] = left.get(k, 0) + 1
                     lines.append(dumps(doc, option=opt))
@@ -321,7 +338,7 @@ def _write_jsonl(batches: Iterable[pa.RecordBatch], fh, fmt: str, tz: str,
                 lines = [dumps(dict(zip(names, row)), option=opt) for row in zip(*values)]
             fh.write(b"".join(lines))
         res.rows += batch.num_rows
-    res.top_level_fields = len(admitted)
+    res.top_level_fields = len(written)
     if left:
         log.warning("Timesketch export: %d field name(s) past the cap of %d left in attrs only: %s", len(left),
                     max_fields, ", ".join(sorted(left)[:20]))
@@ -492,13 +509,15 @@ def _conformed(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
 
 def write_export(batches: Iterable[pa.RecordBatch], path: str | os.PathLike, fmt: str, tz: str = "UTC", *,
                  sheets: Sequence[tuple[str, list[str], list[list[Any]]]] = (),
-                 max_rows_per_sheet: int = XLSX_MAX_ROWS, timesketch_max_fields: int = TIMESKETCH_MAX_FIELDS) -> ExportResult:
+                 max_rows_per_sheet: int = XLSX_MAX_ROWS, timesketch_max_fields: int = TIMESKETCH_MAX_FIELDS,
+                 timesketch_fields_first: Sequence[str] = ()) -> ExportResult:
     """Write ``batches`` (timeline rows, SCHEMA's columns) to ``path`` in format ``fmt``.
 
     ``tz``: the zone of the ``local_time`` column.  ``sheets`` (XLSX only): more sheets after the
     events, each ``(title, header, rows)`` (the story, the custody log...).  ``max_rows_per_sheet``
     (XLSX): events per sheet before the next sheet starts.  ``timesketch_max_fields`` (Timesketch JSONL):
-    distinct event-field names written as top-level fields.
+    distinct event-field names written as top-level fields; ``timesketch_fields_first``: the names to admit
+    first (:func:`rank_fields` of a sample), the rest being admitted as first seen while the cap allows.
     """
     if fmt not in FORMATS:
         raise OutputError(f"unknown export format {fmt!r}; formats are: {', '.join(FORMATS)}")
@@ -515,7 +534,7 @@ def write_export(batches: Iterable[pa.RecordBatch], path: str | os.PathLike, fmt
             return _write_xlsx(rows, path, tz, sheets, max_rows_per_sheet)
         with open(path, "wb", buffering=1 << 20) as fh:
             if fmt.endswith("jsonl"):
-                return _write_jsonl(rows, fh, fmt, tz, timesketch_max_fields)
+                return _write_jsonl(rows, fh, fmt, tz, timesketch_max_fields, timesketch_fields_first)
             return _write_csv(rows, fh, fmt, tz)
     finally:
         if was_enabled:
