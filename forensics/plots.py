@@ -59,7 +59,7 @@ def _plt():
 def technique_colour(technique: Any) -> str:
     """The colour (``#rrggbb``) of an ATT&CK technique, the same in every figure: the hue from a hash of the
     parent technique id, the lightness from the sub-technique.  Anything else (no technique) is grey."""
-    m = re.search(r"T(\d{4})(?:\.(\d{3}))?", str(technique).upper()) if not _missing(technique) else None
+    m = re.search(r"T(\d{4})(?:\.(\d{3}))?", str(technique).upper()) if not pd.isna(technique) else None
     if not m:
         return _GREY
     hue = int.from_bytes(hashlib.sha256(f"T{m.group(1)}".encode()).digest()[:4], "big") / 2**32
@@ -67,10 +67,6 @@ def technique_colour(technique: Any) -> str:
     light = 0.45 if not sub else 0.30 + 0.30 * ((sub * 0.618034) % 1)
     r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
     return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and v != v) or type(v).__name__ in ("NaTType", "NAType")
 
 
 # --- the time axis ------------------------------------------------------------------------------
@@ -271,8 +267,8 @@ MAX_STACK = 40  # rows of stacked markers per host at most; more findings there 
 
 
 def _label(row: Any, has_count: bool) -> str:
-    tech = "?" if _missing(row.technique) else str(row.technique)
-    if has_count and not _missing(row.count):
+    tech = "?" if pd.isna(row.technique) else str(row.technique)
+    if has_count and not pd.isna(row.count):
         try:
             if int(row.count) > 1:
                 return f"{tech} ×{int(row.count)}"

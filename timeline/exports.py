@@ -234,29 +234,42 @@ _FIELD_DEPTH = 16  # nesting flattened into names at most; deeper, the rest of t
 _FIELD_NAME = 200  # characters of a field name at most
 
 
-def _flatten(value: Any, name: str, out: dict[str, str], depth: int = 0) -> None:
+_KEYS: dict[tuple[str, str], str] = {}  # (parent name, key) -> field name: the same few hundred, millions of times
+
+
+def _key(name: str, k: str) -> str:
+    key = _KEYS.get((name, k))
+    if key is None:
+        if len(_KEYS) > 100_000:  # hostile input with endless distinct names: the cache stays bounded
+            _KEYS.clear()
+        key = _KEYS[(name, k)] = f"{name}_{_NAME_BAD.sub('_', k)}"[:_FIELD_NAME]
+    return key
+
+
+def _put(value: Any, name: str, out: dict[str, str], depth: int = 0) -> None:
     """``value`` under ``name`` as text fields: nested names joined with ``_``; XML's ``#attributes`` and
-    ``#text`` (EVTX) belong to their element; ``xmlns`` is left out; lists are JSON text."""
-    if isinstance(value, dict) and depth < _FIELD_DEPTH:
+    ``#text`` (EVTX) belong to their element; ``xmlns`` is left out; lists are JSON text; when two paths
+    clean to one name, the first keeps it (both stay in attrs)."""
+    t = type(value)
+    if t is dict and depth < _FIELD_DEPTH:
         for k, v in value.items():
-            if k in ("#attributes", "#text"):
-                _flatten(v, name, out, depth + 1)
+            if k == "#attributes" or k == "#text":
+                _put(v, name, out, depth + 1)
             elif k != "xmlns" and not k.startswith("xmlns:"):
-                _flatten(v, f"{name}_{_NAME_BAD.sub('_', k)}"[:_FIELD_NAME], out, depth + 1)
-    elif value is None:
+                _put(v, _key(name, k), out, depth + 1)
+    elif value is None or name in out:
         return
-    elif name not in out:  # two paths cleaned to one name: the first keeps it (both stay in attrs)
-        if isinstance(value, str):
-            out[name] = value
-        elif isinstance(value, bool):
-            out[name] = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            out[name] = str(value)
-        else:
-            try:
-                out[name] = orjson.dumps(value).decode()
-            except orjson.JSONEncodeError:  # nested deeper than orjson writes: the value stays in attrs only
-                pass
+    elif t is str:
+        out[name] = value
+    elif t is bool:
+        out[name] = "true" if value else "false"
+    elif t is int or t is float:
+        out[name] = str(value)
+    else:
+        try:
+            out[name] = orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes: the value stays in attrs only
+            pass
 
 
 def timesketch_fields(source: str | None, attrs: str | None) -> dict[str, str]:
@@ -276,16 +289,16 @@ def timesketch_fields(source: str | None, attrs: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     event = doc.get("Event") if family == "evtx" else None
     if isinstance(event, dict):
-        _flatten(event.get("EventData"), family, out)
+        _put(event.get("EventData"), family, out)
         user = event.get("UserData")
         if isinstance(user, dict):
             wrappers = [k for k in user if k != "#attributes"]
-            _flatten(user[wrappers[0]] if len(wrappers) == 1 else user, family, out)
+            _put(user[wrappers[0]] if len(wrappers) == 1 else user, family, out)
         for k, v in event.items():
             if k not in ("EventData", "UserData", "#attributes"):
-                _flatten(v, f"{family}_{_NAME_BAD.sub('_', k)}", out)
+                _put(v, _key(family, k), out)
         doc = {k: v for k, v in doc.items() if k != "Event"}
-    _flatten(doc, family, out)
+    _put(doc, family, out)
     return {(k + "_" if k in _TIMESKETCH_TAKEN else k): v for k, v in out.items()}
 
 
