@@ -71,13 +71,18 @@ def technique_colour(technique: Any) -> str:
 
 # --- the time axis ------------------------------------------------------------------------------
 
+_MINUTE = 60_000_000_000  # ns: the time axis is decided on whole minutes (every bound below is one)
+
 
 @dataclass
 class Window:
-    """Which rows a figure's time axis keeps (``keep``, a boolean per row) and why the others are left out."""
+    """Which rows a figure's time axis keeps (``keep``, a boolean per row: not flagged and
+    ``start <= time < end``, UTC) and why the others are left out (``left_out``: reason -> rows)."""
 
     keep: np.ndarray
-    left_out: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    left_out: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
 
@@ -85,41 +90,58 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def time_window(times: pd.Series, flags: pd.Series | None = None, what: str = "row") -> Window:
-    """The rows whose time belongs on a figure's axis (see the module's doc): ``times`` zone-aware,
-    ``flags`` the rows' ``attrs.time_flag`` (None/NaN where not flagged)."""
-    utc = pd.to_datetime(times, utc=True)
-    ns = utc.to_numpy(dtype="datetime64[ns]").astype("int64")
-    keep = ~utc.isna().to_numpy()
+def _floor_minute(ns: np.ndarray) -> np.ndarray:
+    return ns - ns % _MINUTE
+
+
+def time_window(times: Any, flags: Any = None, weights: Any = None, what: str = "row") -> Window:
+    """The rows whose time belongs on a figure's axis (see the module's doc).  ``times``: zone-aware times
+    (or UTC nanoseconds); ``flags``: the rows' ``attrs.time_flag`` (None/NaN where not flagged); ``weights``:
+    how many rows each entry stands for (aggregated input), 1 each by default.  Every bound is a whole minute,
+    so rows aggregated per minute give the same answer as the rows themselves."""
+    if isinstance(times, np.ndarray) and times.dtype == np.int64:
+        ns = times
+    else:
+        ns = pd.to_datetime(pd.Series(times), utc=True).to_numpy(dtype="datetime64[ns]").astype("int64")
+    minute = _floor_minute(ns)
+    w = np.ones(len(ns), dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
+    keep = np.ones(len(ns), dtype=bool)
     left: dict[str, int] = {}
 
     def drop(mask: np.ndarray, reason: str) -> None:
         mask = mask & keep
         if mask.any():
-            left[reason] = int(mask.sum())
+            left[reason] = int(w[mask].sum())
             keep[mask] = False
 
     if flags is not None:
-        f = flags.astype(object).where(flags.notna(), None).to_numpy()
+        f = pd.Series(flags).astype(object)
+        f = f.where(f.notna(), None).to_numpy()
         flagged = np.array([v is not None and str(v).lower() not in ("", "false", "0", "null") for v in f], dtype=bool)
         if flagged.any():
-            kinds = pd.Series(f[flagged & keep]).astype(str).value_counts()
-            drop(flagged, "flagged by their parser (" + ", ".join(f"{k} ×{n}" for k, n in kinds.items()) + ")")
-    drop(ns < PLAUSIBLE_FROM.value, f"before {PLAUSIBLE_FROM:%Y}")
-    future = pd.Timestamp.now(tz="UTC") + FUTURE_SLACK
-    drop(ns > future.value, f"after {future:%Y-%m-%d} (the future)")
-    if keep.sum() >= 2:
-        v = np.sort(ns[keep])
-        lo, hi = v[int(BULK[0] * (len(v) - 1))], v[int(np.ceil(BULK[1] * (len(v) - 1)))]
+            kinds = pd.Series(w[flagged], index=pd.Series(f[flagged]).astype(str)).groupby(level=0).sum()
+            drop(flagged, "flagged by their parser (" + ", ".join(f"{k} ×{n:,}" for k, n in
+                                                               kinds.sort_values(ascending=False).items()) + ")")
+    start = PLAUSIBLE_FROM.value
+    end = _floor_minute(np.int64((pd.Timestamp.now(tz="UTC") + FUTURE_SLACK).value)) + _MINUTE
+    drop(minute < start, f"before {PLAUSIBLE_FROM:%Y}")
+    drop(minute >= end, f"after {pd.Timestamp(end, tz='UTC'):%Y-%m-%d} (the future)")
+    total = int(w[keep].sum())
+    if total >= 2:
+        order = np.argsort(minute[keep], kind="stable")
+        v, cum = minute[keep][order], np.cumsum(w[keep][order])
+        lo = v[np.searchsorted(cum, int(BULK[0] * (total - 1)), side="right")]
+        hi = v[np.searchsorted(cum, int(np.ceil(BULK[1] * (total - 1))), side="right")]
         width = max(hi - lo, BULK_MIN_WIDTH.value)
-        a, b = pd.Timestamp(lo - width, tz="UTC"), pd.Timestamp(hi + width, tz="UTC")
-        drop((ns < a.value) | (ns > b.value),
-             f"far from the bulk of the {what}s (outside {a:%Y-%m-%d %H:%M} – {b:%Y-%m-%d %H:%M} UTC)")
+        a, b = lo - width, hi + width + _MINUTE
+        drop((minute < a) | (minute >= b), f"far from the bulk of the {what}s (outside "
+             f"{pd.Timestamp(a, tz='UTC'):%Y-%m-%d %H:%M} – {pd.Timestamp(b, tz='UTC'):%Y-%m-%d %H:%M} UTC)")
+        start, end = max(start, a), min(end, b)
     note = ""
     if left:
         note = (f"{_plural(sum(left.values()), what)} left out of the time axis: "
                 + "; ".join(f"{n:,} {reason}" for reason, n in left.items()))
-    return Window(keep, left, note)
+    return Window(keep, pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC"), left, note)
 
 
 def _auto_freq(first: pd.Timestamp, last: pd.Timestamp, at_most: int) -> str:
@@ -149,68 +171,74 @@ class Activity:
     note: str
 
 
-def _rows(data: Any) -> tuple[pd.DataFrame, str]:
-    """host, timestamp, local_time and the time flag of each row (a Timeline: read with DuckDB, attrs
-    reduced to its time_flag there)."""
+def _per_minute(data: Any) -> tuple[pd.DataFrame, str]:
+    """Rows per host, UTC minute and time flag (``host``, ``minute`` in ns, ``flag``, ``n``).  A Timeline is
+    aggregated by DuckDB (attrs reduced to its time_flag there): memory follows the host-minutes, not the rows."""
     from forensics.query import Timeline
 
     if isinstance(data, Timeline):
-        df = data.sql(f"SELECT timestamp, host, {_FLAG_SQL} AS time_flag FROM timeline")
-        df["timestamp"] = df["timestamp"].dt.tz_convert("UTC")
-        return df.assign(local_time=df["timestamp"].dt.tz_convert(data.tz)), data.tz
+        agg = data.sql(f"SELECT host, epoch_ns(timestamp) - ((epoch_ns(timestamp) % {_MINUTE}) + {_MINUTE}) % {_MINUTE} "
+                       f"AS minute, {_FLAG_SQL} AS flag, count(*) AS n FROM timeline GROUP BY ALL")
+        return agg, data.tz
     df = data
     tz = str(df["local_time"].dt.tz) if "local_time" in df and len(df) else "UTC"
-    if "time_flag" not in df and "attrs" in df:
+    flags = pd.Series(None, index=df.index, dtype=object)
+    if "time_flag" in df:
+        flags = df["time_flag"].astype(object)
+    elif "attrs" in df:
         import orjson
 
         attrs = df["attrs"].astype(object)
-        has = attrs.where(attrs.notna(), "").astype(str).str.contains('"time_flag"', regex=False)
-        flags = pd.Series(None, index=df.index, dtype=object)
-        for i in np.flatnonzero(has.to_numpy()):
+        has = attrs.where(attrs.notna(), "").astype(str).str.contains('"time_flag"', regex=False).to_numpy()
+        for i in np.flatnonzero(has):
             doc = orjson.loads(attrs.iloc[i])
             flags.iloc[i] = doc.get("time_flag") if isinstance(doc, dict) else None
-        df = df.assign(time_flag=flags)
-    return df, tz
+    ns = pd.to_datetime(df["timestamp"], utc=True).to_numpy(dtype="datetime64[ns]").astype("int64")
+    frame = pd.DataFrame({"host": df["host"].astype(object).to_numpy() if "host" in df else None,
+                          "minute": _floor_minute(ns), "flag": flags.to_numpy()})
+    agg = frame.groupby(["host", "minute", "flag"], dropna=False, sort=False).size().rename("n").reset_index()
+    return agg, tz
 
 
 def activity_counts(data: Any, freq: str | None = None, max_hosts: int = 30) -> Activity:
-    """Rows per host per time bucket of ``freq`` (e.g. ``"15min"``, ``"1h"``, ``"1D"``; None: a size giving
-    at most ~200 buckets) in the case's local time, over the time window of :func:`time_window`."""
-    df, tz = _rows(data)
-    n = len(df)
+    """Rows per host per time bucket of ``freq`` (whole minutes: ``"15min"``, ``"1h"``, ``"1D"``...; None: a
+    size giving at most ~200 buckets) in the case's local time, over the time window of :func:`time_window`."""
+    agg, tz = _per_minute(data)
+    n = int(agg["n"].sum()) if len(agg) else 0
     if n == 0:
         return Activity(pd.DataFrame(), freq or "1h", tz, 0, {}, "")
-    window = time_window(df["timestamp"], df["time_flag"] if "time_flag" in df else None)
-    kept = df.loc[window.keep]
+    window = time_window(agg["minute"].to_numpy(dtype=np.int64), agg["flag"], agg["n"].to_numpy())
+    kept = agg.loc[window.keep]
     notes = [window.note] if window.note else []
     if kept.empty:
         return Activity(pd.DataFrame(), freq or "1h", tz, n, window.left_out, "; ".join(notes))
-    local = kept["local_time"] if "local_time" in kept else kept["timestamp"].dt.tz_convert(tz)
-    wall = local.dt.tz_localize(None)  # the wall clock: a DST fall-back hour is one bucket, not an error
-    first, last = wall.min(), wall.max()
+    wall = pd.to_datetime(kept["minute"].to_numpy(dtype=np.int64), utc=True).tz_convert(tz).tz_localize(None)
+    wall_ns = wall.asi8  # the wall clock: a DST fall-back hour is one bucket, not an error
+    first, last = pd.Timestamp(wall_ns.min()), pd.Timestamp(wall_ns.max())
     if freq is None:
         freq = _auto_freq(first, last, AUTO_BUCKETS)
     try:
         step = pd.Timedelta(freq).value
     except ValueError as exc:
-        raise QueryError(f"bucket size {freq!r}: a fixed duration is needed (e.g. 15min, 1h, 1D)") from exc
-    if step <= 0:
-        raise QueryError(f"bucket size {freq!r} must be positive")
-    if (last.value // step - first.value // step) + 1 > MAX_BUCKETS:
+        raise QueryError(f"bucket size {freq!r}: a duration is needed (e.g. 15min, 1h, 1D)") from exc
+    if step <= 0 or step % _MINUTE:
+        raise QueryError(f"bucket size {freq!r} must be a whole number of minutes")
+    columns = (last.value // step - first.value // step) + 1
+    if columns > MAX_BUCKETS:
         wider = _auto_freq(first, last, MAX_BUCKETS)
-        notes.append(f"buckets of {freq} would make {(last.value // step - first.value // step) + 1:,} columns: {wider} used")
+        notes.append(f"buckets of {freq} would make {columns:,} columns: {wider} used")
         freq, step = wider, pd.Timedelta(wider).value
-    buckets = pd.to_datetime(wall.to_numpy(dtype="datetime64[ns]").astype("int64") // step * step)
-    hosts = kept["host"].astype(object).where(kept["host"].notna(), NO_HOST).astype(str)
-    order = hosts.value_counts()
+    hosts = kept["host"].astype(object).where(kept["host"].notna(), NO_HOST).astype(str).to_numpy()
+    per = pd.DataFrame({"host": hosts, "bucket": wall_ns // step * step, "n": kept["n"].to_numpy()})
+    order = per.groupby("host")["n"].sum()
+    order = order.iloc[np.lexsort((order.index.to_numpy(dtype=str), -order.to_numpy()))]  # busiest, then by name
     top = list(order.index[:max_hosts])
     if len(order) > max_hosts:
         notes.append(f"{len(order) - max_hosts:,} quieter hosts not drawn ({int(order.iloc[max_hosts:].sum()):,} rows)")
-    sel = hosts.isin(top).to_numpy()
-    counts = (pd.DataFrame({"host": hosts.to_numpy()[sel], "bucket": buckets[sel]})
-              .groupby(["host", "bucket"]).size().unstack(fill_value=0).reindex(top))
-    full = pd.date_range(counts.columns.min(), counts.columns.max(), freq=pd.Timedelta(step))
+    counts = (per[per["host"].isin(top)].groupby(["host", "bucket"])["n"].sum().unstack(fill_value=0).reindex(top))
+    full = np.arange(counts.columns.min(), counts.columns.max() + 1, step)
     counts = counts.reindex(columns=full, fill_value=0).fillna(0).astype("int64")
+    counts.columns = pd.to_datetime(full)
     return Activity(counts, freq, tz, n, window.left_out, "; ".join(notes))
 
 

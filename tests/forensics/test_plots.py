@@ -132,8 +132,18 @@ def test_sample_case_heatmap_range_and_scales(sample_case, tmp_path):
     fig = plots.activity_heatmap(tl, freq="1h")
     ax = fig.axes[0]
     data = np.asarray(ax.images[0].get_array())
+    # the bulk: the rows' 1st and 99th percentile (nearest rank, in whole minutes), widened by its width
+    n = len(tl)
+
+    def nth(k):
+        return pd.Timestamp(tl.sql(f"SELECT timestamp FROM timeline ORDER BY timestamp LIMIT 1 OFFSET {k}")
+                            ["timestamp"][0]).floor("min")
+
+    lo, hi = nth(int(0.01 * (n - 1))), nth(int(np.ceil(0.99 * (n - 1))))
+    a, b = lo - (hi - lo), hi + (hi - lo) + pd.Timedelta("1min")
+    assert (a.strftime("%Y-%m-%d %H:%M"), b.strftime("%Y-%m-%d %H:%M")) == ("2022-11-18 11:55", "2022-11-25 15:26")
     assert ax.get_title(loc="left") == ("8 rows left out of the time axis: 8 far from the bulk of the rows "
-                                        "(outside 2022-11-18 11:56 – 2022-11-25 15:24 UTC)")
+                                        "(outside 2022-11-18 11:55 – 2022-11-25 15:26 UTC)")
     assert data.shape == (4, 61) and int(data.sum()) == len(tl) - 8 == 19617
     assert _xlim(ax) == [datetime.datetime(2022, 11, 21, 0), datetime.datetime(2022, 11, 23, 13)]  # IST
     hosts = [t.get_text() for t in ax.get_yticklabels()]
