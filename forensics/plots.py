@@ -332,12 +332,15 @@ def story_timeline(story: pd.DataFrame, tz: str | None = None):
     from matplotlib.lines import Line2D
 
     st = story.reset_index(drop=True)
-    if st.empty:
-        fig, ax = plt.subplots(figsize=(12, 2.5), constrained_layout=True)
-        ax.set_title("no findings")
-        return fig
     window = time_window(st["timestamp"], st["time_flag"] if "time_flag" in st else None, what="finding")
     st = st.loc[window.keep].reset_index(drop=True)
+    if st.empty:
+        fig, ax = plt.subplots(figsize=(12, 2.5), constrained_layout=True)
+        fig.suptitle("the story: findings per host")
+        ax.set_title(window.note or "no findings", fontsize=8, loc="left", wrap=True)
+        ax.text(0.5, 0.5, "no findings" if not len(story) else "no finding with a plausible time", ha="center",
+                transform=ax.transAxes)
+        return fig
     zone = tz or (str(st["local_time"].dt.tz) if "local_time" in st else "UTC")
     t = pd.to_datetime(st["timestamp"], utc=True).dt.tz_convert(zone).dt.tz_localize(None)
     hosts = st["host"].astype(object).where(st["host"].notna(), NO_HOST).astype(str) if "host" in st else \
@@ -347,7 +350,7 @@ def story_timeline(story: pd.DataFrame, tz: str | None = None):
     has_count = "count" in st
     labels = [_label(r, has_count) for r in st.assign(technique=techniques).itertuples()]
     # where each finding sits: x as a fraction of the axis, a row within its host's lane
-    lo, hi = (t.min(), t.max()) if len(t) else (pd.Timestamp(0), pd.Timestamp(0))
+    lo, hi = t.min(), t.max()
     span = max(hi - lo, pd.Timedelta("2min"))
     label_w = np.array([(10 + len(s) * 0.6 * _LABEL_PT) / _FIG_WIDTH_PT for s in labels])  # mark + text
     right = float(label_w.max()) if len(label_w) else 0.0

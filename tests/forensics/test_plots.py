@@ -93,6 +93,27 @@ def test_a_1970_line_does_not_stretch_the_heatmap(web_1970):
     assert int(act.counts.to_numpy().sum()) + sum(act.left_out.values()) == act.rows == len(tl)  # every row told
 
 
+def test_a_1970_finding_is_left_out_of_the_story_figure(evidence, tmp_path):
+    """A real Apache log (plaso's test data) with a genuine 01/Jan/1970 scanner line: the story has a finding
+    dated 1970 and one in 2016; the figure keeps the 2016 one on its axis and says what it left out."""
+    (tmp_path / "ev").mkdir()
+    log = tmp_path / "ev" / "access.log"
+    shutil.copyfile(evidence / "plaso" / "test_data" / "apache_access.log", log)
+    with open(log, "a") as fh:
+        fh.write('10.0.0.9 - - [01/Jan/1970:00:00:00 +0000] "GET /wp-login.php HTTP/1.1" 404 209 "-" "curl/7.47.0"\n')
+    forensics.Case(tmp_path / "case", create=True).collect([tmp_path / "ev"], workers=1)
+    st = forensics.open(tmp_path / "case").story()
+    assert [str(t) for t in st["timestamp"]] == ["1970-01-01 00:00:00+00:00", "2016-01-13 17:31:20+00:00"]
+    ax = plots.story_timeline(st).axes[0]
+    assert ax.get_title(loc="left") == "1 finding left out of the time axis: 1 before 1990"
+    assert [t.get_text() for t in ax.texts] == ["T1505.003"]
+    lo, hi = _xlim(ax)
+    assert lo < datetime.datetime(2016, 1, 13, 17, 31, 20) < hi and hi - lo < datetime.timedelta(minutes=10)
+    only_1970 = plots.story_timeline(st.iloc[:1]).axes[0]
+    assert only_1970.get_title(loc="left") == "1 finding left out of the time axis: 1 before 1990"
+    assert [t.get_text() for t in only_1970.texts] == ["no finding with a plausible time"]
+
+
 def test_flagged_times_are_left_out_and_named(web_1970, tmp_path):
     """attrs.time_flag (set by the collectors on implausible times) leaves a row out with its flag named,
     read in DuckDB for a Timeline and from attrs for a DataFrame."""
