@@ -167,14 +167,14 @@ def _serial(ms: Any) -> Any:
     return ms / 86_400_000 + _EXCEL_EPOCH_SERIAL
 
 
-def _excel_times(wall: pa.Array, iso: pa.Array) -> list[Any]:
-    """Excel serial datetimes of naive wall clock times, floored to the millisecond Excel holds; a time Excel
-    cannot hold (before 1900-03-01) is its ISO text ``iso`` instead."""
-    ns = _ns(wall)
+def _excel_times(ts: pa.Array, tz: str) -> list[Any]:
+    """Excel serial datetimes of the wall clock of ``ts`` in zone ``tz``, floored to the millisecond Excel
+    holds; a time Excel cannot hold (before 1900-03-01) is its ISO text instead."""
+    ns = _ns(_wall(ts, tz)[1])
     serial = _serial(np.floor_divide(ns, 1_000_000)).tolist()
     bad = np.flatnonzero(ns < _EXCEL_FIRST_NS)
     if len(bad):
-        text = iso.to_pylist()
+        text = _iso(ts, tz).to_pylist()
         for i in bad.tolist():
             serial[i] = text[i]
     return serial
@@ -201,10 +201,8 @@ def _columns(batch: pa.RecordBatch, fmt: str, tz: str) -> dict[str, Any]:
                "timestamp": _micros(ts), "local_time": _iso(ts, tz)}
         out.update(rest)
     elif fmt == "xlsx":
-        utc_ts, wall = _wall(ts, tz)
-        local, names = _iso(ts, tz), output_columns("xlsx", tz)
-        out = {names[0]: _excel_times(wall, local), names[1]: _excel_times(pc.local_timestamp(utc_ts), utc),
-               "timestamp_iso": utc, **rest}
+        names = output_columns("xlsx", tz)
+        out = {names[0]: _excel_times(ts, tz), names[1]: _excel_times(ts, "UTC"), "timestamp_iso": utc, **rest}
     else:
         out = {"timestamp": utc, "local_time": _iso(ts, tz), **rest}
     if fmt in ("csv", "timesketch-csv", "xlsx"):
@@ -493,8 +491,17 @@ def _write_xlsx(batches: Iterable[pa.RecordBatch], path: Path, tz: str, sheets: 
                 if row >= max_rows_per_sheet:
                     new_sheet()
                 row += 1
+                # the events' values are Arrow's: None, text (already made inert), int, or the two times
                 for c, v in enumerate(values):
-                    cell(ws, row, c, v, c < 2)
+                    if v is None:
+                        continue
+                    if type(v) is str:
+                        if len(v) > XLSX_MAX_CELL:
+                            v = v[:XLSX_MAX_CELL]
+                            res.truncated_cells += 1
+                        ws.write_string(row, c, v)
+                    else:
+                        ws.write_number(row, c, v, when if c < 2 else None)
         res.rows += batch.num_rows
     close_sheet()
     for title, header, rows in sheets:
