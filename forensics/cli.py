@@ -294,7 +294,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     tl = open_case(args.case, tz=args.tz)
     if args.start and args.end:
         tl = tl.between(args.start, args.end)
-    fig = plots.activity_heatmap(tl, freq=args.freq) if args.kind == "activity" else plots.story_timeline(tl.story())
+    fig = (plots.activity_heatmap(tl, freq=args.freq, log_scale=args.log_scale, per_host=args.per_host)
+           if args.kind == "activity" else plots.story_timeline(tl.story()))
     fig.savefig(args.output, dpi=120)
     if not args.quiet:
         print(f"wrote {args.output}")
@@ -522,7 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("plot", help="PNG figures: activity per host over time, or the story as a timeline")
     g.add_argument("case")
     g.add_argument("--kind", choices=["activity", "story"], default="activity")
-    g.add_argument("--freq", default="1h", help="bucket size of the activity heatmap (e.g. 15min, 1h, 1D)")
+    g.add_argument("--freq", default=None, help="bucket size of the activity heatmap (e.g. 15min, 1h, 1D; "
+                                                "default: ~200 buckets over the case)")
+    g.add_argument("--log-scale", action="store_true", help="activity: logarithmic colour scale")
+    g.add_argument("--per-host", action="store_true", help="activity: each host as a share of its busiest bucket")
     g.add_argument("--from", dest="start")
     g.add_argument("--to", dest="end")
     g.add_argument("--tz", default=None)
