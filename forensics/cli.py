@@ -342,13 +342,14 @@ def cmd_hunt(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from forensics import plots
-    from forensics.query import open_case
+    from forensics.query import _output_path, open_case
 
+    out = _output_path(Path(args.case), args.output, args.force)  # never over evidence, an existing file with --force
     tl = open_case(args.case, tz=args.tz)
     if args.start and args.end:
         tl = tl.between(args.start, args.end)
     fig = plots.activity_heatmap(tl, freq=args.freq) if args.kind == "activity" else plots.story_timeline(tl.story())
-    fig.savefig(args.output, dpi=120)
+    fig.savefig(out, dpi=120)
     if not args.quiet:
         _echo(f"wrote {args.output}")
     return 0
@@ -604,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--from", dest="start")
     g.add_argument("--to", dest="end")
     g.add_argument("--tz", default=None)
-    g.add_argument("-o", "--output", required=True, help="PNG file to write")
+    g.add_argument("-o", "--output", required=True, help="PNG file to write (not evidence of the case)")
+    g.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     g.set_defaults(func=cmd_plot)
     return p
 

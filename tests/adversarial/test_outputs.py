@@ -1,4 +1,4 @@
-"""Outputs (export, report, export-plaso) never overwrite evidence of the case, nor an existing file without
+"""Outputs (export, report, export-plaso, plot) never overwrite evidence of the case, nor an existing file without
 --force; an output that cannot be recorded in the custody log is not handed out."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def test_export_and_report_refuse_evidence(collected, tmp_path, cli):
     targets = [ev, folder / "sub" / "copy.evtx", folder / "new.csv", folder / "sub" / "new.csv", tmp_path / "link.csv"]
     runs = [["export", str(case), "--format", "csv", "-o", str(target), "--force"] for target in targets]
     runs += [["report", str(case), "-o", str(ev), "--force"], ["export-plaso", str(case), "-o", str(ev), "--force"],
-             ["report", str(case), "-o", str(folder / "sub" / "r.html")]]
+             ["report", str(case), "-o", str(folder / "sub" / "r.html")], ["plot", str(case), "-o", str(ev), "--force"]]
     for args in runs:
         r = cli(*args)
         assert r.returncode == 10, (args, r.stderr)
@@ -55,7 +55,7 @@ def test_an_existing_file_is_overwritten_only_with_force(collected, tmp_path, cl
     out = tmp_path / "out.csv"
     out.write_text("the analyst's notes\n")
     for args in (["export", str(case), "--format", "csv", "-o", str(out)], ["report", str(case), "-o", str(out)],
-                 ["export-plaso", str(case), "-o", str(out)]):
+                 ["export-plaso", str(case), "-o", str(out)], ["plot", str(case), "-o", str(out)]):
         r = cli(*args)
         assert r.returncode == 10 and f"{out} exists; refusing to overwrite it" in r.stderr, r.stderr
         assert out.read_text() == "the analyst's notes\n"
