@@ -1,6 +1,6 @@
 """Evidence is opened with O_NOATIME (where the OS allows it) in one place, ``timeline.custody.open_evidence``,
-by every reader: hashing, both EVTX engines, dissect.target (images, split segments, archives, OS trees), zipfile
-and tarfile.  Checked on a tmpfs mounted ``strictatime``, where every read of a file would update its atime."""
+by every reader: hashing, both EVTX engines, dissect.target (images, split segments, archives, OS trees), zipfile,
+tarfile and py7zr.  Checked on a tmpfs mounted ``strictatime``, where every read of a file would update its atime."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ IMAGES = [  # loose files the collectors read in every way they have
     "dfvfs/test_data/ext2.splitraw.000", "dfvfs/test_data/ext2.splitraw.001", "dfvfs/test_data/ext2.qcow2",
     "dfvfs/test_data/ext2.vhd", "dfvfs/test_data/ext2.vmdk", "plaso/test_data/syslog.zip",
     "plaso/test_data/syslog.tgz", "plaso/test_data/syslog.tar", "plaso/test_data/syslog_image.dd",
+    "AndrewRathbun-DFIRArtifactMuseum/Windows/SRUM/Server2022/APTSimulatorVM/APTSimulatorVM_SRUM_Clean_Server2022.7z",
 ]
 
 
