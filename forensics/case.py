@@ -239,9 +239,17 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
 def _logging_setup() -> tuple[int, list[logging.Formatter], dict[str, int]]:
     """This process's logging (root level, the formatters of its stderr handlers, the levels set per logger), for
     the pool processes it starts."""
+    import pickle
+
     root = logging.getLogger()
-    formatters = [h.formatter for h in root.handlers if type(h) is logging.StreamHandler and h.stream is sys.stderr
-                  and h.formatter is not None]
+    formatters = []
+    for h in root.handlers:
+        if type(h) is logging.StreamHandler and h.stream is sys.stderr and h.formatter is not None:
+            try:
+                pickle.dumps(h.formatter)  # it travels to the pool processes; one that cannot is left out
+            except Exception:
+                continue
+            formatters.append(h.formatter)
     levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items()
               if isinstance(lg, logging.Logger) and lg.level}
     return root.level, formatters, levels
