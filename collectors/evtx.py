@@ -36,6 +36,7 @@ kept in ``attrs.Record.written_time``.  A record whose TimeCreated cannot be rea
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import io
@@ -457,7 +458,8 @@ class EvtxCollector(Collector):
                 import evtx as _rs
 
                 ver = _pkg_version("evtx")
-                yield from self._run_rs(_rs, artifact.fs_path, f"evtx-rs/{ver}")
+                with os.fdopen(open_evidence(artifact.fs_path), "rb") as src:  # O_NOATIME: not by path
+                    yield from self._run_rs(_rs, src, f"evtx-rs/{ver}")
                 missing = self._missing()
                 if missing:
                     buf = self._buf
@@ -780,10 +782,11 @@ class EvtxCollector(Collector):
 
     def _run_python_evtx(self, parser_name: str) -> Iterator[pa.Table]:
         try:
-            from Evtx.Evtx import Evtx
+            from Evtx.Evtx import FileHeader
         except ImportError as exc:  # pragma: no cover - it is a hard dependency
             raise ParserUnavailable("python-evtx is not installed (pip install python-evtx)") from exc
-        with Evtx(self._artifact.fs_path) as log_file:
+        # the file's read-only map, opened through open_evidence (Evtx(path) would open it by name: atime)
+        with contextlib.nullcontext(FileHeader(self._buf, 0)) as log_file:
             for chunk in log_file.chunks():
                 try:
                     records = list(chunk.records())

@@ -52,7 +52,7 @@ from collectors.base import Artifact, ArtifactReport, Collector, RecordError, na
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
-from timeline.custody import open_evidence
+from timeline.custody import EvidencePath, open_evidence
 from timeline.errors import EvidenceNotFound, UnknownFormat
 from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash, iso_ns
 
@@ -305,7 +305,7 @@ def _open(path: str):
     from dissect.target import Target  # AGPL-3.0; imported only where images are opened
 
     try:
-        return Target.open(path)
+        return Target.open(EvidencePath(path))  # every file dissect opens goes through open_evidence (O_NOATIME)
     except Exception as exc:
         raise UnknownFormat(f"{path}: cannot open as a disk image or archive (tried: {FORMATS}): "
                             f"{type(exc).__name__}: {exc}") from exc

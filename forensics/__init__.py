@@ -19,6 +19,7 @@ from forensics.query import open_case as open  # noqa: A001 - forensics.open(CAS
 from timeline.errors import (
     CaseError,
     CaseLocked,
+    CaseWriteError,
     EvidenceChanged,
     EvidenceError,
     EvidenceNotFound,
@@ -49,6 +50,7 @@ __all__ = [
     "EvidenceChanged",
     "CaseError",
     "CaseLocked",
+    "CaseWriteError",
     "IntegrityError",
     "ParserUnavailable",
     "QueryError",

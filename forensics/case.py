@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 import stat as _stat
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from collectors.links import link_hashes
 from collectors.target import GATHERED_DIR, TargetCollector, image_segments, link_leaves
 from timeline.custody import FileHashes, hash_file, verify_chain
 from timeline.schema import TZ_ANALYST, iso_ns
-from timeline.errors import EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
+from timeline.errors import CaseWriteError, EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
 from timeline.store import (
     DATA_DIRS,
     PROBLEMS_DIR,
@@ -215,6 +216,8 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
             try:
                 for table in c.collect(art, batch_rows=batch_rows):
                     write(table)
+            except CaseWriteError:  # the case cannot be written (a full disk): the run stops, nothing is committed
+                raise
             except Exception as exc:  # a corrupt file skips that file, not the run
                 log.warning("%s: %s", art.evidence_path, exc)
                 failures[art.key] = shown_name(f"{type(exc).__name__}: {exc}")
@@ -257,6 +260,36 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
 
 def _shown(d: dict[str, Any]) -> dict[str, Any]:
     return {k: shown_name(v) if isinstance(v, str) else v for k, v in d.items()}
+def _logging_setup() -> tuple[int, list[logging.Formatter], dict[str, int]]:
+    """This process's logging (root level, the formatters of its stderr handlers, the levels set per logger), for
+    the pool processes it starts."""
+    import pickle
+
+    root = logging.getLogger()
+    formatters = []
+    for h in root.handlers:
+        if type(h) is logging.StreamHandler and h.stream is sys.stderr and h.formatter is not None:
+            try:
+                pickle.dumps(h.formatter)  # it travels to the pool processes; one that cannot is left out
+            except Exception:
+                continue
+            formatters.append(h.formatter)
+    levels = {name: lg.level for name, lg in logging.root.manager.loggerDict.items()
+              if isinstance(lg, logging.Logger) and lg.level}
+    return root.level, formatters, levels
+
+
+def _worker_logging(level: int, formatters: list[logging.Formatter], levels: dict[str, int]) -> None:
+    """A pool process logs as the process that started it: the same levels (the CLI's -q, dissect kept quiet) and
+    formatting (the CLI's escapes evidence text), rather than Python's bare last-resort handler."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for f in formatters:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(f)
+        root.addHandler(handler)
+    for name, lv in levels.items():
+        logging.getLogger(name).setLevel(lv)
 
 
 def _bins(tasks: list[tuple[str, str, Artifact]], workers: int, bin_bytes: int = 32 << 20) -> list[list[tuple[str, str, Artifact]]]:
@@ -345,17 +378,27 @@ class Case:
         that read some of it (``host`` as the evidence states it, once known): a progress line per item.
         """
         t0 = time.monotonic()
+        if unit_bytes < 1:
+            raise ValueError(f"unit_bytes must be at least 1, not {unit_bytes}")
         if tz is not None:
             from collectors.text import zone
 
             zone(tz)  # unknown zone: a clear error before anything is read
-        analyst_tz = tz or self.store.meta.get("tz")
-        # An explicit tz overrides what an image states; the case's zone only fills in where it states none.
-        analyst_source = TZ_ANALYST if tz else None
         only_set = _only(only)
         items = [_resolve(Path(p), only_set) for p in evidence]
         if not items:
             raise EvidenceNotFound("no evidence given")
+        with self.store.collecting():  # one collection at a time: a second one waits, then skips what this one read
+            return self._collect(items, t0, engine, workers, progress, batch_rows, tz, client, unit_bytes, gather,
+                                 on_item)
+
+    def _collect(self, items: list[_Item], t0: float, engine: str | None, workers: int | None,
+                 progress: Callable[[int, int, int], None] | None, batch_rows: int, tz: str | None, client: Any,
+                 unit_bytes: int, gather: bool,
+                 on_item: Callable[[str, int, int, int, str | None], None] | None) -> CollectReport:
+        analyst_tz = tz or self.store.meta.get("tz")
+        # An explicit tz overrides what an image states; the case's zone only fills in where it states none.
+        analyst_source = TZ_ANALYST if tz else None
         with self.store.lock():
             self.store.recover()
 
@@ -504,15 +547,19 @@ class Case:
                 for i, (_, args) in enumerate(units):
                     finish_unit(i, _collect_bin(*args))
             else:
-                with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn")) as pool:
+                with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"), initializer=_worker_logging,
+                                         initargs=_logging_setup()) as pool:
                     futures = {pool.submit(_collect_bin, *args): i for i, (_, args) in enumerate(units)}
                     for fut in as_completed(futures):
                         finish_unit(futures[fut], fut.result())
         except BaseException as exc:
             for run_id, _ in units:
                 if (self.store.root / STAGING_DIR / run_id).exists():
-                    self.store.abort(run_id, f"collection interrupted: {type(exc).__name__}: {exc}",
-                                     collection=collection)
+                    try:
+                        self.store.abort(run_id, f"collection interrupted: {type(exc).__name__}: {exc}",
+                                         collection=collection)
+                    except CaseWriteError as why:  # a full disk: its staging is gone, the abort is not recorded
+                        log.warning("run %s: abort not recorded: %s", run_id, why)
             raise
         if not units:  # nothing new to read: the run is still recorded (what it skipped)
             run_id = f"{collection}-u0000"
@@ -644,16 +691,31 @@ class Case:
 
     # --- verify ---------------------------------------------------------------------------------
 
-    def verify(self, check_evidence: bool = True) -> VerifyReport:
+    def verify(self, check_evidence: bool = True, expect_head: str | None = None) -> VerifyReport:
+        """Re-check the custody chain, case.json, every case file, every export still present and (with
+        ``check_evidence``) the evidence.  ``expect_head``: the head hash recorded elsewhere (a report, a
+        notebook); a chain whose head differs (entries appended, removed or rewritten since) fails."""
         store = self.store
         problems = verify_chain(store.custody)
         notes: list[str] = []
+        torn = store.custody.torn()
+        if torn:
+            notes.append(f"custody log ends in an incomplete line of {len(torn)} byte(s) (an append cut short by a "
+                         "crash); not part of the chain; set aside in a `repaired` entry at the next write")
         listed: dict[str, str] = {}
         evidence_files: dict[str, tuple[str, str, bool]] = {}  # path as shown -> (sha256, path to open, a link)
         entries = 0
         outputs: dict[str, tuple[str, int]] = {}  # exports and reports: path -> (sha256, custody seq); the last wins
+        case_json: tuple[str, int] | None = None  # case.json's hash as last recorded: (sha256, custody seq)
+        seqs: dict[str, int] = {}
         for e in store.custody.entries():
             entries += 1
+            seqs[e.get("hash", "")] = e.get("seq")
+            if "case_json_sha256" in e:
+                case_json = (e["case_json_sha256"], e.get("seq"))
+            if e.get("action") == "repaired" and isinstance(e.get("torn"), dict):
+                notes.append(f"custody entry #{e.get('seq')}: an incomplete line of {e['torn'].get('bytes')} byte(s) "
+                             "(an append cut short by a crash) was set aside there; it is not part of the chain")
             if e.get("action") in ("export", "report") and isinstance(e.get("output"), dict):
                 outputs[e["output"]["path"]] = (e["output"]["sha256"], e.get("seq"))
             if e.get("action") == "commit":
@@ -666,6 +728,17 @@ class Case:
                     for f in ev.get("files", []):
                         opened = os.fsdecode(bytes.fromhex(f["real_path_bytes"])) if "real_path_bytes" in f else f["real_path"]
                         evidence_files[f["real_path"]] = (f["sha256"], opened, bool(f.get("link")))
+        if case_json is None:
+            notes.append("case.json is not covered by the custody log (a case created before its hash was recorded)")
+        elif file_sha256(store.root / "case.json") != case_json[0]:
+            problems.append(f"case.json: SHA-256 differs from custody entry #{case_json[1]} (the case's zone, id or "
+                            "schema version was changed)")
+        head = store.custody.head()[1]
+        if expect_head is not None and expect_head.strip().lower() != head:
+            where = seqs.get(expect_head.strip().lower())
+            problems.append(f"custody head {head} is not the expected {expect_head.strip()}: " + (
+                f"that is entry #{where}; {entries - where} entr{'y' if entries - where == 1 else 'ies'} appended "
+                "since" if where is not None else "no entry of the chain has that hash (entries removed or rewritten)"))
         present = {f"{kind}/{p.name}" for kind in DATA_DIRS for p in store.files(kind)}
         gathered = store.root / GATHERED_DIR
         present |= {p.relative_to(store.root).as_posix() for p in gathered.rglob("*") if p.is_file()} if gathered.exists() else set()
@@ -712,7 +785,7 @@ class Case:
                     continue
                 if h.sha256 != sha:
                     problems.append(f"evidence {real}: SHA-256 {h.sha256} differs from the custody log's {sha}")
-        return VerifyReport(problems, notes, checked, ev_checked, entries, store.custody.head()[1], out_checked)
+        return VerifyReport(problems, notes, checked, ev_checked, entries, head, out_checked)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,54 +4,112 @@ Exit codes: 0 success; 1 unexpected error; 2 bad usage; 3 evidence missing or
 unreadable; 4 unknown format; 5 evidence changed while read; 6 not a case / case
 unusable; 7 verification failed; 8 parser or engine not available (plaso not installed:
 ``pip install 'forensics[plaso]'``); 9 bad query; 10 an export or report could not be written;
-11 ``forensics demo`` missed a ground-truth step.
+11 ``forensics demo`` missed a ground-truth step; 12 the case cannot be written (disk full, read-only).
+
+Everything printed for a terminal goes through :func:`terminal_safe` (evidence cannot drive the terminal);
+CSV and JSON outputs hold the data unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from forensics.case import Case, CollectReport
-from timeline.errors import ForensicsError, IntegrityError, ParserUnavailable
+from timeline.errors import CaseWriteError, ForensicsError, IntegrityError, ParserUnavailable
 from timeline.exports import FORMATS
 
 log = logging.getLogger("forensics")
 
 
+# Characters that drive a terminal or reorder what it shows: C0 controls (ESC starts CSI/OSC sequences), DEL, C1
+# controls (CSI U+009B, OSC U+009D), line/paragraph separators, the bidirectional overrides and isolates (U+202E
+# shows text backwards) and lone surrogates (undecodable bytes of a name).  Evidence is hostile.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def terminal_safe(value: object) -> str:
+    """``value`` as text fit for a terminal: every character of :data:`_UNSAFE` shown as an escape (``\\x1b``,
+    ``\\u202e``, ``\\n``), so that evidence cannot move the cursor, retitle the window, hide or reorder text or
+    fake output lines.  The one escaping of every printing path of the CLI; CSV and JSON outputs keep the data."""
+    text = value if isinstance(value, str) else str(value)
+    return _UNSAFE.sub(lambda m: _NAMED.get(m.group()) or (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                                           else f"\\u{ord(m.group()):04x}"), text)
+
+
+def _echo(line: object, err: bool = False) -> None:
+    """Print one line (to stderr with ``err``), escaped by :func:`terminal_safe`."""
+    print(terminal_safe(line), file=sys.stderr if err else sys.stdout)
+
+
+def _echo_frame(df) -> None:
+    """A DataFrame as a text table, every cell and column name escaped."""
+    if df.empty:
+        _echo("(no rows)")
+        return
+    df = df.astype(object).map(lambda v: terminal_safe(v) if isinstance(v, str) else v)
+    df.columns = [terminal_safe(c) for c in df.columns]
+    with __import__("pandas").option_context("display.max_colwidth", 120, "display.width", 250):
+        for line in df.to_string(index=False).split("\n"):
+            _echo(line)
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines escaped like every other terminal output (their messages name evidence paths and records)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return terminal_safe(super().formatMessage(record))
+
+
 class _Progress:
-    """A progress line for the whole collection and one per evidence item below it (tqdm, on stderr)."""
+    """A progress line for the whole collection and one per evidence item below it (tqdm, on stderr); without
+    a terminal (a log file, a pipe) plain lines instead, one per unit of work, without escape codes."""
 
     def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.items: dict[str, object] = {}
+        if not self.tty:
+            return
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self.bar = tqdm(total=0, unit="file", desc="collect", dynamic_ncols=True, file=sys.stderr)
-        self.items: dict[str, object] = {}
 
     def files(self, done: int, total: int, rows: int) -> None:
+        if not self.tty:
+            _echo(f"collect: {done}/{total} file(s), {rows} rows", err=True)
+            return
         self.bar.total = total
         self.bar.n = done
         self.bar.set_postfix(rows=rows, refresh=False)
         self.bar.refresh()
 
     def item(self, label: str, done: int, total: int, rows: int, host: str | None) -> None:
+        name = os.path.basename(label.rstrip("/")) or label
+        state = f"rows={rows}" + (f" host={host}" if host else "") + ("" if total else " (already in the case)")
+        if not self.tty:
+            _echo(f"{name}: {done}/{total} artifact(s), {state}", err=True)
+            return
         line = self.items.get(label)
         if line is None:
-            name = os.path.basename(label.rstrip("/")) or label
-            line = self.items[label] = self._tqdm(total=total, unit="artifact", desc=name, position=len(self.items) + 1,
-                                                  dynamic_ncols=True, file=sys.stderr, leave=True)
+            line = self.items[label] = self._tqdm(total=total, unit="artifact", desc=terminal_safe(name),
+                                                  position=len(self.items) + 1, dynamic_ncols=True, file=sys.stderr,
+                                                  leave=True)
         line.n = done
-        line.set_postfix_str(f"rows={rows}" + (f" host={host}" if host else "")
-                             + ("" if total else " (already in the case)"), refresh=False)
+        line.set_postfix_str(terminal_safe(state), refresh=False)
         line.refresh()
 
     def close(self) -> None:
+        if not self.tty:
+            return
         for line in self.items.values():
             line.close()
         self.bar.close()
@@ -67,6 +125,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from forensics.case import resolve
 
     only = args.only.split(",") if args.only else None
+    if args.tz is not None:  # a bad zone fails before a new case directory is created
+        from collectors.text import zone
+
+        zone(args.tz)
     for p in args.evidence:  # bad evidence fails before a new case directory is created
         resolve(p, only)
     case = Case(args.case, create=True, tz=args.tz)
@@ -80,7 +142,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         client = Client(args.scheduler)
     try:
         report = case.collect(args.evidence, engine=args.engine, workers=args.workers, tz=args.tz, only=only,
-                              client=client, unit_bytes=int(args.unit_mb * (1 << 20)), gather=args.gather,
+                              client=client, unit_bytes=max(1, int(args.unit_mb * (1 << 20))), gather=args.gather,
                               progress=bars and bars.files, on_item=bars and bars.item)
     finally:
         if bars is not None:
@@ -88,10 +150,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     if not args.quiet:
-        print(_printable(report.summary()))
+        _echo(report.summary())
         for a in report.artifacts:
             if a["lost"] or a["failed"]:
-                print(f"  {a['evidence_path']}: {a['rows']} rows, {a['lost']} record(s) lost"
+                _echo(f"  {a['evidence_path']}: {a['rows']} rows, {a['lost']} record(s) lost"
                       + (f" ({a['failed']})" if a["failed"] else ""))
     return 0
 
@@ -103,7 +165,7 @@ def _collect_plaso(args: argparse.Namespace) -> int:
     report = plaso.collect_with_plaso(Case(args.case, create=True, tz=args.tz), args.evidence, parsers=args.parsers,
                                       tz=args.tz, workers=args.workers or 1, archives=args.archives)
     if not args.quiet:
-        print(report.summary())
+        _echo(report.summary())
     return 0
 
 
@@ -112,7 +174,7 @@ def cmd_import_plaso(args: argparse.Namespace) -> int:
 
     report = plaso.import_plaso(args.case, args.file, fmt=args.format)
     if not args.quiet:
-        print(report.summary())
+        _echo(report.summary())
     return 0
 
 
@@ -124,16 +186,17 @@ def cmd_compare_plaso(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rep.as_dict(), indent=2, default=str))
     else:
-        print(rep.to_text())
+        for line in rep.to_text().split("\n"):
+            _echo(line)
     return 0
 
 
 def cmd_export_plaso(args: argparse.Namespace) -> int:
     from forensics import plaso
 
-    n = plaso.export_plaso(args.case, args.output, fmt=args.format, tz=args.tz)
+    n = plaso.export_plaso(args.case, args.output, fmt=args.format, tz=args.tz, force=args.force)
     if not args.quiet:
-        print(f"wrote {n} rows to {args.output} ({args.format})", file=sys.stderr)
+        _echo(f"wrote {n} rows to {args.output} ({args.format})", err=True)
     return 0
 
 
@@ -142,10 +205,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    print(f"case        {info['case']}  (id {info['case_id']})")
-    print(f"evidence    {len(info['evidence'])} item(s)")
+    _echo(f"case        {info['case']}  (id {info['case_id']})")
+    _echo(f"evidence    {len(info['evidence'])} item(s)")
     for e in info["evidence"]:
-        print(f"  {e['evidence_id']}  {e['files']} file(s), {e['bytes']} bytes  {e['path']}")
+        _echo(f"  {e['evidence_id']}  {e['files']} file(s), {e['bytes']} bytes  {e['path']}")
         stated = [f"host {e['host']}" if e.get("host") else "", f"os {e['os']}" if e.get("os") else "",
                   f"zone {e['tz']} ({e['tz_source']})" if e.get("tz") else "",
                   f"E01 media hash {e['e01_media_hash']}" if "e01_media_hash" in e else "",
@@ -153,37 +216,32 @@ def cmd_info(args: argparse.Namespace) -> int:
                   f"{e['outside_layout']} file(s) of the collection tool outside the host's tree (not read; "
                   "custody facts.outside_layout)" if e.get("outside_layout") else ""]
         if any(stated):
-            print("                    " + ", ".join(x for x in stated if x))
+            _echo("                    " + ", ".join(x for x in stated if x))
         if e.get("unread"):
-            print("                    " + _printable(CollectReport.unread_note(e["unread"])))
-    print(f"rows        {info['rows']} distinct events from {info['records_read']} records read "
+            _echo("                    " + CollectReport.unread_note(e["unread"]))
+    _echo(f"rows        {info['rows']} distinct events from {info['records_read']} records read "
           f"({info['sightings']} sightings)")
-    print(f"time range  {info['first']} .. {info['last']} (UTC)")
-    print("hosts       " + ", ".join(f"{h} ({n})" for h, n in info["hosts"].items()))
-    print("artifacts")
+    _echo(f"time range  {info['first']} .. {info['last']} (UTC)")
+    _echo("hosts       " + ", ".join(f"{h} ({n})" for h, n in info["hosts"].items()))
+    _echo("artifacts")
     for a, n in info["artifacts"].items():
-        print(f"  {n:>9}  {a}")
-    print(f"errors      {info['errors']} (records that could not be read)")
-    print(f"warnings    {info['warnings']} (damage noticed, nothing lost)")
+        _echo(f"  {n:>9}  {a}")
+    _echo(f"errors      {info['errors']} (records that could not be read)")
+    _echo(f"warnings    {info['warnings']} (damage noticed, nothing lost)")
     for k, n in info["problems_by_kind"].items():
-        print(f"  {n:>9}  {k}")
-    print(f"custody     head {info['custody_head']}")
+        _echo(f"  {n:>9}  {k}")
+    _echo(f"custody     head {info['custody_head']}")
     return 0
 
 
-def _printable(text: str) -> str:
-    """Text for the terminal: control characters a file name may hold (ESC, CR...) escaped, never acted on."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    rep = Case(args.case).verify(check_evidence=not args.no_evidence)
+    rep = Case(args.case).verify(check_evidence=not args.no_evidence, expect_head=args.expect_head)
     for note in rep.notes:
-        print(f"note: {note}")
+        _echo(f"note: {note}")
     for p in rep.problems:
-        print(f"FAIL: {p}", file=sys.stderr)
+        _echo(f"FAIL: {p}", err=True)
     status = "OK" if rep.ok else "FAILED"
-    print(f"verify {status}: {rep.custody_entries} custody entries, {rep.files_checked} case files and "
+    _echo(f"verify {status}: {rep.custody_entries} custody entries, {rep.files_checked} case files and "
           f"{rep.evidence_checked} evidence files re-hashed, {rep.exports_checked} export(s) re-checked; "
           f"custody head {rep.head}")
     if not rep.ok:
@@ -220,9 +278,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.output == "table":
         df = tl.to_pandas(TABLE_COLUMNS, limit=args.limit)
         df = df.drop(columns=["timestamp"]).astype(object).fillna("") if not df.empty else df
-        with __import__("pandas").option_context("display.max_colwidth", 120, "display.width", 250):
-            print(df.to_string(index=False) if not df.empty else "(no rows)")
-        print(f"{len(df)} row(s) shown; times in {tl.tz}", file=sys.stderr)
+        _echo_frame(df)
+        _echo(f"{len(df)} row(s) shown; times in {tl.tz}", err=True)
     else:
         df = tl.to_pandas(limit=args.limit)
         for col in ("timestamp", "local_time"):  # ISO 8601 with all nine digits and the offset
@@ -236,11 +293,11 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     tl = _view(args)
-    entry = tl.export(args.output, args.format, command=["forensics", *args.argv])
+    entry = tl.export(args.output, args.format, command=["forensics", *args.argv], force=args.force)
     if not args.quiet:
         out = entry["output"]
         sheets = f" on {len(entry['sheets'])} event sheet(s)" if entry.get("sheets") else ""
-        print(f"wrote {entry['rows']} row(s){sheets} to {args.output} ({args.format}, {out['bytes']} bytes, "
+        _echo(f"wrote {entry['rows']} row(s){sheets} to {args.output} ({args.format}, {out['bytes']} bytes, "
               f"sha256 {out['sha256']}); custody entry #{entry['seq']}")
     return 0
 
@@ -248,18 +305,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from forensics.report import write_report
 
-    entry = write_report(args.case, args.output, tz=args.tz, command=["forensics", *args.argv])
+    entry = write_report(args.case, args.output, tz=args.tz, command=["forensics", *args.argv], force=args.force)
     if not args.quiet:
         out = entry["output"]
-        print(f"wrote {args.output} ({out['bytes']} bytes, sha256 {out['sha256']}); custody entry #{entry['seq']}")
+        _echo(f"wrote {args.output} ({out['bytes']} bytes, sha256 {out['sha256']}); custody entry #{entry['seq']}")
     return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from forensics.query import open_case
 
-    df = open_case(args.case, tz=args.tz).sql(args.query)
-    print(df.to_string(index=False) if not df.empty else "(no rows)")
+    df = open_case(args.case, tz=args.tz).sql(args.query, allow_external=args.allow_external)
+    _echo_frame(df)
     return 0
 
 
@@ -271,7 +328,7 @@ def cmd_hunt(args: argparse.Namespace) -> int:
         return _hunt_sigma(tl, args)
     st = tl.story()
     if st.empty:
-        print("no findings")
+        _echo("no findings")
         return 0
     for col in ("timestamp", "local_time"):
         st[col] = [t.isoformat() for t in st[col]]
@@ -282,23 +339,24 @@ def cmd_hunt(args: argparse.Namespace) -> int:
         st.to_csv(sys.stdout, index=False)
         return 0
     for r in st.itertuples():
-        print(f"{r.local_time}  ({r.timestamp} UTC)  {r.host}  {r.technique}  {r.finding}  [{r.evidence_path} {r.record_ref}]")
-    print(f"{len(st)} finding(s); local times in {tl.tz}", file=sys.stderr)
+        _echo(f"{r.local_time}  ({r.timestamp} UTC)  {r.host}  {r.technique}  {r.finding}  [{r.evidence_path} {r.record_ref}]")
+    _echo(f"{len(st)} finding(s); local times in {tl.tz}", err=True)
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from forensics import plots
-    from forensics.query import open_case
+    from forensics.query import _output_path, open_case
 
+    out = _output_path(Path(args.case), args.output, args.force)  # never over evidence, an existing file with --force
     tl = open_case(args.case, tz=args.tz)
     if args.start and args.end:
         tl = tl.between(args.start, args.end)
     fig = (plots.activity_heatmap(tl, freq=args.freq, log_scale=args.log_scale, per_host=args.per_host)
            if args.kind == "activity" else plots.story_timeline(tl.story()))
-    fig.savefig(args.output, dpi=120)
+    fig.savefig(out, dpi=120)
     if not args.quiet:
-        print(f"wrote {args.output}")
+        _echo(f"wrote {args.output}")
     return 0
 
 
@@ -307,7 +365,7 @@ def cmd_sample_case(args: argparse.Namespace) -> int:
 
     out = sample.build(args.directory, hosts=args.hosts, days=args.days, seed=args.seed)
     if not args.quiet:
-        print(f"wrote {len(out['evidence'])} evidence files and ground_truth.json "
+        _echo(f"wrote {len(out['evidence'])} evidence files and ground_truth.json "
               f"({len(out['ground_truth']['steps'])} attack steps) to {out['directory']}")
     return 0
 
@@ -323,7 +381,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     base = Path(args.directory) if args.directory else Path(tempfile.mkdtemp(prefix="forensics-demo-"))
     evidence, case_dir = base / "evidence", base / "case"
-    say = (lambda *a: None) if args.quiet else print
+    say = (lambda *a: None) if args.quiet else _echo
     say(f"1. building the sample case (seed {args.seed}) in {evidence}")
     built = sample.build(evidence, seed=args.seed)
     say(f"   {len(built['evidence'])} evidence files: Windows triage folders (EVTX) and ext4 images of the Linux servers")
@@ -342,7 +400,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from forensics.report import write_report
 
     report_path = base / "report.html"
-    write_report(case_dir, report_path, command=["forensics", "demo", str(base)])
+    write_report(case_dir, report_path, command=["forensics", "demo", str(base)], force=True)
     say(f"   report: {report_path}")
     say("5. checked against ground_truth.json")
     result = sample.check(story, built["ground_truth"])
@@ -377,15 +435,15 @@ def _hunt_sigma(tl, args: argparse.Namespace) -> int:
     else:
         for r in m.itertuples():
             local = r.timestamp.tz_convert(tl.tz).isoformat()
-            print(f"{local}  {r.host}  [{r.level}] {r.title}  ({r.rule_id})  {r.message}  [{r.evidence_path} {r.record_ref}]")
+            _echo(f"{local}  {r.host}  [{r.level}] {r.title}  ({r.rule_id})  {r.message}  [{r.evidence_path} {r.record_ref}]")
     if args.save:
         sigma.save(tl, run, args.sigma)
-    print(f"sigma: {run.rules_loaded} rules loaded, {run.rules_converted} converted, {run.rules_matched} matched "
+    _echo(f"sigma: {run.rules_loaded} rules loaded, {run.rules_converted} converted, {run.rules_matched} matched "
           f"{len(m)} row(s); {len(run.conversion_errors)} not convertible, {len(run.evaluation_errors)} failed to "
-          f"evaluate; {run.seconds:.1f} s", file=sys.stderr)
+          f"evaluate; {run.seconds:.1f} s", err=True)
     if args.verbose:
         for rid, why in sorted({**run.conversion_errors, **run.evaluation_errors}.items()):
-            print(f"  {rid}: {why}", file=sys.stderr)
+            _echo(f"  {rid}: {why}", err=True)
     return 0
 
 
@@ -401,6 +459,22 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--where", action="append", metavar="COLUMN=VALUE", help="equality filter (repeatable)")
     p.add_argument("--search", help="substring of the message or attrs (case-insensitive)")
     p.add_argument("--regex", action="store_true", help="--search is a regular expression")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}")
+    return value
+
+
+def _sha256(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text.strip()):
+        raise argparse.ArgumentTypeError(f"not a SHA-256 hash (64 hex digits): {text!r}")
+    return text.strip().lower()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -423,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the units of work on a Dask cluster (e.g. tcp://10.0.0.1:8786); its workers must see the "
                         "evidence and the case at the same paths")
-    c.add_argument("--unit-mb", type=float, default=32, metavar="MB",
+    c.add_argument("--unit-mb", type=_positive, default=32, metavar="MB",
                    help="evidence per unit of work; each unit is committed on its own, so an interrupted run "
                         "resumes from the last committed unit (default 32)")
     c.add_argument("--only", default=None, metavar="NAMES",
@@ -457,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("case")
     ep.add_argument("--format", choices=["l2tcsv", "dynamic"], default="l2tcsv")
     ep.add_argument("--tz", default=None, help="zone of the times written (default UTC), as psort -z")
-    ep.add_argument("-o", "--output", required=True)
+    ep.add_argument("-o", "--output", required=True, help="file to write (not evidence of the case)")
+    ep.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     ep.set_defaults(func=cmd_export_plaso)
 
     i = sub.add_parser("info", help="hosts, time range, counts per artifact, errors and warnings")
@@ -468,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="re-check the custody chain, every timeline file and the evidence")
     v.add_argument("case")
     v.add_argument("--no-evidence", action="store_true", help="do not re-hash the evidence")
+    v.add_argument("--expect-head", type=_sha256, default=None, metavar="HASH",
+                   help="the custody head hash written down earlier (a report, notes): fail if the chain's head differs "
+                        "(entries appended, removed or rewritten since)")
     v.set_defaults(func=cmd_verify)
 
     q = sub.add_parser("query", help="rows of the timeline: a time window, columns, text; as a table, CSV or JSON lines")
@@ -480,20 +558,25 @@ def build_parser() -> argparse.ArgumentParser:
                                       "Parquet; recorded in the custody log")
     _filter_args(x)
     x.add_argument("--format", required=True, choices=list(FORMATS))
-    x.add_argument("-o", "--output", required=True, help="file to write (not inside the case's own folders)")
+    x.add_argument("-o", "--output", required=True, help="file to write (not inside the case's own folders, not "
+                                                             "evidence of the case)")
+    x.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     x.set_defaults(func=cmd_export)
 
     r = sub.add_parser("report", help="one self-contained HTML report of the case (summary, story, figures, findings, "
                                       "custody); recorded in the custody log")
     r.add_argument("case")
     r.add_argument("--tz", default=None, help="zone of the local times (default: the case's zone)")
-    r.add_argument("-o", "--output", required=True, help="HTML file to write")
+    r.add_argument("-o", "--output", required=True, help="HTML file to write (not evidence of the case)")
+    r.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("sql", help="run SQL over the timeline (the table is called timeline)")
     s.add_argument("case")
-    s.add_argument("query")
+    s.add_argument("query", help="one SELECT statement (read-only)")
     s.add_argument("--tz", default=None)
+    s.add_argument("--allow-external", action="store_true",
+                   help="let the query read files other than the timeline (e.g. an IOC list with read_csv)")
     s.set_defaults(func=cmd_sql)
 
     h = sub.add_parser("hunt", help="the attack story: findings of every helper in time order, local and UTC")
@@ -530,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--from", dest="start")
     g.add_argument("--to", dest="end")
     g.add_argument("--tz", default=None)
-    g.add_argument("-o", "--output", required=True, help="PNG file to write")
+    g.add_argument("-o", "--output", required=True, help="PNG file to write (not evidence of the case)")
+    g.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     g.set_defaults(func=cmd_plot)
     return p
 
@@ -540,7 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     level = logging.WARNING - 10 * args.verbose if not args.quiet else logging.ERROR
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=max(level, logging.DEBUG), handlers=[handler])
     # dissect narrates what it tries (no volume system, no OS plugin...); what matters is in the case's custody
     logging.getLogger("dissect").setLevel(logging.CRITICAL if args.verbose < 2 else logging.DEBUG)
     # plaso's output layer narrates every message string it cannot find; its warnings are in the case's problems
@@ -550,14 +636,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ForensicsError as exc:
-        print(f"forensics: error: {exc}", file=sys.stderr)
+        _echo(f"forensics: error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("forensics: interrupted", file=sys.stderr)
+        _echo("forensics: interrupted", err=True)
         return 130
     except BrokenPipeError:  # output piped into head & co.
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a full disk or a read-only file system met where no clearer error was raised
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        _echo(f"forensics: error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+              + "; nothing was committed", err=True)
+        return CaseWriteError.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -884,7 +884,7 @@ def _clean(v: Any) -> str:
     return s.replace(",", " ").replace("\r", "").replace("\n", "\\n")
 
 
-def export_plaso(case, output: str | os.PathLike, fmt: str = "l2tcsv", tz: str | None = None) -> int:
+def export_plaso(case, output: str | os.PathLike, fmt: str = "l2tcsv", tz: str | None = None, force: bool = False) -> int:
     """Write the case's timeline (sorted by time) as plaso's ``l2tcsv`` or ``dynamic`` CSV; returns rows written.
 
     Times are shown in ``tz`` (default UTC) as psort's ``-z`` does; l2tcsv holds whole seconds, dynamic
@@ -903,7 +903,10 @@ def export_plaso(case, output: str | os.PathLike, fmt: str = "l2tcsv", tz: str |
         raise QueryError(f"unknown time zone {tz!r} (use an IANA name such as Asia/Kolkata)") from exc
     from forensics.case import Case
 
+    from forensics.query import _output_path
+
     case = case if isinstance(case, Case) else Case(case)
+    output = _output_path(case.path, output, force)  # never over evidence, nor an existing file unless force
     files = [str(f) for f in case.store.files(TIMELINE_DIR)]
     zone_name = tz or "UTC"
     n = 0

@@ -12,6 +12,7 @@ by ``forensics collect --tz``), or in the zone passed as ``tz=``; results carry 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -161,20 +162,26 @@ class Timeline:
     def _files(self) -> list[str]:
         return sorted(str(p) for p in (self.case_dir / TIMELINE_DIR).glob("*.parquet"))
 
+    def _detection_files(self) -> list[str]:
+        return sorted(str(p) for p in (self.case_dir / DETECTIONS_DIR).glob("*.parquet"))
+
     def _con(self):
         import duckdb
 
         con = duckdb.connect()
         files = self._files()
-        detections = sorted(str(p) for p in (self.case_dir / DETECTIONS_DIR).glob("*.parquet"))
+        detections = self._detection_files()
+        # the case's files are handed to DuckDB as values, never pasted into SQL (a case path may hold ' or ")
         if files and detections:
             # rows carry the tags detections gave them (Sigma rules saved with --save)
+            con.read_parquet(files).create_view("timeline_files")
+            con.read_parquet(detections).create_view("detection_files")
             con.execute(
-                f"CREATE VIEW timeline_all AS SELECT t.* REPLACE (list_distinct(list_concat(t.tags, coalesce(d.tags, []))) AS tags) "
-                f"FROM read_parquet({files!r}) t LEFT JOIN (SELECT event_hash, flatten(list(tags)) AS tags "
-                f"FROM read_parquet({detections!r}) GROUP BY event_hash) d USING (event_hash)")
+                "CREATE VIEW timeline_all AS SELECT t.* REPLACE (list_distinct(list_concat(t.tags, coalesce(d.tags, []))) AS tags) "
+                "FROM timeline_files t LEFT JOIN (SELECT event_hash, flatten(list(tags)) AS tags "
+                "FROM detection_files GROUP BY event_hash) d USING (event_hash)")
         elif files:
-            con.execute(f"CREATE VIEW timeline_all AS SELECT * FROM read_parquet({files!r})")
+            con.read_parquet(files).create_view("timeline_all")
         else:
             con.register("timeline_all", SCHEMA.empty_table())
         return con, self._where_sql()
@@ -268,22 +275,25 @@ class Timeline:
                 con.close()
 
     def export(self, path: str | os.PathLike, format: str, *, max_rows_per_sheet: int | None = None,
-               command: list[str] | None = None) -> dict[str, Any]:
+               command: list[str] | None = None, force: bool = False) -> dict[str, Any]:
         """Write this view's rows to ``path`` in ``format`` (see ``timeline.exports.FORMATS``), streamed,
         and record the export in the case's custody log (its SHA-256, size, row count and the exact
         query).  Returns the custody entry.
 
         XLSX also gets the story of this view, the custody log and the query as sheets;
         ``max_rows_per_sheet`` splits the events across sheets (default: Excel's limit).
-        ``command``: the command line that asked for the export, recorded with it.
+        ``command``: the command line that asked for the export, recorded with it.  ``path`` may not be
+        evidence of the case, nor an existing file unless ``force``.
         """
         from timeline import exports
         from timeline.custody import CustodyLog
-        from timeline.store import CaseStore, file_sha256
+        from timeline.store import CaseStore
 
         if format not in exports.FORMATS:
             raise OutputError(f"unknown export format {format!r}; formats are: {', '.join(exports.FORMATS)}")
-        out = _output_path(self.case_dir, path)
+        out = _output_path(self.case_dir, path, force)
+        store = CaseStore(self.case_dir)
+        store.check_writable()  # the export is recorded in the custody log: a read-only case fails before writing
         query = self._ordered_sql(self._where_sql())
         sheets = []
         if format == "xlsx":
@@ -295,23 +305,47 @@ class Timeline:
             kwargs["timesketch_fields_first"] = exports.rank_fields(zip(sample["source"], sample["attrs"]))
         tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
         try:
-            result = exports.write_export(self.batches(), tmp, format, self.tz, sheets=sheets, **kwargs)
-            os.replace(tmp, out)
-        except OSError as exc:
-            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+            try:
+                result = exports.write_export(self.batches(), tmp, format, self.tz, sheets=sheets, **kwargs)
+            except OSError as exc:
+                raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+            fields = {"format": format, "rows": result.rows, "tz": self.tz, "query": query, "filters": list(self._where)}
+            fields.update(result.details(format))
+            return publish_output(store, "export", tmp, out, command=command, **fields)
         finally:
-            tmp.unlink(missing_ok=True)
-        fields = {"format": format, "rows": result.rows, "tz": self.tz, "query": query, "filters": list(self._where)}
-        fields.update(result.details(format))
-        return record_output(CaseStore(self.case_dir), "export", out, file_sha256(out), command=command, **fields)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
-    def sql(self, query: str, params: Iterable[Any] = ()):
-        """Run SQL over this (filtered) timeline, visible as the table ``timeline``; returns a DataFrame."""
+    def sql(self, query: str, params: Iterable[Any] = (), allow_external: bool = False):
+        """Run one SQL query over this (filtered) timeline, visible as the table ``timeline``; returns a DataFrame.
+
+        Read-only: one ``SELECT`` statement (``WITH``/``FROM``-first forms included); ``COPY``, ``ATTACH``,
+        ``INSTALL``, ``SET``, ``CREATE``... and several statements at once are refused (QueryError).  Files other
+        than the case's timeline cannot be read (``read_csv('/etc/passwd')`` fails) unless ``allow_external``:
+        then any file the process can read may be joined (an IOC list), still by one SELECT."""
+        import duckdb
+
+        try:
+            statements = duckdb.extract_statements(query)
+        except duckdb.Error as exc:
+            raise QueryError(f"query failed: {exc}") from exc
+        if len(statements) != 1:
+            raise QueryError(f"one SQL statement at a time, not {len(statements)}")
+        kind = statements[0].type
+        if kind != duckdb.StatementType.SELECT:
+            raise QueryError(f"only a SELECT query can be run (this is {kind.name}): the case is read-only here")
         con, where = self._con()
         try:
             con.execute(f"CREATE TEMP VIEW timeline AS SELECT * FROM timeline_all WHERE {where}")
+            if not allow_external:  # from here on DuckDB reads the case's own Parquet files and nothing else
+                con.execute("SET allowed_paths = ?", [self._files() + self._detection_files()])
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
             params = list(params)
             return (con.sql(query, params=params) if params else con.sql(query)).to_arrow_table().to_pandas()
+        except duckdb.PermissionException as exc:
+            raise QueryError(f"query refused: {exc} (reading files other than the timeline needs --allow-external, "
+                             "allow_external=True)") from exc
         except Exception as exc:
             raise QueryError(f"query failed: {exc}") from exc
         finally:
@@ -436,8 +470,11 @@ def open_case(case_dir: str | Path, tz: str | None = None, engine: str = "duckdb
     raise QueryError(f"unknown engine {engine!r}: use 'duckdb' or 'dask'")
 
 
-def _output_path(case_dir: Path, path: str | os.PathLike) -> Path:
-    """The output path, absolute; refused inside the case's own data (it would be read as part of the case)."""
+def _output_path(case_dir: Path, path: str | os.PathLike, force: bool = False) -> Path:
+    """The output path, absolute.  Refused: inside the case's own data (it would be read as part of the case),
+    any evidence of the case or a path inside an evidence folder (the custody log's evidence, through symbolic
+    links too), and an existing file unless ``force``."""
+    from timeline.custody import CustodyLog
     from timeline.store import DATA_DIRS, STAGING_DIR
 
     out = Path(os.path.abspath(path))
@@ -446,29 +483,60 @@ def _output_path(case_dir: Path, path: str | os.PathLike) -> Path:
     if out.is_dir():
         raise OutputError(f"{out} is a directory; give a file name")
     reserved = [root / d for d in (*DATA_DIRS, STAGING_DIR)]
-    if real in (root / "case.json", root / "custody.jsonl", root / ".lock") or any(r in real.parents for r in reserved):
+    if real in (root / "case.json", root / "custody.jsonl", root / ".lock", root / ".collect.lock") \
+            or any(r in real.parents for r in reserved):
         raise OutputError(f"{out}: refusing to write inside the case's own files; "
                           f"write to another folder (or {root / 'exports'})")
+    for ev in _evidence_paths(CustodyLog(root / "custody.jsonl")):
+        if real == ev or ev in real.parents:
+            raise OutputError(f"{out}: refusing to write over evidence of the case ({ev}); write to another folder")
     if not out.parent.is_dir():
         raise OutputError(f"folder {out.parent} does not exist")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise OutputError(f"{out} exists; refusing to overwrite it (--force, force=True: overwrite)")
     return out
 
 
-def record_output(store, action: str, out: Path, sha256: str, command: list[str] | None = None,
-                  **fields: Any) -> dict[str, Any]:
-    """Append a custody entry for a file handed out (export, report): where it is, its hash, what made it.
+def _evidence_paths(custody) -> set[Path]:
+    """Every evidence item and evidence file the custody log names, resolved (a live host's root left out)."""
+    out: set[Path] = set()
+    for e in custody.entries():
+        for item in e.get("evidence") or []:
+            if not isinstance(item, dict):
+                continue
+            paths = [item.get("path")] + [f.get("real_path") for f in item.get("files") or [] if isinstance(f, dict)]
+            for p in paths:
+                if isinstance(p, str) and p:
+                    rp = Path(os.path.realpath(p))
+                    if rp != Path(rp.anchor):
+                        out.add(rp)
+    return out
+
+
+def publish_output(store, action: str, tmp: Path, out: Path, command: list[str] | None = None,
+                   **fields: Any) -> dict[str, Any]:
+    """Hand out a file written to ``tmp`` (export, report): record it in the custody log (where it goes, its hash,
+    what made it), then move it to ``out``.  A file that cannot be recorded (a read-only or full case) is not
+    handed out.
 
     The path is stored relative to the case when the file is inside the case folder (so the case can
     be moved with its exports), absolute otherwise.
     """
+    from timeline.store import file_sha256
+
     root = Path(os.path.abspath(store.root))
     try:
         shown = out.relative_to(root).as_posix()
     except ValueError:
         shown = str(out)
-    output = {"path": shown, "sha256": sha256, "bytes": out.stat().st_size}
+    output = {"path": shown, "sha256": file_sha256(tmp), "bytes": tmp.stat().st_size}
     with store.lock():
         entry = store.custody.append(action, output=output, **fields, **({"command": command} if command else {}))
+        try:
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc.strerror or exc} (custody entry #{entry['seq']} records it; "
+                              "verify notes it as not present)") from exc
     log.info("%s %s recorded as custody entry #%d", action, out, entry["seq"])
     return entry
 

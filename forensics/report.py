@@ -14,6 +14,7 @@ SHA-256 (``forensics verify`` re-checks it while it exists).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as _dt
 import html
 import io
@@ -27,9 +28,8 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from forensics.case import Case, tool_versions
-from forensics.query import Timeline, _output_path, record_output
+from forensics.query import Timeline, _output_path, publish_output
 from timeline.errors import OutputError, ParserUnavailable
-from timeline.store import file_sha256
 
 __all__ = ["render_report", "write_report", "MAX_TABLE_ROWS"]
 
@@ -325,18 +325,21 @@ def render_report(case_dir: str | os.PathLike, tz: str | None = None) -> str:
 
 
 def write_report(case_dir: str | os.PathLike, path: str | os.PathLike, tz: str | None = None,
-                 command: list[str] | None = None) -> dict[str, Any]:
-    """Write the HTML report to ``path`` and record it in the custody log; returns the custody entry."""
-    out = _output_path(Path(case_dir), path)
+                 command: list[str] | None = None, force: bool = False) -> dict[str, Any]:
+    """Write the HTML report to ``path`` and record it in the custody log; returns the custody entry.
+    ``path`` may not be evidence of the case, nor an existing file unless ``force``."""
+    out = _output_path(Path(case_dir), path, force)
+    case = Case(case_dir)
+    case.store.check_writable()  # the report is recorded in the custody log: a read-only case fails first
     text = render_report(case_dir, tz=tz)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        return publish_output(case.store, "report", tmp, out, command=command, format="html",
+                              tz=tz or case.store.meta.get("tz") or "UTC", scope="whole case")
     finally:
-        tmp.unlink(missing_ok=True)
-    case = Case(case_dir)
-    return record_output(case.store, "report", out, file_sha256(out), command=command, format="html",
-                         tz=tz or case.store.meta.get("tz") or "UTC", scope="whole case")
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)

@@ -7,7 +7,7 @@ def test_all_is_exactly_the_public_api():
     assert sorted(forensics.__all__) == sorted([
         "open", "hunt", "Timeline", "Case", "CollectReport", "VerifyReport", "SCHEMA", "TZ_SOURCES",
         "ForensicsError", "EvidenceError", "EvidenceNotFound", "EvidenceUnreadable", "UnknownFormat",
-        "EvidenceChanged", "CaseError", "CaseLocked", "IntegrityError", "ParserUnavailable", "QueryError", "OutputError",
+        "EvidenceChanged", "CaseError", "CaseLocked", "CaseWriteError", "IntegrityError", "ParserUnavailable", "QueryError", "OutputError",
     ])
     for name in forensics.__all__:
         assert hasattr(forensics, name)

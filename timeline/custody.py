@@ -10,7 +10,9 @@ or a notebook so that even a rewrite of the whole log is detectable.
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import errno
 import getpass
 import hashlib
 import json
@@ -22,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from timeline.errors import EvidenceNotFound, EvidenceUnreadable, IntegrityError
+from timeline.errors import CaseWriteError, EvidenceNotFound, EvidenceUnreadable, IntegrityError
 
-__all__ = ["FileHashes", "hash_file", "open_evidence", "CustodyLog", "verify_chain", "GENESIS", "actor"]
+__all__ = ["FileHashes", "hash_file", "open_evidence", "EvidencePath", "CustodyLog", "verify_chain", "GENESIS", "actor"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,22 @@ def open_evidence(path: str | os.PathLike) -> int:
         raise EvidenceNotFound(f"evidence not found: {path}") from exc
     except OSError as exc:
         raise EvidenceUnreadable(f"cannot read evidence {path}: {exc.strerror or exc}") from exc
+
+
+class EvidencePath(type(Path())):  # type: ignore[misc]  # the concrete PosixPath/WindowsPath
+    """A path whose :meth:`open` goes through :func:`open_evidence`: for readers that take a path and open
+    it themselves (dissect.target's loaders and containers, zipfile, tarfile).  Paths derived from it
+    (``parent``, ``/``, ``with_suffix``: an image's further segments) are EvidencePaths too.  Opening one for
+    writing is refused."""
+
+    def open(self, mode: str = "r", buffering: int = -1, encoding: str | None = None, errors: str | None = None,
+             newline: str | None = None):
+        if set(mode) - set("rbt"):
+            raise PermissionError(errno.EROFS, f"evidence is never opened for writing (mode {mode!r})", str(self))
+        fh = open(open_evidence(self), mode, buffering, encoding, errors, newline)
+        raw = getattr(fh, "buffer", fh)
+        getattr(raw, "raw", raw).name = os.fspath(self)  # as a file opened by name (zipfile reads fh.name)
+        return fh
 
 
 def hash_file(path: str | os.PathLike, md5: bool = True, parallel: bool = True) -> FileHashes:
@@ -122,7 +140,13 @@ def _entry_hash(entry: dict[str, Any]) -> str:
 
 
 class CustodyLog:
-    """The append-only custody log of one case.  Appends must happen under the case lock."""
+    """The append-only custody log of one case.  Appends must happen under the case lock.
+
+    An append is whole or absent: the line is written in full and fsynced, or the file is cut back to
+    where it was and :class:`CaseWriteError` says why (a full disk, a read-only case).  A line left without
+    its newline by a crash (a torn tail) is not an entry: readers skip it, and the next append (or
+    :meth:`repair`) first moves its bytes into a ``repaired`` entry, so nothing is silently dropped.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -132,6 +156,8 @@ class CustodyLog:
             return
         with open(self.path, "rb") as fh:
             for lineno, line in enumerate(fh, 1):
+                if not line.endswith(b"\n"):
+                    return  # a torn tail (or an append in progress): not an entry, see torn()
                 if not line.strip():
                     continue
                 try:
@@ -146,7 +172,38 @@ class CustodyLog:
             seq, last = entry.get("seq", seq), entry.get("hash", last)
         return seq, last
 
+    def torn(self) -> bytes:
+        """The bytes after the last complete line (empty when the log ends with a whole entry)."""
+        try:
+            with open(self.path, "rb") as fh:
+                return _torn_tail(fh)[1]
+        except FileNotFoundError:
+            return b""
+
+    def check_writable(self) -> None:
+        """Raise CaseWriteError when the log cannot be opened for appending (nothing is written)."""
+        os.close(self._open())
+
+    def repair(self) -> dict[str, Any] | None:
+        """Set a torn tail aside in a ``repaired`` entry (under the case lock); None when there is none."""
+        fd = self._open()
+        try:
+            return self._repair(fd)
+        finally:
+            os.close(fd)
+
     def append(self, action: str, **fields: Any) -> dict[str, Any]:
+        fd = self._open()
+        try:
+            self._repair(fd)
+            entry = self._entry(action, fields)
+            self._write(fd, os.fstat(fd).st_size, _canonical(entry) + b"\n")
+        finally:
+            os.close(fd)
+        log.debug("custody %s #%d", action, entry["seq"])
+        return entry
+
+    def _entry(self, action: str, fields: dict[str, Any]) -> dict[str, Any]:
         seq, prev = self.head()
         entry = {
             "seq": seq + 1,
@@ -157,15 +214,72 @@ class CustodyLog:
             "prev": prev,
         }
         entry["hash"] = _entry_hash(entry)
-        line = _canonical(entry) + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        log.debug("custody %s #%d", action, entry["seq"])
         return entry
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CaseWriteError(f"cannot write the custody log {self.path}: {exc.strerror or exc}") from exc
+
+    def _repair(self, fd: int) -> dict[str, Any] | None:
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as fh:
+            start, torn = _torn_tail(fh)
+        if not torn:
+            return None
+        entry = self._entry("repaired", {
+            "torn": {"offset": start, "bytes": len(torn), "sha256": hashlib.sha256(torn).hexdigest(),
+                     "base64": base64.b64encode(torn).decode("ascii")},
+            "note": f"the custody log ended in an incomplete line of {len(torn)} byte(s) at offset {start} (an append "
+                    "cut short by a crash or a full disk); it is not part of the chain; its bytes are kept here"})
+        self._write(fd, start, _canonical(entry) + b"\n", restore=torn)
+        log.warning("custody log %s: an incomplete last line (%d bytes) was set aside in entry #%d",
+                    self.path, len(torn), entry["seq"])
+        return entry
+
+    def _write(self, fd: int, at: int, data: bytes, restore: bytes = b"") -> None:
+        """Write ``data`` at the end (``at``, after cutting the file there) in full and fsync it; on any
+        failure cut the file back to ``at`` (and put ``restore`` back) and raise CaseWriteError."""
+        try:
+            if os.fstat(fd).st_size != at:
+                os.ftruncate(fd, at)
+            _write_all(fd, data)
+            os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, at)
+                if restore:
+                    _write_all(fd, restore)
+                os.fsync(fd)
+            except OSError:  # left torn: the next append sets the tail aside
+                log.debug("custody log %s: could not cut back a failed append", self.path)
+            raise CaseWriteError(f"cannot append to the custody log {self.path}: {exc.strerror or exc}; nothing was "
+                                 "recorded (free some space or make the case writable, then run the command again)") from exc
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:  # pragma: no cover - write(2) returns an error rather than 0 on a regular file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[n:]
+
+
+def _torn_tail(fh: Any) -> tuple[int, bytes]:
+    """(offset, bytes) of what follows the last newline of a binary file."""
+    size = pos = fh.seek(0, os.SEEK_END)
+    start = 0
+    while pos > 0:
+        step = min(pos, 1 << 16)
+        fh.seek(pos - step)
+        i = fh.read(step).rfind(b"\n")
+        if i >= 0:
+            start = pos - step + i + 1
+            break
+        pos -= step
+    fh.seek(start)
+    return start, fh.read(size - start)
 
 
 def verify_chain(custody: CustodyLog) -> list[str]:

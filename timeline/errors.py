@@ -16,6 +16,7 @@ __all__ = [
     "EvidenceChanged",
     "CaseError",
     "CaseLocked",
+    "CaseWriteError",
     "IntegrityError",
     "ParserUnavailable",
     "QueryError",
@@ -65,6 +66,13 @@ class CaseError(ForensicsError):
 
 class CaseLocked(CaseError):
     """Another process holds the case's commit lock for too long."""
+
+
+class CaseWriteError(CaseError):
+    """The case cannot be written (disk full, read-only file system, no permission, no such folder).
+    What was being written is not committed: the custody log gets a whole entry or none."""
+
+    exit_code = 12
 
 
 class IntegrityError(CaseError):

@@ -16,6 +16,7 @@ Layout of a case directory::
     staging/<run>/     parts being written; never read as part of the case
     staging/<run>.lock held (fcntl) by the process writing that run, released at its end or death
     .lock              commit lock (fcntl)
+    .collect.lock      held (fcntl) by the one collection running in the case (a second one waits)
 
 Commit protocol (crash safe): a run writes all its parts under ``staging/<run>``
 (its writers may already leave out events the case holds: :func:`add_committed`,
@@ -48,7 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from timeline.custody import CustodyLog
-from timeline.errors import CaseError, CaseLocked
+from timeline.errors import CaseError, CaseLocked, CaseWriteError
 from timeline.schema import SCHEMA_VERSION
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "PROBLEMS_DIR",
     "DETECTIONS_DIR",
     "DETECTIONS_SCHEMA",
+    "writing",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,19 +135,34 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def writing(what: str | os.PathLike) -> Iterator[None]:
+    """Turn an OS error while writing the case (a full disk, a read-only file system, no permission) into one
+    clear :class:`CaseWriteError` naming ``what`` (no traceback, exit code 12)."""
+    try:
+        yield
+    except OSError as exc:
+        raise CaseWriteError(f"cannot write {what}: {exc.strerror or exc}; nothing was committed") from exc
+
+
 def write_parquet(table: pa.Table, path: str | os.PathLike, sort: bool = True) -> int:
     """Write one part: sorted by timestamp, 64 Ki-row groups with statistics, zstd, fsynced."""
     if sort and table.num_rows > 1:
         table = table.sort_by([("timestamp", "ascending")])
     tmp = f"{path}.tmp"
-    pq.write_table(
-        table, tmp, row_group_size=ROW_GROUP, compression="zstd", write_statistics=True,
-        use_dictionary=["host", "source", "artifact", "channel", "provider", "timestamp_desc", "tz_source",
-                        "evidence_id", "evidence_path", "parser", "severity", "kind"],
-    )
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            pq.write_table(
+                table, tmp, row_group_size=ROW_GROUP, compression="zstd", write_statistics=True,
+                use_dictionary=["host", "source", "artifact", "channel", "provider", "timestamp_desc", "tz_source",
+                                "evidence_id", "evidence_path", "parser", "severity", "kind"],
+            )
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # a part cut short (a full disk) leaves nothing behind
     return table.num_rows
 
 
@@ -327,6 +344,21 @@ class CaseStore:
             raise CaseError(f"{meta} is not valid JSON: {exc}") from exc
         self.custody = CustodyLog(self.root / "custody.jsonl")
         self._runs: dict[str, int] = {}  # run id -> descriptor holding that run's staging lock
+        if self.custody.torn():
+            self._repair_custody()
+
+    def _repair_custody(self) -> None:
+        """A torn last line (a crash during an append) is set aside now when the case can be written;
+        otherwise readers skip it and the next append sets it aside."""
+        try:
+            with _flock(self.root / ".lock", timeout=0):
+                self.custody.repair()
+        except (CaseLocked, CaseWriteError) as exc:
+            log.warning("custody log ends in an incomplete line, set aside at the next write (%s)", exc)
+
+    def case_json_sha256(self) -> str:
+        """SHA-256 of case.json as it is now (the custody log records it whenever it is written)."""
+        return file_sha256(self.root / "case.json")
 
     @classmethod
     def open(cls, root: str | os.PathLike, create: bool = False, tz: str | None = None) -> "CaseStore":
@@ -338,11 +370,19 @@ class CaseStore:
     @classmethod
     def create(cls, root: str | os.PathLike, tz: str | None = None) -> "CaseStore":
         root = Path(root)
+        if tz is not None:  # checked before anything is created: a bad zone leaves no empty case behind
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise CaseError(f"unknown time zone {tz!r} (use an IANA name such as Asia/Kolkata)") from exc
         if root.exists() and not root.is_dir():
             raise CaseError(f"{root} exists and is not a directory")
-        root.mkdir(parents=True, exist_ok=True)
-        for d in (*DATA_DIRS, STAGING_DIR):
-            (root / d).mkdir(exist_ok=True)
+        with writing(f"the case folder {root}"):
+            root.mkdir(parents=True, exist_ok=True)
+            for d in (*DATA_DIRS, STAGING_DIR):
+                (root / d).mkdir(exist_ok=True)
         with _flock(root / ".lock"):
             if (root / "case.json").exists():
                 return cls(root)
@@ -353,10 +393,13 @@ class CaseStore:
                 "tz": tz,
             }
             tmp = root / "case.json.tmp"
-            tmp.write_text(json.dumps(meta, indent=2) + "\n")
-            os.replace(tmp, root / "case.json")
+            with writing(root / "case.json"):
+                tmp.write_text(json.dumps(meta, indent=2) + "\n")
+                os.replace(tmp, root / "case.json")
             store = cls(root)
-            store.custody.append("case_created", case_id=meta["case_id"], schema_version=SCHEMA_VERSION, tz=tz)
+            # case.json's hash is in the chain: verify notices a changed zone or id
+            store.custody.append("case_created", case_id=meta["case_id"], schema_version=SCHEMA_VERSION, tz=tz,
+                                 case_json_sha256=store.case_json_sha256())
         return store
 
     # --- locking and recovery ------------------------------------------------------------------
@@ -365,6 +408,31 @@ class CaseStore:
     def lock(self, timeout: float | None = None) -> Iterator[None]:
         with _flock(self.root / ".lock", timeout):
             yield
+
+    def check_writable(self) -> None:
+        """Raise CaseWriteError now when the case cannot be written (a read-only mount, no permission), before a
+        long job whose result must be recorded in its custody log."""
+        os.close(_open_lock(self.root / ".lock"))
+        self.custody.check_writable()
+
+    @contextlib.contextmanager
+    def collecting(self, timeout: float | None = None) -> Iterator[None]:
+        """Held for a whole collection: a second collection into the same case waits for the first (or raises
+        CaseLocked after ``timeout`` seconds), then finds what the first committed and skips it, so no record
+        is read, counted or sighted twice."""
+        path = self.root / ".collect.lock"
+        fd = _open_lock(path)
+        try:
+            try:
+                _acquire(fd, path, 0)
+            except CaseLocked:
+                if timeout == 0:
+                    raise CaseLocked(f"{self.root}: another collection into this case is running") from None
+                log.warning("%s: another collection into this case is running; waiting for it to finish", self.root)
+                _acquire(fd, path, timeout)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def recover(self) -> list[str]:
         """Roll forward committed runs whose files were not all moved; discard uncommitted ones.  Under the lock."""
@@ -379,24 +447,27 @@ class CaseStore:
             live = _try_lock(staging / f"{run_dir.name}.lock")
             if live is None:
                 continue  # another collector is still writing this run
-            entry = commits.get(run_dir.name)
-            if entry is not None:
-                moved = 0
-                for f in entry.get("files", []):
-                    src = run_dir / Path(f["path"]).name.removeprefix(f"{run_dir.name}-")
-                    if src.exists():
-                        os.replace(src, self.root / f["path"])
-                        moved += 1
+            try:
+                entry = commits.get(run_dir.name)
+                if entry is not None:
+                    moved = 0
+                    for f in entry.get("files", []):
+                        src = run_dir / Path(f["path"]).name.removeprefix(f"{run_dir.name}-")
+                        if src.exists():
+                            with writing(self.root / f["path"]):
+                                os.replace(src, self.root / f["path"])
+                            moved += 1
+                    note = f"run {run_dir.name}: committed before an interruption; {moved} file(s) moved into place"
+                else:
+                    n = sum(1 for _ in run_dir.iterdir())
+                    note = f"run {run_dir.name}: interrupted before its commit; {n} staged file(s) discarded"
+                self.custody.append("recovered", note=note)  # recorded before anything is deleted
+                notes.append(note)
                 shutil.rmtree(run_dir, ignore_errors=True)
-                notes.append(f"run {run_dir.name}: committed before an interruption; {moved} file(s) moved into place")
-            else:
-                n = sum(1 for _ in run_dir.iterdir())
-                shutil.rmtree(run_dir, ignore_errors=True)
-                notes.append(f"run {run_dir.name}: interrupted before its commit; {n} staged file(s) discarded")
-            (staging / f"{run_dir.name}.lock").unlink(missing_ok=True)
-            os.close(live)
-        for note in notes:
-            self.custody.append("recovered", note=note)
+                with contextlib.suppress(OSError):
+                    (staging / f"{run_dir.name}.lock").unlink(missing_ok=True)
+            finally:
+                os.close(live)
         return notes
 
     # --- what is committed ---------------------------------------------------------------------
@@ -426,13 +497,15 @@ class CaseStore:
             if fd is None:
                 raise CaseLocked(f"run {run_id} is already being written by another process")
             self._runs[run_id] = fd
-        d.mkdir(parents=True, exist_ok=True)
+        with writing(d):
+            d.mkdir(parents=True, exist_ok=True)
         return d
 
     def _end_run(self, run_id: str) -> None:
         shutil.rmtree(self.root / STAGING_DIR / run_id, ignore_errors=True)
         fd = self._runs.pop(run_id, None)
-        (self.root / STAGING_DIR / f"{run_id}.lock").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (self.root / STAGING_DIR / f"{run_id}.lock").unlink(missing_ok=True)
         if fd is not None:
             os.close(fd)
 
@@ -443,74 +516,88 @@ class CaseStore:
         ``dropped_in_workers``: repeats the writers already left out of their parts (counted as duplicates).
         """
         with self.lock():
-            known = self._known_index()
-            final: list[tuple[Path, str, int]] = []
-            duplicates = dropped_in_workers
-            # All the run's hashes at once (only the event_hash column is read): one sort finds the first
-            # occurrence of every event across the run's parts, in part order.
-            # Only the 64-bit keys of the run's hashes are held (8 bytes a row); the full hashes are read again,
-            # part by part, where a key repeats (a duplicate, or two events whose keys collide) and to check the
-            # first occurrences against the case.
-            sizes = [pq.read_metadata(part).num_rows for part in timeline_parts]
-            bounds = np.cumsum([0] + sizes)
-            keys = np.empty(int(bounds[-1]), dtype=np.uint64)
-            for part, at in zip(timeline_parts, bounds):
-                for c in pq.read_table(part, columns=["event_hash"]).column(0).chunks:
-                    keys[at:at + len(c)] = _key64(_fixed32(c))
-                    at += len(c)
-
-            def hashes_of(rows: np.ndarray) -> np.ndarray:  # full hashes of the run's rows ``rows`` (sorted)
-                out = np.empty(len(rows), dtype="S32")
-                where = np.searchsorted(bounds, rows, side="right") - 1
-                for j in np.unique(where):
-                    sel = np.flatnonzero(where == j)
-                    col = pq.read_table(timeline_parts[j], columns=["event_hash"]).column(0)
-                    h = np.concatenate([_fixed32(c) for c in col.chunks])
-                    out[sel] = h[rows[sel] - bounds[j]]
-                return out
-
-            keep_all = np.zeros(keys.shape, dtype=bool)
-            if len(keys):
-                first = _first_of_each_key(keys, hashes_of)
-                if len(known):
-                    for i in range(0, len(first), 1 << 20):
-                        f = first[i:i + (1 << 20)]
-                        keep_all[f[~known.contains(hashes_of(f), keys[f])]] = True
-                else:
-                    keep_all[first] = True
-            per_part = [keys[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-            start = 0
-            for part, hashes in zip(timeline_parts, per_part):
-                keep = keep_all[start:start + len(hashes)]
-                start += len(hashes)
-                kept = int(keep.sum())
-                duplicates += len(hashes) - kept
-                if kept == 0:
-                    part.unlink()
-                    continue
-                if kept < len(hashes):  # the whole part is read only when it must be rewritten
-                    write_parquet(pq.read_table(part).filter(pa.array(keep)), part, sort=False)  # still sorted
-                final.append((part, TIMELINE_DIR, kept))
-            for part in other_parts:
-                kind = next((k for p, k in _KIND_BY_PREFIX.items() if part.name.startswith(p)), None)
-                if kind is None:
-                    raise CaseError(f"staged file {part.name} is of no known kind")
-                final.append((part, kind, pq.read_metadata(part).num_rows))
-            # final names carry the run id: parts of concurrent runs never collide
-            files = [
-                {"path": f"{kind}/{_final_name(run_id, p)}", "sha256": file_sha256(p), "rows": rows, "bytes": p.stat().st_size}
-                for p, kind, rows in final
-            ]
-            entry = self.custody.append(
-                "commit", run=run_id, files=files, rows_written=sum(r for _, k, r in final if k == TIMELINE_DIR),
-                duplicates_dropped=duplicates, **entry,
-            )
-            for p, kind, _ in final:  # after the commit point: a crash here is rolled forward by recover()
-                os.replace(p, self.root / kind / _final_name(run_id, p))
+            try:
+                with writing(f"the case {self.root}"):
+                    final, duplicates = self._final_parts(timeline_parts, other_parts, dropped_in_workers)
+                    # final names carry the run id: parts of concurrent runs never collide
+                    files = [
+                        {"path": f"{kind}/{_final_name(run_id, p)}", "sha256": file_sha256(p), "rows": rows,
+                         "bytes": p.stat().st_size}
+                        for p, kind, rows in final
+                    ]
+                entry = self.custody.append(
+                    "commit", run=run_id, files=files, rows_written=sum(r for _, k, r in final if k == TIMELINE_DIR),
+                    duplicates_dropped=duplicates, **entry,
+                )
+            except CaseWriteError:  # nothing committed: the staged run goes (it would only fill the disk)
+                self._end_run(run_id)
+                raise
+            with writing(f"the case {self.root} (committed; the next collection moves the files into place)"):
+                for p, kind, _ in final:  # after the commit point: a crash here is rolled forward by recover()
+                    os.replace(p, self.root / kind / _final_name(run_id, p))
             for kind in DATA_DIRS:
                 _fsync_dir(self.root / kind)
             self._end_run(run_id)
         return entry
+
+    def _final_parts(self, timeline_parts: list[Path], other_parts: list[Path],
+                     dropped_in_workers: int) -> tuple[list[tuple[Path, str, int]], int]:
+        """The run's parts without the events the case (or the run itself) already holds, rewritten where needed:
+        ([(part, kind, rows)], duplicates).  Under the lock."""
+        known = self._known_index()
+        final: list[tuple[Path, str, int]] = []
+        duplicates = dropped_in_workers
+        # All the run's hashes at once (only the event_hash column is read): one sort finds the first
+        # occurrence of every event across the run's parts, in part order.
+        # Only the 64-bit keys of the run's hashes are held (8 bytes a row); the full hashes are read again,
+        # part by part, where a key repeats (a duplicate, or two events whose keys collide) and to check the
+        # first occurrences against the case.
+        sizes = [pq.read_metadata(part).num_rows for part in timeline_parts]
+        bounds = np.cumsum([0] + sizes)
+        keys = np.empty(int(bounds[-1]), dtype=np.uint64)
+        for part, at in zip(timeline_parts, bounds):
+            for c in pq.read_table(part, columns=["event_hash"]).column(0).chunks:
+                keys[at:at + len(c)] = _key64(_fixed32(c))
+                at += len(c)
+
+        def hashes_of(rows: np.ndarray) -> np.ndarray:  # full hashes of the run's rows ``rows`` (sorted)
+            out = np.empty(len(rows), dtype="S32")
+            where = np.searchsorted(bounds, rows, side="right") - 1
+            for j in np.unique(where):
+                sel = np.flatnonzero(where == j)
+                col = pq.read_table(timeline_parts[j], columns=["event_hash"]).column(0)
+                h = np.concatenate([_fixed32(c) for c in col.chunks])
+                out[sel] = h[rows[sel] - bounds[j]]
+            return out
+
+        keep_all = np.zeros(keys.shape, dtype=bool)
+        if len(keys):
+            first = _first_of_each_key(keys, hashes_of)
+            if len(known):
+                for i in range(0, len(first), 1 << 20):
+                    f = first[i:i + (1 << 20)]
+                    keep_all[f[~known.contains(hashes_of(f), keys[f])]] = True
+            else:
+                keep_all[first] = True
+        per_part = [keys[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        start = 0
+        for part, hashes in zip(timeline_parts, per_part):
+            keep = keep_all[start:start + len(hashes)]
+            start += len(hashes)
+            kept = int(keep.sum())
+            duplicates += len(hashes) - kept
+            if kept == 0:
+                part.unlink()
+                continue
+            if kept < len(hashes):  # the whole part is read only when it must be rewritten
+                write_parquet(pq.read_table(part).filter(pa.array(keep)), part, sort=False)  # still sorted
+            final.append((part, TIMELINE_DIR, kept))
+        for part in other_parts:
+            kind = next((k for p, k in _KIND_BY_PREFIX.items() if part.name.startswith(p)), None)
+            if kind is None:
+                raise CaseError(f"staged file {part.name} is of no known kind")
+            final.append((part, kind, pq.read_metadata(part).num_rows))
+        return final, duplicates
 
     def _known_index(self) -> HashIndex:
         """Event hashes of every committed timeline file, read once per file per process (a collection
@@ -526,9 +613,17 @@ class CaseStore:
             self.custody.append("aborted", run=run_id, reason=reason, **entry)
 
 
+def _open_lock(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise CaseWriteError(f"cannot write the case {path.parent}: {exc.strerror or exc} (its lock file {path.name} "
+                             "cannot be opened for writing; a read-only case can be read, not written)") from exc
+
+
 def _try_lock(path: Path) -> int | None:
     """An exclusive lock on ``path`` (created if needed), or None when another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -539,21 +634,26 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
+def _acquire(fd: int, path: Path, timeout: float | None = None) -> None:
+    """Lock ``fd`` exclusively: wait for it, or raise CaseLocked after ``timeout`` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES) or deadline is None:
+                raise
+            if time.monotonic() >= deadline:
+                raise CaseLocked(f"{path.parent}: another process holds the case lock") from exc
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def _flock(path: Path, timeout: float | None = None) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(path)
     try:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if deadline is not None else 0))
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or deadline is None:
-                    raise
-                if time.monotonic() > deadline:
-                    raise CaseLocked(f"{path.parent}: another process holds the case lock") from exc
-                time.sleep(0.05)
+        _acquire(fd, path, timeout)
         yield
     finally:
         os.close(fd)  # closing releases the lock

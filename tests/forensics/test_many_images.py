@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from pathlib import Path
 
 from forensics import Case
@@ -47,13 +48,23 @@ def test_two_images_two_hosts_in_parallel_with_a_progress_line_each(tmp_path, ex
     assert auth["ehosp-db01"] == dt.datetime(2022, 11, 23, 6, 0, 1, tzinfo=UTC)  # 07:00:01 CET
 
 
-def test_the_cli_prints_a_progress_line_per_image(tmp_path, ext4_image, capsys):
+def test_the_cli_prints_a_progress_line_per_image(tmp_path, ext4_image, capsys, monkeypatch):
     app = _image(tmp_path, ext4_image, "ehosp-app01", "Asia/Kolkata")
     db = _image(tmp_path, ext4_image, "ehosp-db01", "Asia/Kolkata")
-    assert main(["collect", str(app), str(db), "--case", str(tmp_path / "case"), "--workers", "2"]) == 0
+    with monkeypatch.context() as m:  # on a terminal: progress bars
+        m.setattr(sys.stderr, "isatty", lambda: True)
+        assert main(["collect", str(app), str(db), "--case", str(tmp_path / "case"), "--workers", "2"]) == 0
     err = capsys.readouterr().err
     assert "ehosp-app01.raw: 100%" in err and "host=ehosp-app01" in err
     assert "ehosp-db01.raw: 100%" in err and "host=ehosp-db01" in err
-    # again: nothing left to read, and each line says so
+    # without a terminal (a log file): plain lines, no escape codes; nothing left to read, and each line says so
     assert main(["collect", str(app), str(db), "--case", str(tmp_path / "case")]) == 0
-    assert capsys.readouterr().err.count("(already in the case)") >= 2
+    err = capsys.readouterr().err
+    assert "ehosp-app01.raw: 0/0 artifact(s), rows=0 (already in the case)" in err.splitlines()
+    assert "ehosp-db01.raw: 0/0 artifact(s), rows=0 (already in the case)" in err.splitlines()
+    assert "\x1b" not in err and "\r" not in err
+    assert main(["collect", str(app), str(db), "--case", str(tmp_path / "other"), "--workers", "2"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert "ehosp-app01.raw: 1/1 artifact(s), rows=29 host=ehosp-app01" in lines
+    assert "ehosp-db01.raw: 1/1 artifact(s), rows=29 host=ehosp-db01" in lines
+    assert "collect: 2/2 file(s), 58 rows" in lines

@@ -14,6 +14,7 @@ import pytest
 
 import forensics
 from forensics.cli import main
+from timeline.errors import OutputError
 from timeline.exports import FORMATS, XLSX_MAX_ROWS, neutralise, output_columns
 from timeline.schema import SCHEMA, RowBuilder
 from timeline.store import CaseStore, file_sha256, write_parquet
@@ -358,8 +359,10 @@ def test_every_export_is_in_the_custody_log_and_verified(case, tmp_path):
                             "(file was altered or overwritten)"]
     assert f"export not present, not re-checked: {tmp_path / 'x.jsonl.jsonl'} (custody entry #{entries['jsonl']['seq']})" in rep.notes
     assert rep.exports_checked == 5
-    # exporting again to the same path: the newest entry is the one checked
-    tl.export(csv_path, "csv")
+    # exporting again to the same path needs force=True; the newest entry is the one checked
+    with pytest.raises(OutputError, match="exists; refusing to overwrite it"):
+        tl.export(csv_path, "csv")
+    tl.export(csv_path, "csv", force=True)
     assert forensics.Case(case).verify().ok
 
 
