@@ -41,17 +41,26 @@ def test_two_collects_of_the_same_evidence_at_once(evidence, tmp_path, cli):
     assert expected["records_read"] == expected["sightings"] > 15_000 and expected["warnings"] > 0
 
     case = tmp_path / "case"
+    CaseStore.create(case)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(os.path.dirname(forensics.__path__[0])),
                                                        os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "forensics", "collect", str(folder), "--case", str(case), "--workers", "1"]
-    # both at once: the first to reach the case holds it for the whole collection (a few seconds of hashing and
-    # parsing), the other arrives while nothing is committed yet
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    # Both start while the case's collection lock is held here, so both are certain to arrive at once whatever the
+    # machine's load; once it is released, one collects and the other waits for it (without the lock, both read and
+    # commit everything: every count doubled).
+    waiting = "another collection into this case is running; waiting for it to finish"
+    with CaseStore(case).collecting(timeout=0):
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        early = []
+        for p in procs:  # each says it waits before it reads anything
+            line = p.stderr.readline()
+            while line and waiting not in line:
+                early.append(line)
+                line = p.stderr.readline()
+            assert waiting in line, early
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    waited = [err for _, err in outs if "another collection into this case is running; waiting for it to finish" in err]
-    assert len(waited) == 1, outs
     info = json.loads(cli("info", str(case), "--json").stdout)
     for key in ("rows", "records_read", "sightings", "errors", "warnings", "hosts", "artifacts", "problems_by_kind"):
         assert info[key] == expected[key], key
