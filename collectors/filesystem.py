@@ -1,0 +1,568 @@
+"""File-system timelines read by the C libraries: The Sleuth Kit (ext2/3/4), libfsntfs (NTFS, and a loose
+``$MFT`` of a triage collection), libfsxfs (XFS).
+
+Record schema (one row per file name, time kind and NTFS attribute), the same as every file-system row::
+
+    timestamp       the inode's (ext, XFS) or the attribute's (NTFS $STANDARD_INFORMATION, $FILE_NAME) time,
+                    UTC, ns (NTFS keeps its 100 ns: ns = (FILETIME - 116444736000000000) * 100)
+    timestamp_desc  Content Modification Time | Last Access Time | Metadata Modification Time | Creation Time
+    source          FILE
+    artifact        fs:ext | fs:xfs | fs:ntfs:$SI | fs:ntfs:$FN
+    path            the name's path in the file system (prefixed by the drive or ``fsN:`` in an image);
+                    deleted names as The Sleuth Kit's ``fls`` rebuilds them, names whose directory is gone
+                    under ``/$OrphanFiles``
+    message         "<macb> [$SI |$FN ]<path> (<mode>, <size> bytes)[ (deleted)]"
+    attrs           {"inode", "size", "mode", "uid", "gid", "fs", "macb", "times_from"} and, for what is not
+                    an allocated name, "deleted": true ("realloc": true when the inode was reused since);
+                    "name_bytes" (hex) for a name that is not valid UTF-8 (shown with \\xNN)
+    record_ref      "<path> inode=<inode or MFT record number>"
+    event_hash      event_hash("FILE", evidence_id, path, inode, "$SI"|"$FN"|"", M|A|C|B, ns)
+
+Every entry of the file system is read once, in order (the MFT record by record; directories once each), so
+the time is linear in the number of entries; a file system can be split into ``parts`` (ranges of MFT records,
+inodes modulo the number of parts) read by separate workers, together giving exactly the rows of one read.
+dissect stays the reader of everything else (OS plugins, registry, the file systems named here when the C
+library refuses them, FAT, archives, collection folders).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import stat as _stat
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
+from timeline.errors import UnknownFormat
+from timeline.schema import SCHEMA, TZ_SOURCE_UTC
+
+__all__ = ["FS_READERS", "MftCollector", "Part", "fs_tables", "sniff", "sniff_file"]
+
+log = logging.getLogger(__name__)
+
+_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds (years 1677..2262)
+_FILETIME_EPOCH = 116444736000000000  # 1970-01-01 in 100 ns intervals since 1601-01-01
+_KINDS = (("M", "Content Modification Time"), ("A", "Last Access Time"), ("C", "Metadata Modification Time"),
+          ("B", "Creation Time"))
+ORPHANS = "/$OrphanFiles"  # where The Sleuth Kit lists names whose directory is gone
+
+
+# --------------------------------------------------------------------------------------------------------
+# recognising a file system by content
+# --------------------------------------------------------------------------------------------------------
+
+def sniff(head: bytes) -> str | None:
+    """The file system whose boot sector or superblock opens ``head`` (the first 4 KiB of a volume):
+    ``ext`` (ext2/3/4), ``xfs``, ``ntfs``, ``exfat``, ``fat``; None for anything else."""
+    if head[3:11] == b"NTFS    ":
+        return "ntfs"
+    if head[3:11] == b"EXFAT   ":
+        return "exfat"
+    if head[:4] == b"XFSB":
+        return "xfs"
+    if len(head) >= 1084 and head[1080:1082] == b"\x53\xef":
+        return "ext"
+    if head[510:512] == b"\x55\xaa" and (head[54:59] in (b"FAT12", b"FAT16") or head[82:87] == b"FAT32"):
+        return "fat"
+    return None
+
+
+def sniff_file(path: str) -> str | None:
+    """:func:`sniff` of a file (read-only)."""
+    return sniff(read_magic(path, 4096))
+
+
+# --------------------------------------------------------------------------------------------------------
+# a volume as the C libraries want it
+# --------------------------------------------------------------------------------------------------------
+
+class _Stream(io.RawIOBase):
+    """A read-only window ``[offset, offset + size)`` of a file-like object (an image file, a dissect volume)
+    with the ``get_size`` libbfio asks for."""
+
+    def __init__(self, fh, offset: int = 0, size: int | None = None):
+        super().__init__()
+        self._fh, self._base = fh, offset
+        if size is None:
+            size = fh.seek(0, os.SEEK_END) - offset
+        self._size, self._pos = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def get_size(self) -> int:
+        return self._size
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._pos = offset if whence == os.SEEK_SET else self._pos + offset if whence == os.SEEK_CUR else self._size + offset
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._size - self._pos
+        size = max(0, min(size, self._size - self._pos))
+        if not size:
+            return b""
+        self._fh.seek(self._base + self._pos)
+        data = self._fh.read(size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+# --------------------------------------------------------------------------------------------------------
+# entries: (path, inode, size, st_mode, uid, gid, label, m, a, c, b, deleted, extra) with times in ns or None
+# --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Part:
+    """Which share of a file system one worker reads: part ``k`` of ``n`` (ranges of MFT records for NTFS,
+    inodes modulo ``n`` elsewhere).  The ``n`` parts together give exactly the rows of one whole read."""
+
+    k: int = 0
+    n: int = 1
+
+
+WHOLE = Part()
+
+
+@dataclass
+class Counts:
+    """What a read saw besides rows, for the artifact's report."""
+
+    entries: int = 0
+    deleted: int = 0
+    orphans: int = 0
+    no_metadata: int = 0  # deleted names whose inode is gone (no times to show)
+    errors: list[RecordError] = field(default_factory=list)
+
+
+def _name(raw: bytes) -> tuple[str, str | None]:
+    """A stored name as shown (undecodable bytes as ``\\xNN``) and its raw bytes (hex) when they differ."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), raw.hex()
+
+
+_TSK_TYPE_MODE = {1: _stat.S_IFREG, 2: _stat.S_IFDIR, 3: _stat.S_IFIFO, 4: _stat.S_IFCHR, 5: _stat.S_IFBLK,
+                  6: _stat.S_IFLNK, 8: _stat.S_IFSOCK, 10: _stat.S_IFREG, 11: _stat.S_IFDIR}
+
+
+def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
+    """Every name of an ext2/3/4 file system as ``fls -r`` lists it (deleted and orphan names included), read
+    with The Sleuth Kit: one directory at a time, each inode once through its name."""
+    import pytsk3
+
+    class Img(pytsk3.Img_Info):  # as dfVFS wraps a Python file object for The Sleuth Kit
+        def __init__(self, stream):
+            self._stream = stream
+            super().__init__(url="", type=pytsk3.TSK_IMG_TYPE_EXTERNAL)
+
+        def read(self, offset, size):
+            self._stream.seek(offset)
+            return self._stream.read(size)
+
+        def get_size(self):
+            return self._stream.get_size()
+
+    fs = pytsk3.FS_Info(Img(fh))
+    info = fs.info
+    root, orphan_dir = int(info.root_inum), int(info.last_inum)  # TSK's virtual $OrphanFiles is the last inode
+    k, n = part.k, part.n
+    name_unalloc, meta_unalloc = int(pytsk3.TSK_FS_NAME_FLAG_UNALLOC), int(pytsk3.TSK_FS_META_FLAG_UNALLOC)
+    t_dir, t_virt_dir = int(pytsk3.TSK_FS_META_TYPE_DIR), int(pytsk3.TSK_FS_META_TYPE_VIRT_DIR)
+    n_dirs = (int(pytsk3.TSK_FS_NAME_TYPE_DIR), int(pytsk3.TSK_FS_NAME_TYPE_VIRT_DIR), int(pytsk3.TSK_FS_NAME_TYPE_UNDEF))
+    stack: list[tuple[int, str, frozenset]] = [(root, "", frozenset((root,)))]
+    while stack:
+        addr, dpath, above = stack.pop()
+        try:
+            directory = fs.open_dir(inode=addr)
+        except Exception as exc:  # an unreadable directory: its names are lost, counted
+            counts.errors.append(RecordError(f"{dpath or '/'} inode={addr}", "unreadable", f"cannot list directory: {exc}"))
+            continue
+        subdirs = []
+        for f in directory:
+            nm = f.info.name
+            raw = nm.name
+            if raw in (b".", b".."):
+                continue
+            meta = f.info.meta
+            name_flags = int(nm.flags)
+            deleted = bool(name_flags & name_unalloc)
+            shown, raw_hex = _name(raw)
+            path = f"{dpath}/{shown}"
+            if meta is None and nm.meta_addr:  # a name whose inode TSK did not load with it (orphans): by number
+                try:
+                    meta = fs.open_meta(inode=nm.meta_addr).info.meta
+                except Exception:
+                    meta = None
+            if meta is None:  # a deleted name whose inode number was wiped: nothing to date it by
+                counts.no_metadata += 1
+                continue
+            ino = int(meta.addr)
+            mtype = int(meta.type)
+            if mtype in (t_dir, t_virt_dir) and int(nm.type) in n_dirs and ino not in above and (
+                    not deleted or int(meta.flags) & meta_unalloc):
+                subdirs.append((ino, path, above | {ino}))
+            if ino == orphan_dir:  # the virtual folder itself has no times
+                continue
+            counts.entries += 1
+            if ino % n != k:
+                continue
+            realloc = deleted and not int(meta.flags) & meta_unalloc
+            extra = None
+            if deleted or raw_hex or dpath.startswith(ORPHANS):
+                extra = {}
+                if deleted or dpath.startswith(ORPHANS):
+                    extra["deleted"] = True
+                    counts.deleted += 1
+                    counts.orphans += dpath.startswith(ORPHANS)
+                if realloc:
+                    extra["realloc"] = True
+                if raw_hex:
+                    extra["name_bytes"] = raw_hex
+            mode = _TSK_TYPE_MODE.get(mtype, 0) | int(meta.mode)
+            yield (path, ino, int(meta.size), mode, int(meta.uid), int(meta.gid), "",
+                   meta.mtime * 1_000_000_000 + meta.mtime_nano if meta.mtime or meta.mtime_nano else None,
+                   meta.atime * 1_000_000_000 + meta.atime_nano if meta.atime or meta.atime_nano else None,
+                   meta.ctime * 1_000_000_000 + meta.ctime_nano if meta.ctime or meta.ctime_nano else None,
+                   meta.crtime * 1_000_000_000 + meta.crtime_nano if meta.crtime or meta.crtime_nano else None,
+                   extra)
+        stack.extend(reversed(subdirs))
+
+
+def _xfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
+    """Every allocated name of an XFS file system, read with libfsxfs (one directory at a time)."""
+    import pyfsxfs
+
+    fs = pyfsxfs.volume()
+    fs.open_file_object(fh)
+    k, n = part.k, part.n
+    stack: list[tuple[Any, str, frozenset]] = [(fs.get_root_directory(), "", frozenset())]
+    while stack:
+        d, dpath, above = stack.pop()
+        try:
+            kids = [d.get_sub_file_entry(i) for i in range(d.get_number_of_sub_file_entries())]
+        except Exception as exc:
+            counts.errors.append(RecordError(dpath or "/", "unreadable", f"cannot list directory: {exc}"))
+            continue
+        subdirs = []
+        for e in kids:
+            try:
+                shown, raw_hex = _name(e.get_utf8_name_bytes()) if hasattr(e, "get_utf8_name_bytes") else (e.name, None)
+                path = f"{dpath}/{shown}"
+                ino = e.inode_number
+                mode = e.file_mode
+                if _stat.S_ISDIR(mode) and ino not in above:
+                    subdirs.append((e, path, above | {ino}))
+                counts.entries += 1
+                if ino % n != k:
+                    continue
+                yield (path, ino, e.size, mode, e.owner_identifier, e.group_identifier, "",
+                       e.get_modification_time_as_integer() or None, e.get_access_time_as_integer() or None,
+                       e.get_inode_change_time_as_integer() or None, e.get_creation_time_as_integer() or None,
+                       {"name_bytes": raw_hex} if raw_hex else None)
+            except Exception as exc:
+                counts.errors.append(RecordError(f"{dpath}/", "unreadable", f"cannot read an entry: {exc}"))
+        stack.extend(reversed(subdirs))
+
+
+_FN_DOS = 2  # $FILE_NAME name space of an 8.3 short name (listed only when the file has no other name)
+_NTFS_DIR, _NTFS_LINK = _stat.S_IFDIR | 0o777, _stat.S_IFLNK | 0o777
+_NTFS_FILE, _NTFS_META_FILE, _NTFS_META_DIR = _stat.S_IFREG | 0o777, _stat.S_IFREG | 0o444, _stat.S_IFDIR | 0o555
+
+
+def _ft(v: int) -> int:
+    """A FILETIME (100 ns since 1601) as ns since 1970, keeping the 100 ns digit."""
+    return (v - _FILETIME_EPOCH) * 100
+
+
+def _open_ntfs(fh):
+    """A libfsntfs reader of a volume, or of a loose ``$MFT`` (a file opening with ``FILE0``)."""
+    import pyfsntfs
+
+    fh.seek(0)
+    head = fh.read(5)
+    fh.seek(0)
+    reader = pyfsntfs.mft_metadata_file() if head in (b"FILE0", b"BAAD0") else pyfsntfs.volume()
+    reader.open_file_object(fh)
+    return reader
+
+
+def _ntfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
+    """Every file name of an NTFS volume (or loose ``$MFT``), read from the MFT in record order with libfsntfs:
+    ``$STANDARD_INFORMATION`` and ``$FILE_NAME`` times at 100 ns; deleted records (not in use) too, under their
+    directory's path while that directory still holds the record number and sequence, else under
+    ``/$OrphanFiles``.  Part ``k`` of ``n`` reads a range of records (and, for paths, their directories)."""
+    reader = _open_ntfs(fh)
+    total = reader.get_number_of_file_entries()
+    lo, hi = total * part.k // part.n, total * (part.k + 1) // part.n
+    dirs: dict[int, tuple[int, str | None, bool]] = {5: (None, "", True)}  # record -> (sequence, path, allocated)
+
+    def record(i: int):
+        try:
+            return reader.get_file_entry(i)
+        except Exception:
+            return None
+
+    def names(e) -> list[tuple[Any, str, int]]:
+        """(attribute, name, parent reference) of each $FILE_NAME, DOS names left out where a long one exists."""
+        out = []
+        for j in range(e.get_number_of_attributes()):
+            try:
+                a = e.get_attribute(j)
+                if a.attribute_type == 0x30:
+                    out.append((a, a.get_name(), a.get_parent_file_reference(), a.get_name_space()))
+            except Exception:
+                continue
+        long_ = [x for x in out if x[3] != _FN_DOS]
+        return long_ or out
+
+    def dir_path(ref: int) -> str | None:
+        """Path of the directory ``ref`` (record | sequence << 48) names; None when that record no longer is it."""
+        chain, i, seq = [], ref & 0xFFFFFFFFFFFF, ref >> 48
+        while True:
+            known = dirs.get(i)
+            if known is None:
+                e = record(i)
+                known = (None, None, False)
+                if e is not None and not e.is_empty():
+                    nm = names(e)
+                    if nm:
+                        known = (e.file_reference >> 48, nm[0], e.is_allocated())
+                dirs[i] = known
+            if i == 5:
+                base = ""
+                break
+            if known[1] is None or (seq and known[0] is not None and known[0] != seq):
+                return None
+            if isinstance(known[1], tuple):  # a directory record read but not yet given its path
+                _, name, parent, _ = known[1]
+                chain.append((i, known[0], name, known[2]))
+                if len(chain) > 256:
+                    return None
+                i, seq = parent & 0xFFFFFFFFFFFF, parent >> 48
+                continue
+            base = known[1]
+            break
+        for j, s, name, alloc in reversed(chain):
+            base = f"{base}/{name}"
+            dirs[j] = (s, base, alloc)
+        return base
+
+    for i in range(lo, hi):
+        e = record(i)
+        if e is None:
+            counts.errors.append(RecordError(f"MFT record {i}", "unreadable", "MFT record cannot be read"))
+            continue
+        try:
+            if e.is_empty() or e.base_record_file_reference:  # never used, or an extension of another record
+                continue
+            allocated = e.is_allocated()
+            if i == 5:
+                continue
+            si = None
+            for j in range(e.get_number_of_attributes()):
+                a = e.get_attribute(j)
+                if a.attribute_type == 0x10:
+                    si = (a.get_modification_time_as_integer(), a.get_access_time_as_integer(),
+                          a.get_entry_modification_time_as_integer(), a.get_creation_time_as_integer())
+                    break
+            fns = names(e)
+            if not fns:  # no name left (a reserved or wiped record): listed as The Sleuth Kit lists it
+                if si is None or i < 16:  # records 12-15 are reserved, unnamed and not listed by fls
+                    continue
+                fns = [(None, f"OrphanFile-{i}", None, None)]
+            is_dir = e.has_directory_entries_index()
+            if is_dir:
+                mode, size = _NTFS_DIR, 0
+            elif e.get_symbolic_link_target() if allocated else False:
+                mode, size = _NTFS_LINK, 0
+            elif e.has_default_data_stream():
+                mode, size = _NTFS_FILE, e.get_size()
+            else:
+                mode, size = _NTFS_META_FILE, 0
+            uid = gid = 0 if mode != _NTFS_META_FILE else None
+            first_fn = fns[0][0]
+            fn_times = None if first_fn is None else (
+                first_fn.get_modification_time_as_integer(), first_fn.get_access_time_as_integer(),
+                first_fn.get_entry_modification_time_as_integer(), first_fn.get_creation_time_as_integer())
+        except Exception as exc:
+            counts.errors.append(RecordError(f"MFT record {i}", "unreadable", f"MFT record cannot be read: {exc}"))
+            continue
+        for _, name, parent, _ in fns:
+            base = dir_path(parent) if parent is not None else None
+            orphan = base is None
+            path = f"{ORPHANS}/{name}" if orphan else f"{base}/{name}"
+            counts.entries += 1
+            extra = None
+            if not allocated or orphan:
+                extra = {"deleted": True}
+                counts.deleted += 1
+                counts.orphans += orphan
+            for label, times in (("$SI", si), ("$FN", fn_times)):
+                if times is None:
+                    continue
+                yield (path, i, size, mode, uid, gid, label, *(_ft(v) if v else None for v in times), extra)
+
+
+FS_READERS: dict[str, Callable[..., Iterator[tuple]]] = {"ext": _tsk_entries, "ntfs": _ntfs_entries, "xfs": _xfs_entries}
+
+
+# --------------------------------------------------------------------------------------------------------
+# rows, a batch at a time
+# --------------------------------------------------------------------------------------------------------
+
+_MODES: dict[int, str] = {}
+_EMPTY_TAGS = pa.array([], pa.string())
+_TS = SCHEMA.field("timestamp").type
+
+
+@dataclass
+class Context:
+    """What every row of one file system shares."""
+
+    evidence_id: str
+    evidence_path: str
+    host: str | None
+    parser: str
+    fstype: str  # as dissect names it: ext, ntfs, xfs
+    prefix: str = ""  # drive ("c:") or "fsN:" inside an image
+
+
+def fs_tables(entries: Iterator[tuple], ctx: Context, report: ArtifactReport, batch_rows: int = 50_000,
+              on_entry: Callable[[tuple], None] | None = None) -> Iterator[pa.Table]:
+    """Timeline tables (about ``batch_rows`` rows each, built column by column) of file-system entries; a time
+    no clock can hold (a wiped or crafted inode) is kept in a ``bad_time`` warning, not as a row."""
+    cols: dict[str, list] = {k: [] for k in ("ts", "desc", "art", "path", "msg", "attrs", "ref", "hash")}
+    ts, desc, art, paths, msg, attrs_c, ref, hashes = cols.values()
+    head = f"FILE\x1f{ctx.evidence_id}\x1f".encode()
+    fs_art = f"fs:{ctx.fstype}"
+    prefix = ctx.prefix
+    for entry in entries:
+        path, ino, size, mode, uid, gid, label, m, a, c, b, extra = entry
+        if on_entry is not None:
+            on_entry(entry)
+        inner = prefix + path
+        present = [(mac, d, ns) for (mac, d), ns in zip(_KINDS, (m, a, c, b)) if ns]
+        if not present:
+            continue
+        bad = [(mac, ns) for mac, _, ns in present if not _NS_MIN <= ns <= _NS_MAX]
+        if bad:
+            report.warn("bad_time", f"{inner}: {label or 'inode'} time(s) out of range {bad}", inner)
+            present = [p for p in present if _NS_MIN <= p[2] <= _NS_MAX]
+        mode_s = _MODES.get(mode)
+        if mode_s is None:
+            mode_s = _MODES[mode] = _stat.filemode(mode)
+        doc = {"inode": ino, "size": size, "mode": mode_s, "uid": uid, "gid": gid, "fs": ctx.fstype, "macb": "\x00",
+               "times_from": label or "inode"}
+        if extra:
+            doc.update(extra)
+        a_head, a_tail = orjson.dumps(doc).decode().split("\\u0000")
+        deleted = " (deleted)" if extra and extra.get("deleted") else ""
+        m_tail = f" {label + ' ' if label else ''}{inner} ({mode_s}, {size} bytes){deleted}"
+        r = f"{inner} inode={ino}"
+        h0 = hashlib.sha256(head + f"{inner}\x1f{ino}\x1f{label}\x1f".encode("utf-8", "surrogatepass"))
+        a_name = f"{fs_art}:{label}" if label else fs_art
+        for mac, d, ns in present:
+            macb = "".join(x if any(x == y and ns == z for y, _, z in present) else "." for x in "MACB")
+            h = h0.copy()
+            h.update(f"{mac}\x1f{ns}".encode())
+            ts.append(ns)
+            desc.append(d)
+            art.append(a_name)
+            paths.append(inner)
+            msg.append(macb + m_tail)
+            attrs_c.append(a_head + macb + a_tail)
+            ref.append(r)
+            hashes.append(h.hexdigest()[:32])
+        if len(ts) >= batch_rows:
+            yield _table(cols, ctx)
+    if ts:
+        yield _table(cols, ctx)
+
+
+def _table(cols: dict[str, list], ctx: Context) -> pa.Table:
+    n = len(cols["ts"])
+
+    def const(v, typ=pa.string()):
+        return pa.array([v] * n, typ) if v is not None else pa.nulls(n, typ)
+
+    arrays = {
+        "timestamp": pa.array(cols["ts"], pa.int64()).cast(_TS), "timestamp_desc": pa.array(cols["desc"], pa.string()),
+        "host": const(ctx.host), "source": const("FILE"), "artifact": pa.array(cols["art"], pa.string()),
+        "path": pa.array(cols["path"], pa.string()), "message": pa.array(cols["msg"], pa.string()),
+        "attrs": pa.array(cols["attrs"], pa.string()),
+        "tags": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), _EMPTY_TAGS),
+        "tz_source": const(TZ_SOURCE_UTC), "evidence_id": const(ctx.evidence_id),
+        "evidence_path": const(ctx.evidence_path), "record_ref": pa.array(cols["ref"], pa.string()),
+        "parser": const(ctx.parser), "event_hash": pa.array(cols["hash"], pa.string()),
+    }
+    for v in cols.values():
+        v.clear()
+    return pa.Table.from_arrays([arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in SCHEMA],
+                                schema=SCHEMA)
+
+
+def read_counts(report: ArtifactReport, counts: Counts, key: str = "") -> None:
+    """Add what one read saw to the artifact's report: lost entries as errors, the rest as stats."""
+    report.errors.extend(counts.errors)
+    st = report.stats.setdefault("fs_entries", {})
+    for k in ("entries", "deleted", "orphans", "no_metadata"):
+        st[k] = st.get(k, 0) + getattr(counts, k)
+
+
+# --------------------------------------------------------------------------------------------------------
+# a loose $MFT (a triage collection's copy of the master file table)
+# --------------------------------------------------------------------------------------------------------
+
+class MftCollector(Collector):
+    """A loose ``$MFT`` (first record opening with ``FILE0``): its file-system timeline, as from the volume."""
+
+    name = "mft"
+    source = "FILE"
+    engines = ("libfsntfs",)
+    parser = ("libfsntfs", "libfsntfs-python")
+
+    @classmethod
+    def matches(cls, path: str) -> bool:
+        head = read_magic(path, 1024)
+        return head[:5] in (b"FILE0", b"BAAD0") and head[:4] == b"FILE" and os.path.getsize(path) % 1024 == 0
+
+    @classmethod
+    def check_compatible(cls, path: str) -> None:
+        if not cls.matches(path):
+            raise UnknownFormat(f"{path}: not an NTFS master file table (expected records of 1024 bytes opening "
+                                "with FILE0)")
+
+    def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
+        from timeline.custody import open_evidence
+
+        rep = self.report(artifact)
+        counts = Counts()
+        ctx = Context(artifact.evidence_id, artifact.evidence_path, artifact.host, self._parser, "ntfs")
+        rows = 0
+        with os.fdopen(open_evidence(artifact.fs_path), "rb") as fh:
+            for table in fs_tables(_ntfs_entries(_Stream(fh), WHOLE, counts), ctx, rep, batch_rows):
+                rows += table.num_rows
+                yield table
+        read_counts(rep, counts)
+        rep.stats["rows"] = rows
