@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import logging
 import os
 import stat as _stat
@@ -448,75 +449,93 @@ class Context:
     prefix: str = ""  # drive ("c:") or "fsN:" inside an image
 
 
-def fs_tables(entries: Iterator[tuple], ctx: Context, report: ArtifactReport, batch_rows: int = 50_000,
-              on_entry: Callable[[tuple], None] | None = None) -> Iterator[pa.Table]:
-    """Timeline tables (about ``batch_rows`` rows each, built column by column) of file-system entries; a time
-    no clock can hold (a wiped or crafted inode) is kept in a ``bad_time`` warning, not as a row."""
-    cols: dict[str, list] = {k: [] for k in ("ts", "desc", "art", "path", "msg", "attrs", "ref", "hash")}
-    ts, desc, art, paths, msg, attrs_c, ref, hashes = cols.values()
+def fs_tables(entries: Iterator[tuple], ctx: Context, report: ArtifactReport, batch_rows: int = 50_000) -> Iterator[pa.Table]:
+    """Timeline tables (about ``batch_rows`` rows each) of file-system entries.  What is the same for the rows of
+    one entry (path, attrs and message around the MACB letters) is built once per entry; a row adds its time,
+    kind, letters and hash; Arrow joins the strings a column at a time.  A time no clock can hold (a wiped or
+    crafted inode) is kept in a ``bad_time`` warning, not as a row."""
+    per_entry: tuple[list, ...] = ([], [], [], [], [], [])  # path, record_ref, artifact, attrs head, tail, message tail
+    per_row: tuple[list, ...] = ([], [], [], [], [])  # entry index, timestamp, kind, macb, event hash
+    e_path, e_ref, e_art, e_ahead, e_atail, e_mtail = per_entry
+    r_entry, r_ts, r_kind, r_macb, r_hash = per_row
     head = f"FILE\x1f{ctx.evidence_id}\x1f".encode()
     fs_art = f"fs:{ctx.fstype}"
-    prefix = ctx.prefix
-    for entry in entries:
-        path, ino, size, mode, uid, gid, label, m, a, c, b, extra = entry
-        if on_entry is not None:
-            on_entry(entry)
-        inner = prefix + path
-        present = [(mac, d, ns) for (mac, d), ns in zip(_KINDS, (m, a, c, b)) if ns]
-        if not present:
+    prefix, fstype = ctx.prefix, ctx.fstype
+    sha256, lo, hi = hashlib.sha256, _NS_MIN, _NS_MAX
+    for path, ino, size, mode, uid, gid, label, m, a, c, b, extra in entries:
+        if not (m or a or c or b):
             continue
-        bad = [(mac, ns) for mac, _, ns in present if not _NS_MIN <= ns <= _NS_MAX]
+        inner = prefix + path
+        times = [m or None, a or None, c or None, b or None]
+        bad = [(mac, ns) for mac, ns in zip("MACB", times) if ns is not None and not lo <= ns <= hi]
         if bad:
             report.warn("bad_time", f"{inner}: {label or 'inode'} time(s) out of range {bad}", inner)
-            present = [p for p in present if _NS_MIN <= p[2] <= _NS_MAX]
+            times = [None if ns is not None and not lo <= ns <= hi else ns for ns in times]
+            if times == [None] * 4:
+                continue
         mode_s = _MODES.get(mode)
         if mode_s is None:
             mode_s = _MODES[mode] = _stat.filemode(mode)
-        doc = {"inode": ino, "size": size, "mode": mode_s, "uid": uid, "gid": gid, "fs": ctx.fstype, "macb": "\x00",
+        doc = {"inode": ino, "size": size, "mode": mode_s, "uid": uid, "gid": gid, "fs": fstype, "macb": "\x00",
                "times_from": label or "inode"}
         if extra:
             doc.update(extra)
         a_head, a_tail = orjson.dumps(doc).decode().split("\\u0000")
-        deleted = " (deleted)" if extra and extra.get("deleted") else ""
-        m_tail = f" {label + ' ' if label else ''}{inner} ({mode_s}, {size} bytes){deleted}"
-        r = f"{inner} inode={ino}"
-        h0 = hashlib.sha256(head + f"{inner}\x1f{ino}\x1f{label}\x1f".encode("utf-8", "surrogatepass"))
-        a_name = f"{fs_art}:{label}" if label else fs_art
-        for mac, d, ns in present:
-            macb = "".join(x if any(x == y and ns == z for y, _, z in present) else "." for x in "MACB")
+        i = len(e_path)
+        e_path.append(inner)
+        e_ref.append(f"{inner} inode={ino}")
+        e_art.append(f"{fs_art}:{label}" if label else fs_art)
+        e_ahead.append(a_head)
+        e_atail.append(a_tail)
+        e_mtail.append(f" {label + ' ' if label else ''}{inner} ({mode_s}, {size} bytes)"
+                       + (" (deleted)" if extra and extra.get("deleted") else ""))
+        h0 = sha256(head + f"{inner}\x1f{ino}\x1f{label}\x1f".encode("utf-8", "surrogatepass"))
+        v0, v1, v2, v3 = times
+        for kind, ns in enumerate(times):
+            if ns is None:
+                continue
             h = h0.copy()
-            h.update(f"{mac}\x1f{ns}".encode())
-            ts.append(ns)
-            desc.append(d)
-            art.append(a_name)
-            paths.append(inner)
-            msg.append(macb + m_tail)
-            attrs_c.append(a_head + macb + a_tail)
-            ref.append(r)
-            hashes.append(h.hexdigest()[:32])
-        if len(ts) >= batch_rows:
-            yield _table(cols, ctx)
-    if ts:
-        yield _table(cols, ctx)
+            h.update(f"{_MACB[kind]}\x1f{ns}".encode())
+            r_entry.append(i)
+            r_ts.append(ns)
+            r_kind.append(kind)
+            r_macb.append(_LETTERS[(v0 == ns, v1 == ns, v2 == ns, v3 == ns)])
+            r_hash.append(h.hexdigest()[:32])
+        if len(r_ts) >= batch_rows:
+            yield _table(per_entry, per_row, ctx)
+    if r_ts:
+        yield _table(per_entry, per_row, ctx)
 
 
-def _table(cols: dict[str, list], ctx: Context) -> pa.Table:
-    n = len(cols["ts"])
+_MACB = "MACB"
+# which of the entry's four times equal a row's time -> its MACB letters ("MA..": modified and accessed then)
+_LETTERS = {k: "".join(x if y else "." for x, y in zip(_MACB, k)) for k in itertools.product((False, True), repeat=4)}
+_DESCS = pa.array([d for _, d in _KINDS], pa.string())
+
+
+def _table(per_entry: tuple[list, ...], per_row: tuple[list, ...], ctx: Context) -> pa.Table:
+    import pyarrow.compute as pc
+
+    e_path, e_ref, e_art, e_ahead, e_atail, e_mtail = (pa.array(v, pa.string()) for v in per_entry)
+    idx = pa.array(per_row[0], pa.int32())
+    macb = pa.array(per_row[3], pa.string())
+    n = len(idx)
 
     def const(v, typ=pa.string()):
         return pa.array([v] * n, typ) if v is not None else pa.nulls(n, typ)
 
     arrays = {
-        "timestamp": pa.array(cols["ts"], pa.int64()).cast(_TS), "timestamp_desc": pa.array(cols["desc"], pa.string()),
-        "host": const(ctx.host), "source": const("FILE"), "artifact": pa.array(cols["art"], pa.string()),
-        "path": pa.array(cols["path"], pa.string()), "message": pa.array(cols["msg"], pa.string()),
-        "attrs": pa.array(cols["attrs"], pa.string()),
+        "timestamp": pa.array(per_row[1], pa.int64()).cast(_TS),
+        "timestamp_desc": _DESCS.take(pa.array(per_row[2], pa.int8())),
+        "host": const(ctx.host), "source": const("FILE"), "artifact": e_art.take(idx), "path": e_path.take(idx),
+        "message": pc.binary_join_element_wise(macb, e_mtail.take(idx), ""),
+        "attrs": pc.binary_join_element_wise(e_ahead.take(idx), macb, e_atail.take(idx), ""),
         "tags": pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), _EMPTY_TAGS),
         "tz_source": const(TZ_SOURCE_UTC), "evidence_id": const(ctx.evidence_id),
-        "evidence_path": const(ctx.evidence_path), "record_ref": pa.array(cols["ref"], pa.string()),
-        "parser": const(ctx.parser), "event_hash": pa.array(cols["hash"], pa.string()),
+        "evidence_path": const(ctx.evidence_path), "record_ref": e_ref.take(idx),
+        "parser": const(ctx.parser), "event_hash": pa.array(per_row[4], pa.string()),
     }
-    for v in cols.values():
+    for v in per_entry + per_row:
         v.clear()
     return pa.Table.from_arrays([arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in SCHEMA],
                                 schema=SCHEMA)
