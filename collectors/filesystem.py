@@ -44,7 +44,8 @@ from collectors.base import Artifact, ArtifactReport, Collector, RecordError, re
 from timeline.errors import UnknownFormat
 from timeline.schema import SCHEMA, TZ_SOURCE_UTC
 
-__all__ = ["FS_READERS", "MftCollector", "Part", "fs_tables", "sniff", "sniff_file"]
+__all__ = ["FS_LIBRARIES", "FS_READERS", "WHOLE", "Context", "Counts", "MftCollector", "Part", "fs_tables", "read_counts",
+           "sniff", "sniff_file", "volume_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,11 @@ def sniff_file(path: str) -> str | None:
 
 class _Stream(io.RawIOBase):
     """A read-only window ``[offset, offset + size)`` of a file-like object (an image file, a dissect volume)
-    with the ``get_size`` libbfio asks for."""
+    with the ``get_size`` libbfio asks for; closing it closes ``fh`` when it owns it."""
 
-    def __init__(self, fh, offset: int = 0, size: int | None = None):
+    def __init__(self, fh, offset: int = 0, size: int | None = None, own: bool = False):
         super().__init__()
-        self._fh, self._base = fh, offset
+        self._fh, self._base, self._own = fh, offset, own
         if size is None:
             size = fh.seek(0, os.SEEK_END) - offset
         self._size, self._pos = size, 0
@@ -126,6 +127,16 @@ class _Stream(io.RawIOBase):
         data = self.read(len(b))
         b[: len(data)] = data
         return len(data)
+
+    def close(self) -> None:
+        if self._own and not self.closed:
+            self._fh.close()
+        super().close()
+
+
+def volume_stream(fh, offset: int = 0, size: int | None = None, own: bool = False) -> _Stream:
+    """A file system's bytes as the C libraries read them: ``size`` bytes of ``fh`` from ``offset``."""
+    return _Stream(fh, offset, size, own)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -426,6 +437,7 @@ def _ntfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
 
 
 FS_READERS: dict[str, Callable[..., Iterator[tuple]]] = {"ext": _tsk_entries, "ntfs": _ntfs_entries, "xfs": _xfs_entries}
+FS_LIBRARIES = {"ext": "The Sleuth Kit", "ntfs": "libfsntfs", "xfs": "libfsxfs"}  # named in reports
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
+from collectors.filesystem import FS_LIBRARIES, FS_READERS, WHOLE, Context, Counts, Part, fs_tables, read_counts, sniff_file, volume_stream
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
@@ -227,12 +228,15 @@ def _vhdx_parent(p: Path) -> Path | None:
 
 
 def is_container(path: str) -> bool:
-    """A disk image or archive (by name or magic); plain compressed logs (``syslog.gz``) are not."""
+    """A disk image or archive (by name or magic), a raw file-system image (by its superblock or boot sector);
+    plain compressed logs (``syslog.gz``) are not."""
     name = os.path.basename(path)
     if _IMAGE_EXT.search(name) or _ARCHIVE_EXT.search(name):
         return True
     head = read_magic(path, 512)
     if any(head.startswith(m) for m in _MAGIC) or head[257:262] == b"ustar":
+        return True
+    if sniff_file(path) is not None:  # a raw file-system image (ext, XFS, NTFS, FAT, exFAT) whatever its name
         return True
     try:
         size = os.path.getsize(path)
@@ -343,6 +347,7 @@ class TargetCollector(Collector):
         self._copies = 0
         self._roots: tuple[str, ...] = ("/",)
         self.gather_dir: Path | None = None  # set: keep the logs read and the GATHER artifacts there
+        self.part: Part = WHOLE  # the share of each file system's timeline this collector reads
 
     @classmethod
     def matches(cls, path: str) -> bool:
@@ -436,11 +441,25 @@ class TargetCollector(Collector):
             # the drive letter where the OS is Windows ("c:/Windows/..."), else "fsN:" when there are several
             prefix = outer + (drive if drive else f"fs{i}:" if multi and "/" not in names else "")
             fstype = getattr(fs, "__type__", type(fs).__name__)
-            for path, entry, st in self._walk(fs, rep, prefix, self._roots):
+            wanted: list[str] | None = None
+            if not archive and self._roots == ("/",) and fstype in FS_READERS:
+                wanted = []
+                try:
+                    yield from self._c_filesystem(art, rep, t, fs, fstype, prefix, host, batch_rows, wanted)
+                except Exception as exc:  # the C library refuses it: dissect reads it (the same rows, deduplicated)
+                    rep.warn("fs_reader_fallback", f"{prefix or '/'} ({fstype}): {FS_LIBRARIES[fstype]} "
+                                                   f"failed ({type(exc).__name__}: {exc}); read with dissect instead")
+                    wanted = None
+            if wanted is None:
+                listing = ((path, entry, st, True) for path, entry, st in self._walk(fs, rep, prefix, self._roots))
+            else:
+                listing = ((path, entry, st, False) for path, entry, st in self._entries(fs, rep, prefix, wanted))
+            for path, entry, st, rows_of_it in listing:
                 inner = f"{prefix}{path}"
-                self._rows_n += self._fs_rows(art, host, fstype, inner, entry, st)
-                if len(rows) >= batch_rows:
-                    yield rows.to_table()
+                if rows_of_it:
+                    self._rows_n += self._fs_rows(art, host, fstype, inner, entry, st)
+                    if len(rows) >= batch_rows:
+                        yield rows.to_table()
                 if not _stat.S_ISREG(st.st_mode):
                     continue
                 log_file = _is_log(path)
@@ -467,6 +486,43 @@ class TargetCollector(Collector):
                 a = Artifact(art.evidence_id, inner, str(dest), sha, st.st_size, host=host, tz=tz,
                              tz_source=tz_source, mtime_ns=st.st_mtime_ns)
                 yield from self._inner(a, cls, batch_rows)
+
+    def _c_filesystem(self, art: Artifact, rep: ArtifactReport, t, fs, fstype: str, prefix: str, host: str | None,
+                      batch_rows: int, wanted: list[str]) -> Iterator[pa.Table]:
+        """The file-system timeline of ``fs`` read by a C library (:mod:`collectors.filesystem`), deleted and
+        orphan names included; the allocated regular files worth reading (logs, gathered artifacts) are
+        appended to ``wanted``, to be read through dissect afterwards."""
+        counts = Counts()
+        gather = self.gather_dir is not None
+        stream = _volume_stream(art, t, fs)
+
+        def offered(entries):
+            for e in entries:
+                path, extra = e[0], e[-1]
+                if (_stat.S_ISREG(e[3]) and e[6] in ("", "$SI") and not (extra and extra.get("deleted"))
+                        and (_is_log(path) or (gather and GATHER.search(path.lower())))):
+                    wanted.append(path)
+                yield e
+
+        ctx = Context(art.evidence_id, art.evidence_path, host, self._parser, fstype, prefix)
+        try:
+            for table in fs_tables(offered(FS_READERS[fstype](stream, self.part, counts)), ctx, rep, batch_rows):
+                self._rows_n += table.num_rows
+                yield table
+        finally:
+            stream.close()
+        read_counts(rep, counts)
+        rep.stats.setdefault("fs_readers", {})[prefix or "/"] = FS_LIBRARIES[fstype]
+
+    @staticmethod
+    def _entries(fs, rep: ArtifactReport, prefix: str, paths: list[str]) -> Iterator[tuple[str, Any, Any]]:
+        """(path, entry, lstat) through dissect of the files a C reader listed (unreadable ones are counted)."""
+        for p in dict.fromkeys(paths):
+            try:
+                e = fs.get(p)
+                yield p, e, _lstat(e)
+            except Exception as exc:
+                rep.errors.append(RecordError(f"{prefix}{p}", "unreadable", f"cannot stat: {exc}"))
 
     @staticmethod
     def _walk(fs, rep: ArtifactReport, prefix: str, roots: tuple[str, ...] = ("/",)) -> Iterator[tuple[str, Any, Any]]:
@@ -595,6 +651,16 @@ class TargetCollector(Collector):
             sub.report(a).errors.append(RecordError(None, "file_failed", f"{type(exc).__name__}: {exc}"))
         self.reports[a.key] = sub.report(a)
         self.reports[a.key].collector = cls.name
+
+
+def _volume_stream(art: Artifact, t, fs):
+    """A file-like object over the volume of ``fs`` for the C libraries: the image file itself at the volume's
+    offset for a raw image of one file (no Python layer between), else dissect's volume stream."""
+    vol = fs.volume
+    raw = len(t.disks) == 1 and type(t.disks[0]).__name__ == "RawContainer" and len(image_segments(art.fs_path)) == 1
+    if raw and vol.offset is not None:
+        return volume_stream(os.fdopen(open_evidence(art.fs_path), "rb"), vol.offset, vol.size, own=True)
+    return volume_stream(vol, 0, vol.size)
 
 
 def _decoder(fs):
