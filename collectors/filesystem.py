@@ -44,8 +44,8 @@ from collectors.base import Artifact, ArtifactReport, Collector, RecordError, re
 from timeline.errors import UnknownFormat
 from timeline.schema import SCHEMA, TZ_SOURCE_UTC
 
-__all__ = ["FS_LIBRARIES", "FS_READERS", "WHOLE", "Context", "Counts", "MftCollector", "Part", "fs_tables", "read_counts",
-           "sniff", "sniff_file", "volume_stream"]
+__all__ = ["FS_LIBRARIES", "FS_READERS", "WHOLE", "Context", "Counts", "MftCollector", "Part", "Mft", "USN_JOURNAL", "fs_tables", "read_counts",
+           "sniff", "sniff_file", "volume_stream", "volume_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -319,24 +319,25 @@ def _open_ntfs(fh):
     return reader
 
 
-def _ntfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
-    """Every file name of an NTFS volume (or loose ``$MFT``), read from the MFT in record order with libfsntfs:
-    ``$STANDARD_INFORMATION`` and ``$FILE_NAME`` times at 100 ns; deleted records (not in use) too, under their
-    directory's path while that directory still holds the record number and sequence, else under
-    ``/$OrphanFiles``.  Part ``k`` of ``n`` reads a range of records (and, for paths, their directories)."""
-    reader = _open_ntfs(fh)
-    total = reader.get_number_of_file_entries()
-    lo, hi = total * part.k // part.n, total * (part.k + 1) // part.n
-    dirs: dict[int, tuple[int, str | None, bool]] = {5: (None, "", True)}  # record -> (sequence, path, allocated)
+class Mft:
+    """An NTFS volume (or a loose ``$MFT``) through libfsntfs: records by number, directory paths from the
+    ``$FILE_NAME`` parent references (checked against the directory's sequence number), streams."""
 
-    def record(i: int):
+    def __init__(self, fh):
+        self.reader = _open_ntfs(fh)
+        self.total = self.reader.get_number_of_file_entries()
+        self._dirs: dict[int, tuple] = {5: (None, "", True)}  # record -> (sequence, path or name tuple, allocated)
+
+    def record(self, i: int):
         try:
-            return reader.get_file_entry(i)
+            return self.reader.get_file_entry(i)
         except Exception:
             return None
 
-    def names(e) -> list[tuple[Any, str, int]]:
-        """(attribute, name, parent reference) of each $FILE_NAME, DOS names left out where a long one exists."""
+    @staticmethod
+    def names(e) -> list[tuple[Any, str, int, int]]:
+        """(attribute, name, parent reference, name space) of each $FILE_NAME, DOS names left out where a long
+        one exists."""
         out = []
         for j in range(e.get_number_of_attributes()):
             try:
@@ -348,16 +349,17 @@ def _ntfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
         long_ = [x for x in out if x[3] != _FN_DOS]
         return long_ or out
 
-    def dir_path(ref: int) -> str | None:
+    def dir_path(self, ref: int) -> str | None:
         """Path of the directory ``ref`` (record | sequence << 48) names; None when that record no longer is it."""
+        dirs = self._dirs
         chain, i, seq = [], ref & 0xFFFFFFFFFFFF, ref >> 48
         while True:
             known = dirs.get(i)
             if known is None:
-                e = record(i)
+                e = self.record(i)
                 known = (None, None, False)
                 if e is not None and not e.is_empty():
-                    nm = names(e)
+                    nm = self.names(e)
                     if nm:
                         known = (e.file_reference >> 48, nm[0], e.is_allocated())
                 dirs[i] = known
@@ -375,10 +377,42 @@ def _ntfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
                 continue
             base = known[1]
             break
-        for j, s, name, alloc in reversed(chain):
+        for j, sq, name, alloc in reversed(chain):
             base = f"{base}/{name}"
-            dirs[j] = (s, base, alloc)
+            dirs[j] = (sq, base, alloc)
         return base
+
+    def stream_chunks(self, path: str, stream: str, chunk: int = 16 << 20) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) of a named stream (``\\$Extend\\$UsnJrnl``, ``$J``), its sparse extents skipped;
+        nothing when the file or stream is not there."""
+        e = self.reader.get_file_entry_by_path(path) if hasattr(self.reader, "get_file_entry_by_path") else None
+        ds = e.get_alternate_data_stream_by_name(stream) if e is not None else None
+        if ds is None:
+            return
+        pos, size = 0, ds.get_size()
+        for x in range(ds.get_number_of_extents()):
+            _, length, flags = ds.get_extent(x)
+            end = min(pos + length, size)
+            if not flags & 1:  # LIBFSNTFS_EXTENT_FLAG_IS_SPARSE
+                while pos < end:
+                    data = ds.read_buffer_at_offset(min(chunk, end - pos), pos)
+                    if not data:
+                        break
+                    yield pos, data
+                    pos += len(data)
+            pos = end
+            if pos >= size:
+                break
+
+
+def _ntfs_entries(fh, part: Part, counts: Counts, mft: Mft | None = None) -> Iterator[tuple]:
+    """Every file name of an NTFS volume (or loose ``$MFT``), read from the MFT in record order with libfsntfs:
+    ``$STANDARD_INFORMATION`` and ``$FILE_NAME`` times at 100 ns; deleted records (not in use) too, under their
+    directory's path while that directory still holds the record number and sequence, else under
+    ``/$OrphanFiles``.  Part ``k`` of ``n`` reads a range of records (and, for paths, their directories)."""
+    mft = mft or Mft(fh)
+    record, names, dir_path = mft.record, mft.names, mft.dir_path
+    lo, hi = mft.total * part.k // part.n, mft.total * (part.k + 1) // part.n
 
     for i in range(lo, hi):
         e = record(i)
@@ -551,6 +585,26 @@ def _table(per_entry: tuple[list, ...], per_row: tuple[list, ...], ctx: Context)
         v.clear()
     return pa.Table.from_arrays([arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in SCHEMA],
                                 schema=SCHEMA)
+
+
+USN_JOURNAL = ("\\$Extend\\$UsnJrnl", "$J")  # where NTFS keeps its change journal: file and stream
+
+
+def volume_tables(stream, fstype: str, part: Part, ctx: Context, report: ArtifactReport, batch_rows: int = 50_000,
+                  offered: Callable[[Iterator[tuple]], Iterator[tuple]] | None = None) -> Iterator[pa.Table]:
+    """The timeline of one file system read by its C library: its names (``offered`` sees each entry on its
+    way) and, for NTFS, its change journal (``$Extend/$UsnJrnl:$J``, read by part 0 only)."""
+    from collectors.usnjrnl import usn_tables
+
+    counts = Counts()
+    mft = Mft(stream) if fstype == "ntfs" else None
+    entries = _ntfs_entries(stream, part, counts, mft) if mft else FS_READERS[fstype](stream, part, counts)
+    yield from fs_tables(offered(entries) if offered else entries, ctx, report, batch_rows)
+    read_counts(report, counts)
+    if mft is not None and part.k == 0:
+        yield from usn_tables(mft.stream_chunks(*USN_JOURNAL), ctx.evidence_id, ctx.evidence_path, ctx.host,
+                              ctx.parser, report, batch_rows, ctx.prefix, mft.dir_path,
+                              f"{ctx.prefix}/$Extend/$UsnJrnl:$J ")
 
 
 def read_counts(report: ArtifactReport, counts: Counts, key: str = "") -> None:

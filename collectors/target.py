@@ -42,7 +42,7 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
-from collectors.filesystem import FS_LIBRARIES, FS_READERS, WHOLE, Context, Counts, Part, fs_tables, read_counts, sniff_file, volume_stream
+from collectors.filesystem import FS_LIBRARIES, FS_READERS, WHOLE, Context, Part, sniff_file, volume_stream, volume_tables
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
@@ -492,7 +492,6 @@ class TargetCollector(Collector):
         """The file-system timeline of ``fs`` read by a C library (:mod:`collectors.filesystem`), deleted and
         orphan names included; the allocated regular files worth reading (logs, gathered artifacts) are
         appended to ``wanted``, to be read through dissect afterwards."""
-        counts = Counts()
         gather = self.gather_dir is not None
         stream = _volume_stream(art, t, fs)
 
@@ -506,12 +505,11 @@ class TargetCollector(Collector):
 
         ctx = Context(art.evidence_id, art.evidence_path, host, self._parser, fstype, prefix)
         try:
-            for table in fs_tables(offered(FS_READERS[fstype](stream, self.part, counts)), ctx, rep, batch_rows):
+            for table in volume_tables(stream, fstype, self.part, ctx, rep, batch_rows, offered):
                 self._rows_n += table.num_rows
                 yield table
         finally:
             stream.close()
-        read_counts(rep, counts)
         rep.stats.setdefault("fs_readers", {})[prefix or "/"] = FS_LIBRARIES[fstype]
 
     @staticmethod

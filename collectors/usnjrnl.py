@@ -141,9 +141,10 @@ def looks_like_usn(path: str) -> bool:
 
 def usn_tables(chunks: Iterator[tuple[int, bytes]], evidence_id: str, evidence_path: str, host: str | None,
                parser: str, report: ArtifactReport, batch_rows: int = 50_000, prefix: str = "",
-               parent_path: Callable[[int], str | None] | None = None) -> Iterator[pa.Table]:
+               parent_path: Callable[[int], str | None] | None = None, where: str = "") -> Iterator[pa.Table]:
     """Timeline tables of the USN records in ``chunks`` ((offset in the stream, bytes), in order; sparse runs
-    left out).  ``parent_path(reference)`` gives a directory's path from the volume's MFT (None: unknown)."""
+    left out).  ``parent_path(reference)`` gives a directory's path from the volume's MFT (None: unknown);
+    ``where`` opens each ``record_ref`` (the journal's path inside an image)."""
     cols: tuple[list, ...] = ([], [], [], [], [], [])  # ts, path, message, attrs, record_ref, hash
     ts, paths, msgs, attrs, refs, hashes = cols
     renamed: dict[int, str] = {}  # file reference -> its name in the last RENAME_OLD_NAME record
@@ -217,7 +218,7 @@ def usn_tables(chunks: Iterator[tuple[int, bytes]], evidence_id: str, evidence_p
             paths.append(path)
             msgs.append(f"USN {usn}: {path} {_joined(reason)}{was}")
             attrs.append(orjson.dumps(doc).decode())
-            refs.append(f"usn={usn} offset=0x{off:x}")
+            refs.append(f"{where}usn={usn} offset=0x{off:x}")
             hashes.append(hashlib.sha256(head + f"{usn}\x1f{fref}\x1f{reason}\x1f{ns}".encode()).hexdigest()[:32])
             if len(ts) >= batch_rows:
                 yield _table(cols, evidence_id, evidence_path, host, parser)
