@@ -13,7 +13,7 @@ Rows: ``timestamp`` the record's time (100 ns kept), ``timestamp_desc`` "USN Jou
 its name alone), ``attrs`` {usn, reasons (names, e.g. ["DATA_EXTEND", "CLOSE"]), reason (int), name,
 extension, file_record, file_sequence, parent_record, parent_sequence, file_attributes, source_info,
 security_id, version, offset} and, on a RENAME_NEW_NAME record, ``old_name`` / ``old_extension`` (from the
-RENAME_OLD_NAME record of the same file before it) — what a look for mass renames and new extensions needs;
+RENAME_OLD_NAME record of the same file before it, until the file is closed) — what a look for mass renames and new extensions needs;
 ``record_ref`` "usn=N offset=0xO".  Bytes that are neither a record nor zero padding are a counted ``damage``
 warning (one per run), and reading goes on at the next 8-byte boundary.
 """
@@ -49,7 +49,7 @@ REASONS = {
     0x00200000: "STREAM_CHANGE", 0x00400000: "TRANSACTED_CHANGE", 0x00800000: "INTEGRITY_CHANGE",
     0x80000000: "CLOSE",
 }
-_RENAME_OLD, _RENAME_NEW = 0x1000, 0x2000
+_RENAME_OLD, _RENAME_NEW, _CLOSE = 0x1000, 0x2000, 0x80000000
 _FILETIME_EPOCH = 116444736000000000
 _NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1
 _V2 = struct.Struct("<IHHQQqqIIIIHH")  # 60 bytes
@@ -205,8 +205,8 @@ def usn_tables(chunks: Iterator[tuple[int, bytes]], evidence_id: str, evidence_p
             if reason & _RENAME_OLD:
                 renamed[fref] = name
             was = ""
-            if reason & _RENAME_NEW:
-                old = renamed.pop(fref, None)
+            if reason & _RENAME_NEW:  # reasons add up until the file is closed: the old name holds till then
+                old = renamed.pop(fref, None) if reason & _CLOSE else renamed.get(fref)
                 if old is not None:
                     odot = old.rfind(".")
                     doc["old_name"] = old
