@@ -347,7 +347,9 @@ class TargetCollector(Collector):
         self._copies = 0
         self._roots: tuple[str, ...] = ("/",)
         self.gather_dir: Path | None = None  # set: keep the logs read and the GATHER artifacts there
-        self.part: Part = WHOLE  # the share of each file system's timeline this collector reads
+        # the share of each file system's names this collector reads (the C readers'; the logs among them too):
+        # part 0 also reads everything else (E01 hashes, OS artifacts, file systems only dissect reads)
+        self.part: Part = WHOLE
 
     @classmethod
     def matches(cls, path: str) -> bool:
@@ -383,11 +385,13 @@ class TargetCollector(Collector):
         else:  # the case's zone, given by the analyst at creation, or nothing (UTC assumed, per row)
             tz, tz_source = artifact.tz, (TZ_ANALYST if artifact.tz else None)
         rep.facts = {"live": live, "host": host, "os": t.os, "tz": tz, "tz_source": tz_source, "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
-        self._verify_ewf(artifact, rep)
+        first = self.part.k == 0  # one part of a split image reads everything but its share of the file names
+        if first:
+            self._verify_ewf(artifact, rep)
         self._rows_n = 0
         with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
             yield from self._target(artifact, rep, t, "", host, tz, tz_source, tmp, batch_rows, depth=0)
-        if t.os not in ("default", None):
+        if first and t.os not in ("default", None):
             def mtime_of(p: str) -> int | None:
                 try:
                     return t.fs.path(p).stat().st_mtime_ns
@@ -426,7 +430,8 @@ class TargetCollector(Collector):
         filesystems = list(t.filesystems)
         if not filesystems:
             raise UnknownFormat(f"{art.fs_path if not outer else outer}: no file system found (tried: {FORMATS})")
-        for v in t.volumes:
+        first = self.part.k == 0
+        for v in t.volumes if first else ():
             if getattr(v, "fs", None) is None and not any(getattr(f, "volume", None) is v for f in filesystems):
                 rep.warn("no_filesystem", f"{outer}volume {v.name or v.number} at offset {v.offset} ({v.size} bytes): "
                                           "no file system recognised")
@@ -450,6 +455,8 @@ class TargetCollector(Collector):
                     rep.warn("fs_reader_fallback", f"{prefix or '/'} ({fstype}): {FS_LIBRARIES[fstype]} "
                                                    f"failed ({type(exc).__name__}: {exc}); read with dissect instead")
                     wanted = None
+            if wanted is None and not first:  # a file system dissect reads: part 0 reads it whole
+                continue
             if wanted is None:
                 listing = ((path, entry, st, True) for path, entry, st in self._walk(fs, rep, prefix, self._roots))
             else:

@@ -77,6 +77,9 @@ def ext4_deleted(tmp_path_factory, mke2fs) -> Path:
     for i in range(6):
         (root / f"srv/records/patient{i}.pdf").write_bytes(b"%PDF" + bytes(i))
     (root / "etc/hostname").write_text("records01\n")
+    (root / "var/log").mkdir(parents=True)
+    (root / "var/log/syslog").write_text("".join(f"Nov 23 01:1{i}:00 records01 sshd[42]: Accepted password for u{i}\n"
+                                                 for i in range(3)))
     os.symlink("/etc/shadow", root / "srv/out")
     os.symlink("records/patient0.pdf", root / "srv/in")
     (root / os.fsdecode(b"srv/records/bad\xffname")).write_text("x")
@@ -250,3 +253,29 @@ def test_raw_file_system_images_are_recognised_by_content(ext4_deleted, ntfs_del
     exfat[3:11] = b"EXFAT   "
     assert (sniff(bytes(fat)), sniff(bytes(exfat)), sniff(b"XFSB" + bytes(4092)), sniff(bytes(4096))) == (
         "fat", "exfat", "xfs", None)
+
+
+def test_an_image_split_across_two_workers_gives_the_rows_of_one_and_resumes(ext4_deleted, tmp_path, monkeypatch):
+    import forensics.case as case_mod
+
+    one = Case(tmp_path / "one", create=True)
+    one.collect([ext4_deleted], workers=1)
+    whole = one.timeline().to_pandas()
+    assert (whole.source == "SYSLOG").sum() == 3
+    monkeypatch.setattr(case_mod, "SPLIT_BYTES", 0)
+    two = Case(tmp_path / "two", create=True)
+    rep = two.collect([ext4_deleted], workers=2)
+    assert sorted(a.get("part") for a in rep.artifacts if a["collector"] == "target") == [[0, 2], [1, 2]]
+    assert sorted(two.timeline().to_pandas().event_hash) == sorted(whole.event_hash)
+    assert rep.errors == 0 and rep.duplicates_dropped == 0
+    # a run that committed only share 0 of 2: the next run reads share 1 alone, and nothing more
+    bins = case_mod._bins
+    monkeypatch.setattr(case_mod, "_bins", lambda tasks, workers, unit: bins(tasks, workers, unit)[:1])
+    cut = Case(tmp_path / "cut", create=True)
+    cut.collect([ext4_deleted], workers=2)
+    assert 0 < cut.timeline().num_rows < len(whole)
+    monkeypatch.setattr(case_mod, "_bins", bins)
+    rep = cut.collect([ext4_deleted], workers=2)
+    assert [a.get("part") for a in rep.artifacts if a["collector"] == "target"] == [[1, 2]]
+    assert sorted(cut.timeline().to_pandas().event_hash) == sorted(whole.event_hash)
+    assert cut.collect([ext4_deleted], workers=2).skipped  # all shares committed: nothing left to read
