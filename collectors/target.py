@@ -28,6 +28,7 @@ formats tried, before anything is written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -721,9 +722,16 @@ def _is_log(path: str) -> bool:
     """Worth reading as a log: under a log folder, a known log or history name (login records and shell
     histories wherever they lie: ``/run/utmp``, ``/var/run/utmpx``, ``~/.local/share/fish/fish_history``,
     ``PSReadLine/ConsoleHost_history.txt``), an EVTX file."""
-    low = path.lower()
-    name = low.rsplit("/", 1)[-1]
-    dirs = low.split("/")[:-1]
+    folder, _, name = path.lower().rpartition("/")
+    return _log_name(name) or _log_folder(folder)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # asked once per file of an image: names and folders repeat
+def _log_name(name: str) -> bool:
     return (name.endswith(".evtx") or name in _LOG_NAMES or bool(_LOG_NAME.match(name))
-            or login_file_kind(name) is not None or history_kind(name) is not None
-            or any(d in ("log", "logs", "winevt", "logfiles") for d in dirs))
+            or login_file_kind(name) is not None or history_kind(name) is not None)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _log_folder(folder: str) -> bool:
+    return any(d in ("log", "logs", "winevt", "logfiles") for d in folder.split("/"))
