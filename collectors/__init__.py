@@ -18,17 +18,18 @@ from collectors.target import TargetCollector
 from collectors.usnjrnl import UsnJrnlCollector
 from collectors.utmp import UtmpCollector
 from collectors.weblog import WebCollector
+from collectors.winevent_export import WinEventExportCollector
 
 __all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "JournalCollector", "SyslogCollector", "TargetCollector",
-           "WebCollector", "AuditdCollector", "PackagesCollector", "UtmpCollector", "ShellHistoryCollector", "MftCollector", "UsnJrnlCollector",
-           "collector_for", "by_name"]
+           "WebCollector", "AuditdCollector", "PackagesCollector", "UtmpCollector", "ShellHistoryCollector",
+           "WinEventExportCollector", "MftCollector", "UsnJrnlCollector", "collector_for", "by_name"]
 
 # Magic and content tests first; package-manager logs (whose dpkg, yum and dnf lines look like syslog's) and
 # name-and-structure collectors (login records, shell histories) before syslog, whose test is the first line's shape.
 # A loose $MFT (FILE0 records) and $J (USN records after zero padding) are binary: tested before the text collectors.
-REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, JournalCollector, TargetCollector, MftCollector, UsnJrnlCollector,
-                                         PackagesCollector, WebCollector, AuditdCollector, UtmpCollector,
-                                         ShellHistoryCollector, SyslogCollector)
+REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, JournalCollector, TargetCollector, WinEventExportCollector,
+                                         MftCollector, UsnJrnlCollector, PackagesCollector, WebCollector,
+                                         AuditdCollector, UtmpCollector, ShellHistoryCollector, SyslogCollector)
 
 
 def collector_for(path: str, only: frozenset[str] | None = None) -> type[Collector] | None:

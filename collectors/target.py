@@ -36,13 +36,16 @@ import re
 import stat as _stat
 import struct
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
+from collectors import sevenzip
 from collectors.filesystem import FS_LIBRARIES, FS_READERS, WHOLE, Context, Part, sniff_file, volume_stream, volume_tables
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
@@ -58,8 +61,8 @@ log = logging.getLogger(__name__)
 _IMAGE_EXT = re.compile(r"\.(e01|ex01|s01|l01|qcow2?|vmdk|a?vhdx|vhd|vdi|dd|raw|img|bin|00[01]|iso|asdf)$", re.I)
 _ARCHIVE_EXT = re.compile(r"\.(zip|tar|tgz|tar\.gz|tar\.bz2|tar\.xz|7z)$", re.I)
 _MAGIC = (b"EVF\x09\x0d\x0a\xff\x00", b"EVF2\r\n\x81\x00", b"QFI\xfb", b"KDMV", b"# Disk DescriptorFile",
-          b"vhdxfile", b"conectix", b"PK\x03\x04")
-FORMATS = "E01/Ex01, split E01, raw/dd (and split raw), QCOW2, VMDK, VHD/VHDX, VDI, ISO, tar/zip archives"
+          b"vhdxfile", b"conectix", b"PK\x03\x04", sevenzip.MAGIC)
+FORMATS = "E01/Ex01, split E01, raw/dd (and split raw), QCOW2, VMDK, VHD/VHDX, VDI, ISO, tar/zip/7z archives"
 
 _EWF_MAGIC = b"EVF\x09\x0d\x0a\xff\x00"
 
@@ -365,6 +368,8 @@ class TargetCollector(Collector):
             raise EvidenceNotFound(f"{path}: a differencing disk (snapshot/checkpoint) whose parent {parent} is not "
                                    "there: every sector not written since the snapshot is read from the parent, so "
                                    "the parent must be collected with it (beside it, as the image names it)")
+        if sevenzip.is_7z(path):  # dissect.target opens a 7z but sees no files in it: collectors.sevenzip reads it
+            return sevenzip.check(path)
         t = _open(path)
         if not list(t.filesystems):
             raise UnknownFormat(f"{path}: no file system found in it (tried: {FORMATS}; "
@@ -375,6 +380,16 @@ class TargetCollector(Collector):
     def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
         rep = self.report(artifact)
         live = artifact.evidence_path == LIVE
+        if sevenzip.is_7z(artifact.fs_path):
+            tz = artifact.tz if artifact.tz_source == TZ_ANALYST else None
+            rep.facts = {"live": False, "host": None, "os": None, "archive": f"7z (py7zr {version('py7zr')})", "tz": tz,
+                         "tz_source": TZ_ANALYST if tz else None, "tz_from": None}
+            self._rows_n = 0
+            with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
+                yield from self._seven_zip(artifact, rep, artifact.fs_path, "", tz, rep.facts["tz_source"], tmp,
+                                           batch_rows, depth=0)
+            rep.stats["rows"] = self._rows_n
+            return
         # a live host: only where logs, histories and autostart configuration live (not /proc, not every file)
         t = _open(artifact.fs_path)
         self._roots = _live_roots(t) if live else ("/",)
@@ -482,6 +497,10 @@ class TargetCollector(Collector):
                 dest, sha = copy
                 cls = collector_for(str(dest))
                 if cls is TargetCollector and depth < 3:  # an archive inside: its files, as "outer!inner"
+                    if sevenzip.is_7z(str(dest)):
+                        yield from self._seven_zip(art, rep, str(dest), f"{inner}!", tz, tz_source, tmp, batch_rows,
+                                                   depth + 1, host)
+                        continue
                     try:
                         nested = _open(str(dest))
                         yield from self._target(art, rep, nested, f"{inner}!", host, tz, tz_source, tmp, batch_rows, depth + 1)
@@ -529,6 +548,56 @@ class TargetCollector(Collector):
                 yield p, e, _lstat(e)
             except Exception as exc:
                 rep.errors.append(RecordError(f"{prefix}{p}", "unreadable", f"cannot stat: {exc}"))
+
+    def _seven_zip(self, art: Artifact, rep: ArtifactReport, path: str, outer: str, tz, tz_source, tmp: str,
+                   batch_rows: int, depth: int, host: str | None = None) -> Iterator[pa.Table]:
+        """Every member of a 7z archive (``collectors.sevenzip``: one member at a time in ``tmp``), as a tar/zip
+        collection's: file-system rows (``fs:7z``, the times 7z stores) and each file handed to the collector
+        that recognises it, as ``outer/member``."""
+        from collectors import collector_for
+
+        problems: list[sevenzip.Problem] = []
+        rows = self._rows
+        n_members = 0
+        for m in sevenzip.members(path, tmp, problems):
+            n_members += 1
+            inner = f"{outer}/{m.name.lstrip('/')}"
+            st = SimpleNamespace(st_mode=(_stat.S_IFDIR | 0o555) if m.is_dir else (_stat.S_IFREG | 0o444),
+                                 st_size=m.size, st_ino=m.index, st_uid=None, st_gid=None, st_mtime_ns=m.mtime_ns,
+                                 st_atime_ns=m.atime_ns, st_ctime_ns=None, st_birthtime_ns=m.ctime_ns)
+            self._rows_n += self._fs_rows(art, host, "7z", inner, None, st)
+            if len(rows) >= batch_rows:
+                yield rows.to_table()
+            if m.is_dir:
+                continue
+            dest, sha = Path(m.path), m.sha256
+            if self.gather_dir is not None:
+                copy = self._gather(art, rep, SimpleNamespace(open=lambda p=m.path: open(p, "rb")), inner, st)
+                if copy is None:
+                    continue
+                dest, sha = copy
+            cls = collector_for(str(dest))
+            if cls is TargetCollector and depth < 3:  # an archive inside
+                if sevenzip.is_7z(str(dest)):
+                    yield from self._seven_zip(art, rep, str(dest), f"{inner}!", tz, tz_source, tmp, batch_rows,
+                                               depth + 1, host)
+                    continue
+                try:
+                    yield from self._target(art, rep, _open(str(dest)), f"{inner}!", host, tz, tz_source, tmp,
+                                            batch_rows, depth + 1)
+                except UnknownFormat as exc:
+                    rep.warn("unreadable_archive", str(exc), inner)
+                continue
+            if cls is None or cls is TargetCollector:
+                rep.stats["logs_unrecognised"] = rep.stats.get("logs_unrecognised", 0) + 1
+                continue
+            a = Artifact(art.evidence_id, inner, str(dest), sha, m.size, host=host, tz=tz, tz_source=tz_source,
+                         mtime_ns=m.mtime_ns)
+            yield from self._inner(a, cls, batch_rows)
+        rep.stats["7z_members"] = rep.stats.get("7z_members", 0) + n_members
+        for p in problems:
+            where = f"{outer}/{p.name.lstrip('/')}" if p.name else (outer.rstrip("!") or art.evidence_path)
+            rep.errors.append(RecordError(where, p.kind, p.message))
 
     @staticmethod
     def _walk(fs, rep: ArtifactReport, prefix: str, roots: tuple[str, ...] = ("/",)) -> Iterator[tuple[str, Any, Any]]:
