@@ -58,12 +58,15 @@ def _rows(path: Path, chunk: int = 16 << 20) -> tuple[pa.Table, ArtifactReport]:
     return t, rep
 
 
-def test_a_loose_journal_is_collected_record_for_record(journal, tmp_path):
+def test_the_museums_7z_is_collected_record_for_record(evidence, journal, tmp_path):
+    """The KAPE 7z as published, collected as it is: its $J member is recognised by content."""
     assert collector_for(str(journal)) is UsnJrnlCollector
     case = Case(tmp_path / "case", create=True)
-    rep = case.collect([journal], workers=1)
-    assert [(a["collector"], a["rows"], a["lost"]) for a in rep.artifacts] == [("usnjrnl", RECORDS, 0)]
+    rep = case.collect([evidence / SAMPLE], workers=1)
+    usn = [(a["evidence_path"], a["collector"], a["rows"], a["lost"]) for a in rep.artifacts if a["collector"] == "usnjrnl"]
+    assert usn == [("/$J", "usnjrnl", RECORDS, 0)]
     t = case.timeline().to_pandas()
+    t = t[t.artifact == "ntfs:usnjrnl"]
     got = sorted((json.loads(a)["usn"], json.loads(a)["name"], json.loads(a)["reason"], ts.value)
                  for a, ts in zip(t["attrs"], t.timestamp))
     ref = sorted((u, n, r, (ft - 116444736000000000) * 100) for u, n, r, ft in _reference(journal.read_bytes()))
