@@ -11,10 +11,11 @@ Record schema (one row per file name, time kind and NTFS attribute), the same as
     path            the name's path in the file system (prefixed by the drive or ``fsN:`` in an image);
                     deleted names as The Sleuth Kit's ``fls`` rebuilds them, names whose directory is gone
                     under ``/$OrphanFiles``
-    message         "<macb> [$SI |$FN ]<path> (<mode>, <size> bytes)[ (deleted)]"
+    message         "<macb> [$SI |$FN ]<path>[ -> <link target>] (<mode>, <size> bytes)[ (deleted)]"
     attrs           {"inode", "size", "mode", "uid", "gid", "fs", "macb", "times_from"} and, for what is not
                     an allocated name, "deleted": true ("realloc": true when the inode was reused since);
-                    "name_bytes" (hex) for a name that is not valid UTF-8 (shown with \\xNN)
+                    "name_bytes" (hex of the path as stored) for a path that is not valid UTF-8 (shown with
+                    \\xNN); a symbolic link's "link_target" (never followed; "link_target_bytes" when not UTF-8)
     record_ref      "<path> inode=<inode or MFT record number>"
     event_hash      event_hash("FILE", evidence_id, path, inode, "$SI"|"$FN"|"", M|A|C|B, ns)
 
@@ -166,12 +167,21 @@ class Counts:
     errors: list[RecordError] = field(default_factory=list)
 
 
-def _name(raw: bytes) -> tuple[str, str | None]:
-    """A stored name as shown (undecodable bytes as ``\\xNN``) and its raw bytes (hex) when they differ."""
+def _name(raw: bytes) -> tuple[str, bool]:
+    """A stored name as shown (undecodable bytes as ``\\xNN``), and whether it had to be changed for that."""
     try:
-        return raw.decode("utf-8"), None
+        return raw.decode("utf-8"), False
     except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace"), raw.hex()
+        return raw.decode("utf-8", "backslashreplace"), True
+
+
+def _link(target: bytes | str) -> dict[str, str]:
+    """A symbolic link's target as rows show it (never followed): ``link_target`` and, when it is not UTF-8,
+    ``link_target_bytes`` (hex)."""
+    if isinstance(target, str):
+        return {"link_target": target}
+    shown, bad = _name(target)
+    return {"link_target": shown, "link_target_bytes": target.hex()} if bad else {"link_target": shown}
 
 
 _TSK_TYPE_MODE = {1: _stat.S_IFREG, 2: _stat.S_IFDIR, 3: _stat.S_IFIFO, 4: _stat.S_IFCHR, 5: _stat.S_IFBLK,
@@ -201,10 +211,11 @@ def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
     k, n = part.k, part.n
     name_unalloc, meta_unalloc = int(pytsk3.TSK_FS_NAME_FLAG_UNALLOC), int(pytsk3.TSK_FS_META_FLAG_UNALLOC)
     t_dir, t_virt_dir = int(pytsk3.TSK_FS_META_TYPE_DIR), int(pytsk3.TSK_FS_META_TYPE_VIRT_DIR)
+    t_link = int(pytsk3.TSK_FS_META_TYPE_LNK)
     n_dirs = (int(pytsk3.TSK_FS_NAME_TYPE_DIR), int(pytsk3.TSK_FS_NAME_TYPE_VIRT_DIR), int(pytsk3.TSK_FS_NAME_TYPE_UNDEF))
-    stack: list[tuple[int, str, frozenset]] = [(root, "", frozenset((root,)))]
+    stack: list[tuple[int, str, bytes, frozenset]] = [(root, "", b"", frozenset((root,)))]
     while stack:
-        addr, dpath, above = stack.pop()
+        addr, dpath, draw, above = stack.pop()
         try:
             directory = fs.open_dir(inode=addr)
         except Exception as exc:  # an unreadable directory: its names are lost, counted
@@ -219,8 +230,9 @@ def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
             meta = f.info.meta
             name_flags = int(nm.flags)
             deleted = bool(name_flags & name_unalloc)
-            shown, raw_hex = _name(raw)
+            shown, bad = _name(raw)
             path = f"{dpath}/{shown}"
+            raw_path = draw + b"/" + raw
             if meta is None and nm.meta_addr:  # a name whose inode TSK did not load with it (orphans): by number
                 try:
                     meta = fs.open_meta(inode=nm.meta_addr).info.meta
@@ -233,24 +245,28 @@ def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
             mtype = int(meta.type)
             if mtype in (t_dir, t_virt_dir) and int(nm.type) in n_dirs and ino not in above and (
                     not deleted or int(meta.flags) & meta_unalloc):
-                subdirs.append((ino, path, above | {ino}))
+                subdirs.append((ino, path, raw_path, above | {ino}))
             if ino == orphan_dir:  # the virtual folder itself has no times
                 continue
             counts.entries += 1
             if ino % n != k:
                 continue
             realloc = deleted and not int(meta.flags) & meta_unalloc
+            orphan = dpath.startswith(ORPHANS)
+            link = meta.link if mtype == t_link else None
             extra = None
-            if deleted or raw_hex or dpath.startswith(ORPHANS):
+            if deleted or bad or orphan or link:
                 extra = {}
-                if deleted or dpath.startswith(ORPHANS):
+                if deleted or orphan:
                     extra["deleted"] = True
                     counts.deleted += 1
-                    counts.orphans += dpath.startswith(ORPHANS)
+                    counts.orphans += orphan
                 if realloc:
                     extra["realloc"] = True
-                if raw_hex:
-                    extra["name_bytes"] = raw_hex
+                if bad or (draw and not draw.isascii() and _name(draw)[1]):
+                    extra["name_bytes"] = raw_path.hex()
+                if link:
+                    extra.update(_link(link))
             mode = _TSK_TYPE_MODE.get(mtype, 0) | int(meta.mode)
             yield (path, ino, int(meta.size), mode, int(meta.uid), int(meta.gid), "",
                    meta.mtime * 1_000_000_000 + meta.mtime_nano if meta.mtime or meta.mtime_nano else None,
@@ -279,8 +295,7 @@ def _xfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
         subdirs = []
         for e in kids:
             try:
-                shown, raw_hex = _name(e.get_utf8_name_bytes()) if hasattr(e, "get_utf8_name_bytes") else (e.name, None)
-                path = f"{dpath}/{shown}"
+                path = f"{dpath}/{e.name}"
                 ino = e.inode_number
                 mode = e.file_mode
                 if _stat.S_ISDIR(mode) and ino not in above:
@@ -291,7 +306,7 @@ def _xfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
                 yield (path, ino, e.size, mode, e.owner_identifier, e.group_identifier, "",
                        e.get_modification_time_as_integer() or None, e.get_access_time_as_integer() or None,
                        e.get_inode_change_time_as_integer() or None, e.get_creation_time_as_integer() or None,
-                       {"name_bytes": raw_hex} if raw_hex else None)
+                       _link(e.symbolic_link_target) if _stat.S_ISLNK(mode) and e.symbolic_link_target else None)
             except Exception as exc:
                 counts.errors.append(RecordError(f"{dpath}/", "unreadable", f"cannot read an entry: {exc}"))
         stack.extend(reversed(subdirs))
@@ -326,7 +341,20 @@ class Mft:
     def __init__(self, fh):
         self.reader = _open_ntfs(fh)
         self.total = self.reader.get_number_of_file_entries()
+        # a loose $MFT: its records lie in order in the file, so one libfsntfs calls empty can be told from damage
+        self._loose = fh if not hasattr(self.reader, "get_file_entry_by_path") else None
+        if self._loose is not None:
+            fh.seek(0x1C)
+            self._record_size = int.from_bytes(fh.read(4), "little") or 1024
         self._dirs: dict[int, tuple] = {5: (None, "", True)}  # record -> (sequence, path or name tuple, allocated)
+
+    def damaged(self, i: int) -> bool:
+        """A record libfsntfs calls empty whose bytes are neither a record nor zeros (loose $MFT only)."""
+        if self._loose is None:
+            return False
+        self._loose.seek(i * self._record_size)
+        raw = self._loose.read(self._record_size)
+        return raw[:4] not in (b"FILE", b"BAAD") and any(raw)
 
     def record(self, i: int):
         try:
@@ -421,6 +449,9 @@ def _ntfs_entries(fh, part: Part, counts: Counts, mft: Mft | None = None) -> Ite
             continue
         try:
             if e.is_empty() or e.base_record_file_reference:  # never used, or an extension of another record
+                if e.is_empty() and mft.damaged(i):
+                    counts.errors.append(RecordError(f"MFT record {i}", "unreadable", "not an MFT record (no FILE "
+                                                     "signature) and not zeros: damaged"))
                 continue
             allocated = e.is_allocated()
             if i == 5:
@@ -438,9 +469,10 @@ def _ntfs_entries(fh, part: Part, counts: Counts, mft: Mft | None = None) -> Ite
                     continue
                 fns = [(None, f"OrphanFile-{i}", None, None)]
             is_dir = e.has_directory_entries_index()
+            link = None
             if is_dir:
                 mode, size = _NTFS_DIR, 0
-            elif e.get_symbolic_link_target() if allocated else False:
+            elif (link := e.get_symbolic_link_target() if allocated else None):
                 mode, size = _NTFS_LINK, 0
             elif e.has_default_data_stream():
                 mode, size = _NTFS_FILE, e.get_size()
@@ -459,9 +491,9 @@ def _ntfs_entries(fh, part: Part, counts: Counts, mft: Mft | None = None) -> Ite
             orphan = base is None
             path = f"{ORPHANS}/{name}" if orphan else f"{base}/{name}"
             counts.entries += 1
-            extra = None
+            extra = _link(link) if link else None
             if not allocated or orphan:
-                extra = {"deleted": True}
+                extra = {"deleted": True, **(extra or {})}
                 counts.deleted += 1
                 counts.orphans += orphan
             for label, times in (("$SI", si), ("$FN", fn_times)):
@@ -533,7 +565,8 @@ def fs_tables(entries: Iterator[tuple], ctx: Context, report: ArtifactReport, ba
         e_art.append(f"{fs_art}:{label}" if label else fs_art)
         e_ahead.append(a_head)
         e_atail.append(a_tail)
-        e_mtail.append(f" {label + ' ' if label else ''}{inner} ({mode_s}, {size} bytes)"
+        link = f" -> {extra['link_target']}" if extra and "link_target" in extra else ""
+        e_mtail.append(f" {label + ' ' if label else ''}{inner}{link} ({mode_s}, {size} bytes)"
                        + (" (deleted)" if extra and extra.get("deleted") else ""))
         h0 = sha256(head + f"{inner}\x1f{ino}\x1f{label}\x1f".encode("utf-8", "surrogatepass"))
         v0, v1, v2, v3 = times
@@ -600,16 +633,17 @@ def volume_tables(stream, fstype: str, part: Part, ctx: Context, report: Artifac
     mft = Mft(stream) if fstype == "ntfs" else None
     entries = _ntfs_entries(stream, part, counts, mft) if mft else FS_READERS[fstype](stream, part, counts)
     yield from fs_tables(offered(entries) if offered else entries, ctx, report, batch_rows)
-    read_counts(report, counts)
+    read_counts(report, counts, ctx.prefix)
     if mft is not None and part.k == 0:
         yield from usn_tables(mft.stream_chunks(*USN_JOURNAL), ctx.evidence_id, ctx.evidence_path, ctx.host,
                               ctx.parser, report, batch_rows, ctx.prefix, mft.dir_path,
                               f"{ctx.prefix}/$Extend/$UsnJrnl:$J ")
 
 
-def read_counts(report: ArtifactReport, counts: Counts, key: str = "") -> None:
-    """Add what one read saw to the artifact's report: lost entries as errors, the rest as stats."""
-    report.errors.extend(counts.errors)
+def read_counts(report: ArtifactReport, counts: Counts, prefix: str = "") -> None:
+    """Add what one read saw to the artifact's report: lost entries as errors (``prefix``: the file system's
+    drive or ``fsN:`` inside an image), the rest as stats."""
+    report.errors.extend(RecordError(f"{prefix}{e.record_ref}", e.kind, e.message, e.count) for e in counts.errors)
     st = report.stats.setdefault("fs_entries", {})
     for k in ("entries", "deleted", "orphans", "no_metadata"):
         st[k] = st.get(k, 0) + getattr(counts, k)

@@ -195,9 +195,10 @@ def test_a_collected_image_has_deleted_rows_with_exact_times(ext4_deleted, tmp_p
     assert rows.message.iloc[0] == "M... /srv/records/patient2.pdf (-rw-r--r--, 6 bytes) (deleted)"
     # a name that is not UTF-8: shown with \xff, its bytes kept; the link out of the evidence is a row, not followed
     bad = t[t.path == "/srv/records/bad\\xffname"]
-    assert len(bad) == 4 and json.loads(bad["attrs"].iloc[0])["name_bytes"] == b"bad\xffname".hex()
+    assert len(bad) == 4 and json.loads(bad["attrs"].iloc[0])["name_bytes"] == b"/srv/records/bad\xffname".hex()
     out = t[t.path == "/srv/out"]
-    assert set(json.loads(a)["mode"] for a in out["attrs"]) == {"lrwxrwxrwx"} and len(out) == 4
+    assert {(json.loads(a)["mode"], json.loads(a)["link_target"]) for a in out["attrs"]} == {("lrwxrwxrwx", "/etc/shadow")}
+    assert len(out) == 4 and out.message.iloc[0].endswith("/srv/out -> /etc/shadow (lrwxrwxrwx, 11 bytes)")
     assert not t[t.path.str.startswith("/etc/shadow")].shape[0]
     arts = {a["evidence_path"]: a for a in rep.artifacts}
     assert arts["records.img"]["stats"]["fs_readers"] == {"/": "The Sleuth Kit"}
