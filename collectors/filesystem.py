@@ -601,7 +601,7 @@ def _table(per_entry: tuple[list, ...], per_row: tuple[list, ...], ctx: Context)
     n = len(idx)
 
     def const(v, typ=pa.string()):
-        return pa.array([v] * n, typ) if v is not None else pa.nulls(n, typ)
+        return pa.repeat(pa.scalar(v, typ), n)
 
     arrays = {
         "timestamp": pa.array(per_row[1], pa.int64()).cast(_TS),

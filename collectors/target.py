@@ -46,7 +46,7 @@ import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
 from collectors import sevenzip
-from collectors.filesystem import FS_LIBRARIES, FS_READERS, WHOLE, Context, Part, sniff_file, volume_stream, volume_tables
+from collectors.filesystem import FS_LIBRARIES, FS_READERS, WHOLE, Context, Counts, Part, sniff_file, volume_stream, volume_tables
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
@@ -370,6 +370,8 @@ class TargetCollector(Collector):
                                    "the parent must be collected with it (beside it, as the image names it)")
         if sevenzip.is_7z(path):  # dissect.target opens a 7z but sees no files in it: collectors.sevenzip reads it
             return sevenzip.check(path)
+        if _opens_raw(path):  # a raw file-system image its C library opens: no need to load dissect here
+            return
         t = _open(path)
         if not list(t.filesystems):
             raise UnknownFormat(f"{path}: no file system found in it (tried: {FORMATS}; "
@@ -726,6 +728,19 @@ class TargetCollector(Collector):
             sub.report(a).errors.append(RecordError(None, "file_failed", f"{type(exc).__name__}: {exc}"))
         self.reports[a.key] = sub.report(a)
         self.reports[a.key].collector = cls.name
+
+
+def _opens_raw(path: str) -> bool:
+    """A raw file-system image (superblock or boot sector at its start) that its C library opens."""
+    fstype = sniff_file(path)
+    if fstype not in FS_READERS:
+        return False
+    try:
+        with volume_stream(os.fdopen(open_evidence(path), "rb"), own=True) as stream:
+            next(iter(FS_READERS[fstype](stream, WHOLE, Counts())), None)
+        return True
+    except Exception:
+        return False
 
 
 def _volume_stream(art: Artifact, t, fs):

@@ -254,7 +254,7 @@ def _table(cols: tuple[list, ...], evidence_id: str, evidence_path: str, host: s
     n = len(cols[0])
 
     def const(v):
-        return pa.array([v] * n, pa.string()) if v is not None else pa.nulls(n, pa.string())
+        return pa.repeat(pa.scalar(v, pa.string()), n)
 
     arrays = {
         "timestamp": pa.array(cols[0], pa.int64()).cast(_TS), "timestamp_desc": const("USN Journal Entry"),
