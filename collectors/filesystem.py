@@ -42,16 +42,16 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
+from collectors.evtx_format import FILETIME_EPOCH
 from timeline.errors import UnknownFormat
 from timeline.schema import SCHEMA, TZ_SOURCE_UTC
 
 __all__ = ["FS_LIBRARIES", "FS_READERS", "WHOLE", "Context", "Counts", "MftCollector", "Part", "Mft", "USN_JOURNAL", "fs_tables", "read_counts",
-           "sniff", "sniff_file", "volume_stream", "volume_tables"]
+           "filetime_ns", "sniff", "sniff_file", "volume_stream", "volume_tables"]
 
 log = logging.getLogger(__name__)
 
-_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds (years 1677..2262)
-_FILETIME_EPOCH = 116444736000000000  # 1970-01-01 in 100 ns intervals since 1601-01-01
+NS_MIN, NS_MAX = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds (years 1677..2262)
 _KINDS = (("M", "Content Modification Time"), ("A", "Last Access Time"), ("C", "Metadata Modification Time"),
           ("B", "Creation Time"))
 ORPHANS = "/$OrphanFiles"  # where The Sleuth Kit lists names whose directory is gone
@@ -317,9 +317,9 @@ _NTFS_DIR, _NTFS_LINK = _stat.S_IFDIR | 0o777, _stat.S_IFLNK | 0o777
 _NTFS_FILE, _NTFS_META_FILE, _NTFS_META_DIR = _stat.S_IFREG | 0o777, _stat.S_IFREG | 0o444, _stat.S_IFDIR | 0o555
 
 
-def _ft(v: int) -> int:
+def filetime_ns(v: int) -> int:
     """A FILETIME (100 ns since 1601) as ns since 1970, keeping the 100 ns digit."""
-    return (v - _FILETIME_EPOCH) * 100
+    return (v - FILETIME_EPOCH) * 100
 
 
 def _open_ntfs(fh):
@@ -499,7 +499,7 @@ def _ntfs_entries(fh, part: Part, counts: Counts, mft: Mft | None = None) -> Ite
             for label, times in (("$SI", si), ("$FN", fn_times)):
                 if times is None:
                     continue
-                yield (path, i, size, mode, uid, gid, label, *(_ft(v) if v else None for v in times), extra)
+                yield (path, i, size, mode, uid, gid, label, *(filetime_ns(v) if v else None for v in times), extra)
 
 
 FS_READERS: dict[str, Callable[..., Iterator[tuple]]] = {"ext": _tsk_entries, "ntfs": _ntfs_entries, "xfs": _xfs_entries}
@@ -539,7 +539,7 @@ def fs_tables(entries: Iterator[tuple], ctx: Context, report: ArtifactReport, ba
     head = f"FILE\x1f{ctx.evidence_id}\x1f".encode()
     fs_art = f"fs:{ctx.fstype}"
     prefix, fstype = ctx.prefix, ctx.fstype
-    sha256, lo, hi = hashlib.sha256, _NS_MIN, _NS_MAX
+    sha256, lo, hi = hashlib.sha256, NS_MIN, NS_MAX
     for path, ino, size, mode, uid, gid, label, m, a, c, b, extra in entries:
         if not (m or a or c or b):
             continue

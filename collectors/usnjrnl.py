@@ -32,6 +32,7 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, read_magic
+from collectors.filesystem import NS_MAX, NS_MIN, filetime_ns
 from timeline.errors import UnknownFormat
 from timeline.schema import SCHEMA, TZ_SOURCE_UTC
 
@@ -50,8 +51,6 @@ REASONS = {
     0x80000000: "CLOSE",
 }
 _RENAME_OLD, _RENAME_NEW, _CLOSE = 0x1000, 0x2000, 0x80000000
-_FILETIME_EPOCH = 116444736000000000
-_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1
 _V2 = struct.Struct("<IHHQQqqIIIIHH")  # 60 bytes
 _V3 = struct.Struct("<IHH16s16sqqIIIIHH")  # 76 bytes
 _MAX_RECORD = 4096  # a record never spans a journal page
@@ -188,8 +187,8 @@ def usn_tables(chunks: Iterator[tuple[int, bytes]], evidence_id: str, evidence_p
             stats["v3"] += major == 3
             off = base + pos
             pos += length
-            ns = (ft - _FILETIME_EPOCH) * 100
-            if not ft or not _NS_MIN <= ns <= _NS_MAX:
+            ns = filetime_ns(ft)
+            if not ft or not NS_MIN <= ns <= NS_MAX:
                 report.warn("bad_time", f"USN record {usn} at offset 0x{off:x}: time {ft} out of range",
                             f"usn={usn} offset=0x{off:x}")
                 continue
