@@ -58,8 +58,9 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 50_000  # rows per batch and part: bounds a worker's memory (~0.5 GB worst case)
 # A worker leaves out events of the case it knows (at most this many hashes, ~50 bytes each): beyond, the commit does it
 COMMITTED_HASHES_MAX = 2_000_000
-# A disk image this large is split into one unit per worker when there are fewer images than workers
-SPLIT_BYTES = 256 << 20
+# A disk image this large is split into one unit per worker when there are fewer images than workers (below it, the
+# fixed cost of a worker -- dissect opening the image, about 3 s of CPU -- outweighs its share: benchmarks/RESULTS.md)
+SPLIT_BYTES = 1 << 30
 # ... and repeats within its unit, remembering at most this many hashes (~55 bytes each); a unit of more rows (one
 # huge artifact) starts a new set when it is full, and the commit drops the repeats the worker let through
 SEEN_HASHES_MAX = 3_000_000
