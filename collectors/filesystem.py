@@ -253,7 +253,14 @@ def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
                 continue
             realloc = deleted and not int(meta.flags) & meta_unalloc
             orphan = dpath.startswith(ORPHANS)
-            link = meta.link if mtype == t_link else None
+            link = None
+            if mtype == t_link:  # a target too long for the inode is in a data block: read it (never followed)
+                link = meta.link
+                if not link and not deleted and 0 < meta.size <= 4096:
+                    try:
+                        link = f.read_random(0, int(meta.size))
+                    except Exception:
+                        link = None
             extra = None
             if deleted or bad or orphan or link:
                 extra = {}
