@@ -28,6 +28,7 @@ formats tried, before anything is written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -49,6 +50,8 @@ import pyarrow as pa
 
 from collectors import sevenzip
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, name_bytes, read_magic, shown_name
+from collectors.filesystem import (FS_LIBRARIES, FS_READERS, WHOLE, Context, Counts, Part, sniff_file, volume_stream,
+                                   volume_tables)
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
@@ -251,6 +254,8 @@ def is_container(path: str) -> bool:
     head = read_magic(path, 512)
     if any(head.startswith(m) for m in _MAGIC) or head[257:262] == b"ustar":
         return True
+    if sniff_file(path) is not None:  # a raw file-system image (ext, XFS, NTFS, FAT, exFAT) whatever its name
+        return True
     try:
         size = os.path.getsize(path)
     except OSError:
@@ -411,6 +416,9 @@ class TargetCollector(Collector):
         self._copies = 0
         self._roots: tuple[str, ...] = ("/",)
         self.gather_dir: Path | None = None  # set: keep the logs read and the GATHER artifacts there
+        # the share of each file system's names this collector reads (the C readers'; the logs among them too):
+        # part 0 also reads everything else (E01 hashes, OS artifacts, file systems only dissect reads)
+        self.part: Part = WHOLE
 
     @classmethod
     def matches(cls, path: str) -> bool:
@@ -428,6 +436,8 @@ class TargetCollector(Collector):
                                    "the parent must be collected with it (beside it, as the image names it)")
         if sevenzip.is_7z(path):  # dissect.target opens a 7z but sees no files in it: collectors.sevenzip reads it
             return sevenzip.check(path)
+        if _opens_raw(path):  # a raw file-system image its C library opens: no need to load dissect here
+            return
         try:
             t = _open(path)
         except UnknownFormat as exc:
@@ -481,7 +491,9 @@ class TargetCollector(Collector):
         if no_os is not None:
             rep.warn("os_not_read", f"dissect could not read the OS of this evidence ({no_os}); its file systems are "
                                     "walked without it: no host, zone or OS artifacts")
-        self._verify_ewf(artifact, rep)
+        first = self.part.k == 0  # one share of a split image reads everything but its share of the file names
+        if first:
+            self._verify_ewf(artifact, rep)
         self._rows_n = 0
         ctx = _Reading(host, tz, tz_source, batch_rows, budget=allowance, allowance=allowance)
         packed = _Packed(artifact.evidence_path, artifact.size) if archive_kind(artifact.fs_path) else None
@@ -493,7 +505,7 @@ class TargetCollector(Collector):
                 yield from self._members(artifact, rep, ctx, None, "", artifact.fs_path, set(), set(), 0, packed)
             else:
                 yield from self._target(artifact, rep, t, "", ctx, artifact.fs_path, 0, packed)
-        if t is not None and _os_of(t) not in ("default", None):
+        if first and t is not None and _os_of(t) not in ("default", None):
             def mtime_of(p: str) -> int | None:
                 try:
                     return t.fs.path(p).stat().st_mtime_ns
@@ -531,7 +543,8 @@ class TargetCollector(Collector):
         filesystems = list(t.filesystems)
         if not filesystems:
             raise UnknownFormat(f"{art.fs_path if not outer else outer}: no file system found (tried: {FORMATS})")
-        for v in t.volumes:
+        first = self.part.k == 0
+        for v in t.volumes if first else ():
             if getattr(v, "fs", None) is None and not any(getattr(f, "volume", None) is v for f in filesystems):
                 rep.warn("no_filesystem", f"{outer}volume {v.name or v.number} at offset {v.offset} ({v.size} bytes): "
                                           "no file system recognised")
@@ -548,6 +561,27 @@ class TargetCollector(Collector):
             # the drive letter where the OS is Windows ("c:/Windows/..."), else "fsN:" when there are several
             prefix = outer + (drive if drive else f"fs{i}:" if multi and "/" not in names else "")
             fstype = getattr(fs, "__type__", type(fs).__name__)
+            if not archive and self._roots == ("/",) and fstype in FS_READERS:
+                wanted: list[tuple[str, str]] = []
+                try:
+                    yield from self._c_filesystem(art, rep, t, fs, fstype, prefix, ctx, wanted)
+                except Exception as exc:  # the C library refuses it: dissect reads it (the same rows, deduplicated)
+                    rep.warn("fs_reader_fallback", f"{prefix or '/'} ({fstype}): {FS_LIBRARIES[fstype]} failed "
+                                                   f"({type(exc).__name__}: {exc}); read with dissect instead")
+                else:  # the logs and gathered artifacts it listed, read through dissect
+                    for path, raw in dict.fromkeys(wanted):
+                        try:
+                            entry = fs.get(raw)
+                            st = _lstat(entry)
+                        except Exception as exc:
+                            rep.errors.append(RecordError(shown_name(f"{prefix}{path}"), "unreadable",
+                                                          shown_name(f"cannot stat: {exc}")))
+                            continue
+                        yield from self._file(art, rep, ctx, f"{prefix}{path}", path, entry, st, fstype, archive, depth,
+                                              {}, packed, f"{prefix}{raw}", fs_row=False)
+                    continue
+            if not first:  # a file system dissect reads: share 0 reads it whole
+                continue
             host_root = _host_root(fs)
             for path, entry, st, raw in self._walk(fs, rep, prefix, self._roots):
                 inner = f"{prefix}{path}"
@@ -621,13 +655,16 @@ class TargetCollector(Collector):
                                       packed, raw_inner)
 
     def _file(self, art: Artifact, rep: ArtifactReport, ctx: _Reading, inner: str, path: str, entry, st, fstype: str,
-              archive: bool, depth: int, extra: dict[str, Any], packed: _Packed | None, raw_inner: str) -> Iterator[pa.Table]:
+              archive: bool, depth: int, extra: dict[str, Any], packed: _Packed | None, raw_inner: str,
+              fs_row: bool = True) -> Iterator[pa.Table]:
         """One entry of the evidence: its file-system rows; a log (or, in an archive, any file) copied out and read
         by the collector that knows it, an archive inside opened in turn; with --gather, the copy kept.  ``inner``
-        is its path inside the evidence as shown, ``raw_inner`` as stored (copies are named from it)."""
-        self._rows_n += self._fs_rows(art, ctx.host, fstype, inner, entry, st, extra)
-        if len(self._rows) >= ctx.batch_rows:
-            yield self._rows.to_table()
+        is its path inside the evidence as shown, ``raw_inner`` as stored (copies are named from it); ``fs_row``
+        False: its rows came from a C reader."""
+        if fs_row:
+            self._rows_n += self._fs_rows(art, ctx.host, fstype, inner, entry, st, extra)
+            if len(self._rows) >= ctx.batch_rows:
+                yield self._rows.to_table()
         if not _stat.S_ISREG(st.st_mode) or _no_content(entry):
             return
         log_file = _is_log(path)
@@ -707,6 +744,32 @@ class TargetCollector(Collector):
         for p in problems:
             where = f"{outer}/{p.name.lstrip('/')}" if p.name else (outer.rstrip("!") or art.evidence_path)
             rep.errors.append(RecordError(shown_name(where), p.kind, shown_name(p.message)))
+
+    def _c_filesystem(self, art: Artifact, rep: ArtifactReport, t, fs, fstype: str, prefix: str, ctx: _Reading,
+                      wanted: list[tuple[str, str]]) -> Iterator[pa.Table]:
+        """The file-system timeline of ``fs`` read by a C library (:mod:`collectors.filesystem`), deleted and
+        orphan names included; the allocated regular files worth reading (logs, gathered artifacts) are
+        appended to ``wanted`` as (path shown, path stored), to be read through dissect afterwards."""
+        gather = self.gather_dir is not None
+        stream = _volume_stream(art, t, fs)
+
+        def offered(entries):
+            for e in entries:
+                path, extra = e[0], e[-1]
+                if (_stat.S_ISREG(e[3]) and e[6] in ("", "$SI") and not (extra and extra.get("deleted"))
+                        and (_is_log(path) or (gather and GATHER.search(path.lower())))):
+                    raw = extra.get("name_bytes") if extra else None
+                    wanted.append((path, bytes.fromhex(raw).decode("utf-8", "surrogateescape") if raw else path))
+                yield e
+
+        fctx = Context(art.evidence_id, art.evidence_path, ctx.host, self._parser, fstype, prefix)
+        try:
+            for table in volume_tables(stream, fstype, self.part, fctx, rep, ctx.batch_rows, offered):
+                self._rows_n += table.num_rows
+                yield table
+        finally:
+            stream.close()
+        rep.stats.setdefault("fs_readers", {})[prefix or "/"] = FS_LIBRARIES[fstype]
 
     @staticmethod
     def _walk(fs, rep: ArtifactReport, prefix: str, roots: tuple[str, ...] = ("/",)) -> Iterator[tuple[str, Any, Any, str]]:
@@ -1129,6 +1192,29 @@ def _child(fs, folder, name: str, path: str):
         return fs.get(path)
 
 
+def _opens_raw(path: str) -> bool:
+    """A raw file-system image (superblock or boot sector at its start) that its C library opens."""
+    fstype = sniff_file(path)
+    if fstype not in FS_READERS:
+        return False
+    try:
+        with volume_stream(os.fdopen(open_evidence(path), "rb"), own=True) as stream:
+            next(iter(FS_READERS[fstype](stream, WHOLE, Counts())), None)
+        return True
+    except Exception:
+        return False
+
+
+def _volume_stream(art: Artifact, t, fs):
+    """A file-like object over the volume of ``fs`` for the C libraries: the image file itself at the volume's
+    offset for a raw image of one file (no Python layer between), else dissect's volume stream."""
+    vol = fs.volume
+    raw = len(t.disks) == 1 and type(t.disks[0]).__name__ == "RawContainer" and len(image_segments(art.fs_path)) == 1
+    if raw and vol.offset is not None:
+        return volume_stream(os.fdopen(open_evidence(art.fs_path), "rb"), vol.offset, vol.size, own=True)
+    return volume_stream(vol, 0, vol.size)
+
+
 def _decoder(fs):
     """How paths of ``fs`` are shown: URL-decoded for a Velociraptor collection folder, else as they are."""
     if type(fs).__name__ != "VelociraptorDirectoryFilesystem":
@@ -1221,9 +1307,16 @@ def _is_log(path: str) -> bool:
     """Worth reading as a log: under a log folder, a known log or history name (login records and shell
     histories wherever they lie: ``/run/utmp``, ``/var/run/utmpx``, ``~/.local/share/fish/fish_history``,
     ``PSReadLine/ConsoleHost_history.txt``), an EVTX file."""
-    low = path.lower()
-    name = low.rsplit("/", 1)[-1]
-    dirs = low.split("/")[:-1]
+    folder, _, name = path.lower().rpartition("/")
+    return _log_name(name) or _log_folder(folder)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # asked once per file of an image: names and folders repeat
+def _log_name(name: str) -> bool:
     return (name.endswith(".evtx") or name in _LOG_NAMES or bool(_LOG_NAME.match(name))
-            or login_file_kind(name) is not None or history_kind(name) is not None
-            or any(d in ("log", "logs", "winevt", "logfiles") for d in dirs))
+            or login_file_kind(name) is not None or history_kind(name) is not None)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _log_folder(folder: str) -> bool:
+    return any(d in ("log", "logs", "winevt", "logfiles") for d in folder.split("/"))

@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 50_000  # rows per batch and part: bounds a worker's memory (~0.5 GB worst case)
 # A worker leaves out events of the case it knows (at most this many hashes, ~50 bytes each): beyond, the commit does it
 COMMITTED_HASHES_MAX = 2_000_000
+# A disk image this large is split into one unit per worker when there are fewer images than workers (below it, the
+# fixed cost of a worker -- dissect opening the image, about 3 s of CPU -- outweighs its share: benchmarks/RESULTS.md)
+SPLIT_BYTES = 1 << 30
 # ... and repeats within its unit, remembering at most this many hashes (~55 bytes each); a unit of more rows (one
 # huge artifact) starts a new set when it is full, and the commit drops the repeats the worker let through
 SEEN_HASHES_MAX = 3_000_000
@@ -156,13 +159,18 @@ class VerifyReport:
 
 
 def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], staging: str, prefix: str,
-                 batch_rows: int, threads: int, gather: bool = False) -> dict[str, Any]:
+                 batch_rows: int, threads: int, gather: bool = False, part: tuple[int, int] | None = None) -> dict[str, Any]:
     """Read a bin of artifacts with one collector; write sorted timeline parts and their sightings (and, with
-    ``gather``, the raw artifacts an image collector copies out, under ``staging/gathered``)."""
+    ``gather``, the raw artifacts an image collector copies out, under ``staging/gathered``).  ``part`` (k, n):
+    the bin is one disk image of which this unit reads share k of n (see :func:`_bins`)."""
     cls = by_name(collector)
     c = cls(engine=engine, threads=threads)
     if gather and hasattr(c, "gather_dir"):
         c.gather_dir = Path(staging) / GATHERED_DIR
+    if part is not None:
+        from collectors.filesystem import Part
+
+        c.part = Part(*part)
     parts: list[str] = []
     others: list[str] = []
     failures: dict[tuple[str, str], str] = {}
@@ -254,6 +262,8 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
             entry["facts"] = rep.facts
         if art.key not in {x.key for x in artifacts}:
             entry["inside"] = True
+        elif part is not None:
+            entry["part"] = list(part)
         reports.append(entry)
     return {"parts": parts, "others": others, "problems": problems, "artifacts": reports, "dropped": dropped}
 
@@ -300,14 +310,23 @@ def _bins(tasks: list[tuple[str, str, Artifact]], workers: int, bin_bytes: int =
     Artifacts of the same size go to the same bin (up to ``bin_bytes`` together): copies of one log (a live
     log and a shadow copy's, a log kept in two collections) tend to have the same size, and a worker drops
     the repeats within its bin for free, where a repeat across units makes the commit rewrite a part.
-    A disk image or archive (one host each) is a unit of its own, so that several are read in parallel."""
+    A disk image or archive (one host each) is a unit of its own, so that several are read in parallel; an image
+    of at least ``SPLIT_BYTES`` when there are fewer images than workers is split into one unit per worker, each
+    reading a share of its file systems' names (a task may carry the shares still to read: ``(k, n)`` pairs).
+    A unit of a split image is ``[(collector, engine, artifact, (k, n))]``."""
     out = []
     groups: dict[tuple[str, str], list] = {}
     for t in tasks:
         groups.setdefault((t[0], t[1]), []).append(t)
     for group in groups.values():
         if group[0][0] == TargetCollector.name:
-            out += [[t] for t in group]
+            for t in group:
+                if len(t) > 3:  # the shares of an image still to read
+                    out += [[(*t[:3], p)] for p in t[3]]
+                elif workers > 1 and len(group) < workers and t[2].size >= SPLIT_BYTES:
+                    out += [[(*t, (k, workers))] for k in range(workers)]
+                else:
+                    out.append([t])
             continue
         same_size: dict[int, list] = {}
         for t in group:
@@ -332,6 +351,26 @@ def _bins(tasks: list[tuple[str, str, Artifact]], workers: int, bin_bytes: int =
             loads[i] += sum(t[2].size for t in item)
         out += [b for b in bins if b]
     return out
+
+
+def _shares_done(commits: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[int, set[int]]]:
+    """Of every split image: (evidence_id, path, sha256, engine) -> {n: shares k committed}."""
+    out: dict[tuple[str, str, str, str], dict[int, set[int]]] = {}
+    for e in commits:
+        for a in e.get("artifacts", []):
+            if a.get("part"):
+                k, n = a["part"]
+                key = (a["evidence_id"], a["evidence_path"], a["sha256"], a.get("engine", ""))
+                out.setdefault(key, {}).setdefault(n, set()).add(k)
+    return out
+
+
+def _missing_shares(shares: dict[int, set[int]] | None) -> list[tuple[int, int]]:
+    """The shares of a split image still to read (none when one split of it was committed whole)."""
+    if not shares or any(len(ks) == n for n, ks in shares.items()):
+        return []
+    n, ks = max(shares.items(), key=lambda x: len(x[1]))
+    return [(k, n) for k in range(n) if k not in ks]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,6 +465,7 @@ class Case:
         phases = {"hash_before": time.monotonic() - t0}
         # 2. what is left to do; each artifact carries the evidence files it is read from (an image's segments)
         done = self.store.collected_artifacts()
+        shares = _shares_done(self.store.commits())
         tasks, skipped = [], []
         owned: dict[tuple[str, str], list[tuple[_Item, str, Path]]] = {}
         for it in items:
@@ -444,10 +484,12 @@ class Case:
                 art = Artifact(it.evidence_id, rel, str(real), it.hashes[rel].sha256, it.hashes[rel].size,
                                tz=analyst_tz, tz_source=analyst_source,
                                mtime_ns=os.lstat(real).st_mtime_ns)
-                if (it.evidence_id, rel, art.sha256, eng) in done:
+                key = (it.evidence_id, rel, art.sha256, eng)
+                missing = _missing_shares(shares.get(key))
+                if key in done and not missing:
                     skipped.append(f"{it.evidence_id}:{rel}")
                     continue
-                tasks.append((coll, eng, art))
+                tasks.append((coll, eng, art, missing) if missing else (coll, eng, art))
         self._note_interrupted()
         # 3. parse: units of work (bins of artifacts), each committed on its own as soon as it is done, so that
         # a run that dies resumes where it stopped (committed artifacts are skipped by the next run)
@@ -463,18 +505,19 @@ class Case:
             run_id = f"{collection}-u{i:04d}"
             staging = self.store.staging_dir(run_id)
             units.append((run_id, (b[0][0], b[0][1], [t[2] for t in b], str(staging), f"{i:05d}", batch_rows, threads,
-                                   gather)))
+                                   gather, b[0][3] if len(b[0]) > 3 else None)))
         totals = {"records_read": 0, "rows_written": 0, "duplicates_dropped": 0, "errors": 0, "warnings": 0}
         all_artifacts: list[dict[str, Any]] = []
         evidence_seen: dict[str, dict[str, Any]] = {}
         changed_all: list[str] = []
         files_done = rows_so_far = 0
-        total_files = len(tasks)
+        total_files = sum(len(args[2]) for _, args in units)  # a split image counts once per share
         tool = tool_versions()
         # per evidence item: [label, artifacts done, artifacts to read, rows, host]
         per_item = {it.evidence_id: [str(it.path), 0, 0, 0, None] for it in items}
-        for _, _, art in tasks:
-            per_item[art.evidence_id][2] += 1
+        for _, args in units:
+            for art in args[2]:
+                per_item[art.evidence_id][2] += 1
         if on_item:
             for label, done, total, rows, host in per_item.values():
                 on_item(label, done, total, rows, host)

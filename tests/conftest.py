@@ -123,6 +123,44 @@ def mkfs_xfs() -> str:
 
 
 @pytest.fixture(scope="session")
+def fls() -> str:
+    """``fls`` (Debian sleuthkit, with ``icat`` beside it): the body file a file-system timeline must equal."""
+    return _tool("fls", "sleuthkit", path="/usr/bin", needs=("icat",))
+
+
+@pytest.fixture(scope="session")
+def ntfs_image():
+    """Build an NTFS image with ``mkntfs`` and fill it through an ntfs-3g FUSE mount (Debian ntfs-3g; needs
+    /dev/fuse and root): ``ntfs_image(img, fill, size="16M")`` runs ``fill(mountpoint)`` then unmounts."""
+    import shutil
+    import subprocess
+
+    mkntfs = _tool("mkntfs", "ntfs-3g", needs=())
+    ntfs3g = _tool("ntfs-3g", "ntfs-3g", path="/usr/bin:/bin")
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        reason = "an ntfs-3g FUSE mount needs /dev/fuse and root"
+        if REQUIRE:
+            pytest.fail(reason + "; FORENSICS_REQUIRE_EVIDENCE is set, so this is a failure", pytrace=False)
+        pytest.skip(reason)
+
+    def build(img: Path, fill, size: str = "16M") -> Path:
+        subprocess.run(["truncate", "-s", size, str(img)], check=True)
+        subprocess.run([mkntfs, "-q", "-F", "-f", str(img)], check=True, capture_output=True)
+        mnt = img.with_name(img.name + ".mnt")
+        mnt.mkdir()
+        subprocess.run([ntfs3g, "-o", "streams_interface=windows", str(img), str(mnt)], check=True)
+        try:
+            fill(mnt)
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+            shutil.rmtree(mnt, ignore_errors=True)
+        os.chmod(img, 0o444)
+        return img
+
+    return build
+
+
+@pytest.fixture(scope="session")
 def journal_remote() -> str:
     """systemd-journal-remote (Debian package systemd-journal-remote): writes real journal files from the
     journal export format, for tests."""

@@ -70,23 +70,31 @@ def test_every_container_format_gives_the_same_file_system_timeline(dfvfs, tmp_p
 
 
 def test_file_times_match_the_mactime_body_of_the_image(plaso, dfvfs, tmp_path):
-    """dfvfs's mactime.body lists plaso's image.qcow2 (atime|mtime|ctime|crtime, seconds)."""
+    """dfvfs's mactime.body lists plaso's image.qcow2 (atime|mtime|ctime|crtime, seconds), deleted and orphan
+    names included, as an earlier state of the image: /a_directory/another_file's times there (…583/584/585) are
+    not the image's (1337961563, as `fls` and `istat` of the image give them)."""
     case = Case(tmp_path / "case", create=True)
     case.collect([plaso / "image.qcow2"], workers=1)
     t = case.timeline().to_pandas()
     kind = {"Last Access Time": 7, "Content Modification Time": 8, "Metadata Modification Time": 9}
-    checked = 0
+    checked = []
     for line in (dfvfs / "mactime.body").read_text().splitlines():
         f = line.split("|")
-        rows = t[t.path == f[1]]
-        if rows.empty:
-            continue  # deleted and orphan entries: not listed by dissect (see the closing note)
+        path = f[1].removesuffix(" (deleted)")
+        rows = t[t.path == path]
+        if path == "/a_directory/another_file":
+            assert {int(r.timestamp.timestamp()) for r in rows.itertuples()} == {1337961563}
+            continue
+        if not int(f[2]) or not any(int(x) for x in f[7:]):  # a deleted name whose inode number is gone, TSK's
+            assert rows.empty, path  # virtual $OrphanFiles folder: nothing dates them, no row
+            continue
         got = {r.timestamp_desc: int(r.timestamp.timestamp()) for r in rows.itertuples()}
         assert got == {k: int(f[i]) for k, i in kind.items()}, f[1]
         attrs = json.loads(rows["attrs"].iloc[0])
         assert (attrs["inode"], attrs["uid"], attrs["gid"], attrs["size"]) == (int(f[2]), int(f[4]), int(f[5]), int(f[6])), f[1]
-        checked += 1
-    assert checked == 4  # /lost+found, /a_directory, /a_directory/a_file, /passwords.txt
+        assert attrs.get("deleted", False) == f[1].endswith(" (deleted)")
+        checked.append(path)
+    assert checked == ["/lost+found", "/a_directory", "/a_directory/a_file", "/passwords.txt", "/$OrphanFiles/OrphanFile-13"]
 
 
 def test_ntfs_standard_information_and_file_name_times_keep_100ns(plaso, tmp_path):
@@ -112,7 +120,13 @@ def test_logs_inside_archives_inside_an_image(plaso, tmp_path):
     rep = case.collect([plaso / "syslog_image.dd"], workers=1)
     inner = sorted((a["evidence_path"], a["collector"], a["rows"]) for a in rep.artifacts)
     assert inner == [("/logs/hidden.zip!/syslog", "syslog", 12), ("/logs/sys.tgz!/syslog.gz", "syslog", 12),
-                     ("syslog_image.dd", "target", 11)]
+                     ("syslog_image.dd", "target", 20)]
+    # 11 rows of the three names listed, 9 of the three orphan inodes (deleted files whose names are gone)
+    orphans = _rows(case, source="FILE")
+    orphans = orphans[orphans.path.str.startswith("/$OrphanFiles/")]
+    assert sorted(set(orphans.path)) == ["/$OrphanFiles/OrphanFile-14", "/$OrphanFiles/OrphanFile-15",
+                                         "/$OrphanFiles/OrphanFile-16"]
+    assert all(json.loads(a)["deleted"] for a in orphans.attrs) and len(orphans) == 9
     # the same twelve lines in both archives: one row each, two sightings
     t = case.timeline().to_pandas()
     assert (t.source == "SYSLOG").sum() == 12

@@ -112,6 +112,7 @@ def test_xfs_file_system_timeline_keeps_nanoseconds(xfs_image, tmp_path):
     target = next(a for a in rep.artifacts if a["collector"] == "target")
     assert target["facts"]["host"] == "ehosp-db01" and target["facts"]["tz"] == "Asia/Kolkata"
     assert target["rows"] == 36  # 9 entries x 4 times (the root folder itself is not an entry)
+    assert target["stats"]["fs_readers"] == {"/": "libfsxfs"}
     t = case.timeline().to_pandas()
     files = t[t.source == "FILE"]
     assert sorted(set(files.path)) == ENTRIES and set(files.artifact) == {"fs:xfs"}
