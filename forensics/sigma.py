@@ -598,7 +598,7 @@ def _frame_chunks(df: pd.DataFrame) -> Iterator[pa.Table]:
         yield _arrow_of_frame(df.iloc[i:i + CHUNK_ROWS])
 
 
-def _partition_hits(part: pd.DataFrame, plan: list[_Group], failed: dict[int, str]) -> pd.DataFrame:
+def _partition_hits(part: pd.DataFrame, plan: list[_Group], failed: dict[int, str], meta: pd.DataFrame) -> pd.DataFrame:
     """One dask partition's matches (same SQL as the other engines); a rule failing at run time comes back
     as a row with ``__error``."""
     errors: dict[int, str] = dict(failed)
@@ -609,20 +609,20 @@ def _partition_hits(part: pd.DataFrame, plan: list[_Group], failed: dict[int, st
                              or [pd.DataFrame()], ignore_index=True)
         finally:
             con.close()
-    hits = hits.reindex(columns=_partition_meta().columns)
+    hits = hits.reindex(columns=meta.columns)
     new = {k: v for k, v in errors.items() if k not in failed}
     if new:
         extra = pd.DataFrame({"__k": list(new), "__error": list(new.values())})
         hits = pd.concat([hits, extra.reindex(columns=hits.columns)], ignore_index=True)
-    return hits.astype(_partition_meta().dtypes.to_dict())
+    return hits.astype(meta.dtypes.to_dict())
 
 
-def _partition_meta() -> pd.DataFrame:
-    return pd.DataFrame({"timestamp": pd.Series([], dtype="datetime64[ns, UTC]"), "host": pd.Series([], dtype=object),
-                         "event_id": pd.Series([], dtype="Int32"), "message": pd.Series([], dtype=object),
-                         "evidence_id": pd.Series([], dtype=object), "evidence_path": pd.Series([], dtype=object),
-                         "record_ref": pd.Series([], dtype=object), "event_hash": pd.Series([], dtype=object),
-                         "__k": pd.Series([], dtype="Int32"), "__error": pd.Series([], dtype=object)})
+def _partition_meta(local_time: Any = None) -> pd.DataFrame:
+    """The frame each dask partition returns: the carried columns, ``__k`` and ``__error``."""
+    cols = {"timestamp": "datetime64[ns, UTC]", **({"local_time": local_time} if local_time is not None else {}),
+            "host": object, "event_id": "Int32", "message": object, "evidence_id": object, "evidence_path": object,
+            "record_ref": object, "event_hash": object, "__k": "Int32", "__error": object}
+    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in cols.items()})
 
 
 def _is_dask(data: Any) -> bool:
@@ -675,12 +675,15 @@ def run(data: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
     failed: dict[int, str] = {}
     parts: list[pd.DataFrame] = []
     if _is_dask(data):
-        meta = _partition_meta()
-        found = data.map_partitions(_partition_hits, plan, failed, meta=meta).compute()
+        import dask
+
+        meta = _partition_meta(data["local_time"].dtype if "local_time" in data.columns else None)
+        lazy = data.map_partitions(_partition_hits, plan, failed, meta, meta=meta)
+        found, rows = dask.compute(lazy, data.shape[0])  # one pass over the partitions
         for k, why in found[found["__error"].notna()][["__k", "__error"]].itertuples(index=False):
             failed.setdefault(int(k), why)
         parts.append(found[found["__error"].isna()])
-        res.rows = int(data.shape[0].compute())
+        res.rows = int(rows)
     else:
         with tempfile.TemporaryDirectory(prefix="forensics-sigma-") as spill:
             chunks = _chunks_of_timeline(data, spill) if isinstance(data, Timeline) else _frame_chunks(data)
@@ -713,6 +716,8 @@ def _matches(parts: list[pd.DataFrame], by_k: dict[int, _Rule], tz: str | None) 
     m["tags"] = [[f"sigma:{r.rid}", *r.tags] for r in rules]
     m["timestamp"] = pd.to_datetime(m["timestamp"], utc=True)
     m["event_id"] = m["event_id"].astype("Int32")
+    for c in ("rule_id", "title", "level", "host", "message", "evidence_id", "evidence_path", "record_ref", "event_hash"):
+        m[c] = m[c].astype(object)  # the same dtype whatever the engine and pandas version
     if tz is not None or "local_time" not in m.columns:
         m["local_time"] = m["timestamp"].dt.tz_convert(tz or "UTC")
     m = m.drop_duplicates(["rule_id", "event_hash"])
@@ -733,8 +738,7 @@ def findings(run: SigmaRun, burst: str = "1h") -> pd.DataFrame:
     m = run.matches
     if m is None or not len(m):
         return pd.DataFrame(columns=FINDING_COLUMNS)
-    m = m.assign(host=m["host"].astype(object).where(m["host"].notna(), UNKNOWN_HOST))
-    m = m.assign(host=m["host"].map(lambda h: UNKNOWN_HOST if h is None or (isinstance(h, float) and h != h) else h))
+    m = m.assign(host=m["host"].astype(object).where(m["host"].notna() & (m["host"].astype(str) != ""), UNKNOWN_HOST))
     m = m.sort_values(["rule_id", "host", "timestamp", "event_hash"], kind="stable").reset_index(drop=True)
     new = (m["rule_id"] != m["rule_id"].shift()) | (m["host"] != m["host"].shift()) | \
           (m["timestamp"] - m["timestamp"].shift() >= gap)

@@ -84,3 +84,21 @@ def test_saved_matches_tag_the_rows_and_are_in_custody(sigma_dir, regression, tm
     assert f"sigma:{rid}" in tags and any(t.startswith("attack.") for t in tags)
     assert len(forensics.open(case.path)) == len(tl)  # tagging adds no rows
     assert case.verify().ok
+
+
+def test_dask_engine_on_a_cluster_gives_exactly_the_duckdb_matches(sigma_dir, regression):
+    """``sigma.run`` on ``forensics.open(case, engine="dask")``: each partition evaluated by the same SQL
+    on a dask.distributed cluster; the matches are those of the DuckDB engine, row for row."""
+    distributed = pytest.importorskip("distributed")
+    case, _, _ = regression
+    rules = sigma_dir / "rules" / "windows"
+    by_duckdb = sigma.run(forensics.open(case.path), rules)
+    ddf = forensics.open(case.path, engine="dask").repartition(npartitions=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        by_dask = sigma.run(ddf, rules)
+    assert by_dask.rows == by_duckdb.rows == 119
+    assert by_dask.evaluation_errors == by_duckdb.evaluation_errors == {}
+    assert by_dask.skipped == by_duckdb.skipped
+    assert len(by_dask.matches) == len(by_duckdb.matches) > 100
+    assert by_dask.matches.equals(by_duckdb.matches)
