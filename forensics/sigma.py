@@ -20,13 +20,14 @@ Fields: ``EventID``, ``Channel``, ``Provider_Name``, ``Computer`` are timeline c
 read from the record in ``attrs``: EVTX EventData or UserData, the web collector's keys (SigmaHQ's W3C names
 such as ``cs-uri-query`` mapped), and for auditd each record of the event.
 
-Evaluation (:func:`_evaluate`): the rules are grouped by log source (same timeline sources and same
-log-source conditions).  For a chunk of rows and a group, the group's rows are selected once, the fields its
-rules use are read out of ``attrs`` once (one JSON parse per row for all fields), and then every rule of the
-group is one ``WHERE`` over that small table (UNION ALL'd by batches).  A :class:`forensics.Timeline` is
-streamed in chunks of :data:`CHUNK_ROWS` rows with DuckDB's memory capped (:data:`MEMORY_LIMIT`, spilling
-to a temporary folder); a pandas DataFrame of timeline rows is cut in the same chunks; a dask DataFrame is
-evaluated partition by partition with the same SQL (``map_partitions``).
+Evaluation (:class:`_Evaluator`): the rules are grouped by log source (same timeline sources, same
+log-source conditions; keyword rules apart, as they read the whole record).  Chunk by chunk, each group's
+rows are selected by the timeline's own columns and the fields its rules use are read out of ``attrs``
+once (one JSON parse per row for all of them) into the group's table; at the end each rule of the group is
+one ``WHERE`` over that table (UNION ALL'd by batches).  A :class:`forensics.Timeline` is streamed in chunks
+of :data:`CHUNK_ROWS` rows with DuckDB's memory capped (:data:`MEMORY_LIMIT`, spilling to a temporary
+folder); a pandas DataFrame of timeline rows is cut in the same chunks; a dask DataFrame is evaluated
+partition by partition with the same SQL (``map_partitions``).
 
 A rule that cannot be converted or evaluated is reported with its reason and never stops the run.  The
 result has one row per (rule, matched row); :func:`findings` groups them in bursts per rule and host.
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -77,7 +79,7 @@ SERVICE_SOURCES = {("linux", "auditd"): ("AUDIT",), ("linux", "auth"): ("SYSLOG"
                    ("apache", None): ("WEB",), ("nginx", None): ("WEB",)}
 
 # the timeline columns a run reads, and those a match carries
-_READ = ("event_hash", "source", "event_id", "channel", "provider", "host", "message", "attrs")
+_READ = ("event_hash", "source", "event_id", "channel", "provider", "host", "message", "attrs")  # what is evaluated
 _CARRY = ("timestamp", "host", "event_id", "message", "evidence_id", "evidence_path", "record_ref", "event_hash")
 _MATCH_COLUMNS = ["rule_id", "title", "level", "tags", "timestamp", "local_time", "host", "event_id", "message",
                   "evidence_id", "evidence_path", "record_ref", "event_hash"]
@@ -256,6 +258,10 @@ class _Compiler:
                                       ConditionValueExpression)
 
         if isinstance(c, ConditionOR):
+            if all(isinstance(a, ConditionValueExpression) for a in c.args):  # a list of keywords: one search
+                alts = [self.keyword_regex(a.value) for a in c.args]
+                if all(x is not None for x in alts):
+                    return f"regexp_matches({self.col(_RAW)}, {_q('(?is)(?:' + '|'.join(alts) + ')')})"
             return "(" + " OR ".join(self.cond(a) for a in c.args) + ")"
         if isinstance(c, ConditionAND):
             return "(" + " AND ".join(self.cond(a) for a in c.args) + ")"
@@ -331,27 +337,38 @@ class _Compiler:
         return "(" + " OR ".join(ors) + ")"
 
     def keyword(self, v: Any) -> str:
-        """An unbound value: case-insensitive search of the row's message and fields (``attrs`` is JSON, so a
-        value with ``\\`` or ``"`` is also looked for as JSON writes it)."""
+        """An unbound value: a case-insensitive search of the row's message and fields, as one RE2 search
+        (``attrs`` is JSON, so a value with ``\\`` or ``"`` is also looked for as JSON writes it)."""
+        body = self.keyword_regex(v)
+        if body is None:  # a regular expression given as keyword: as written
+            return self.regex(self.col(_RAW), v)
+        return f"regexp_matches({self.col(_RAW)}, {_q('(?is)(?:' + body + ')')})"
+
+    @staticmethod
+    def keyword_regex(v: Any) -> str | None:
+        """The RE2 alternatives a keyword value matches (None for a ``|re`` keyword)."""
         from sigma.types import SigmaExpansion, SigmaNumber, SigmaRegularExpression, SigmaString, SpecialChars
 
         if isinstance(v, SigmaExpansion):
-            return "(" + " OR ".join(self.keyword(x) for x in v.values) + ")"
+            alts = [_Compiler.keyword_regex(x) for x in v.values]
+            return None if any(a is None for a in alts) else "|".join(alts)
+        if isinstance(v, SigmaRegularExpression):
+            return None
         if isinstance(v, SigmaNumber):
             v = SigmaString(str(v.number))
-        if isinstance(v, SigmaRegularExpression):
-            return self.regex(self.col(_RAW), v)
         if not isinstance(v, SigmaString):
             raise _Unsupported(f"keyword of type {type(v).__name__}")
-        parts = _parts(v, lower=True)
-        M = SpecialChars.WILDCARD_MULTI
-        parts = ([] if parts[:1] == [M] else [M]) + parts + ([] if parts[-1:] == [M] else [M])
-        col = self.col(_RAW, lower=True)
-        alts = [_text_match(col, parts)]
+        parts = _parts(v, lower=False)
+        variants = [parts]
         if any(isinstance(p, str) and ("\\" in p or '"' in p) for p in parts):
-            alts.append(_text_match(col, [json.dumps(p, ensure_ascii=False)[1:-1] if isinstance(p, str) else p
-                                          for p in parts]))
-        return alts[0] if len(alts) == 1 else "(" + " OR ".join(alts) + ")"
+            variants.append([json.dumps(p, ensure_ascii=False)[1:-1] if isinstance(p, str) else p for p in parts])
+        wild = {SpecialChars.WILDCARD_MULTI: ".*", SpecialChars.WILDCARD_SINGLE: "."}
+        return "|".join("".join(_re_literal(p) if isinstance(p, str) else wild[p] for p in ps) for ps in variants)
+
+
+def _re_literal(text: str) -> str:
+    """``text`` as an RE2 literal."""
+    return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", text)
 
 
 _COND_PREFIX = re.compile(r"^(_cond_[a-z]+) and \((.*)\)$", re.S)
@@ -375,9 +392,8 @@ def _prefilter(rule: Any) -> str:
     def base_col(name: str, lower: bool) -> str:
         if name not in _BUILTIN:
             raise _Unsupported(name)
-        col, typ = _BUILTIN[name]
-        col = f"TRY_CAST({col} AS INTEGER)" if typ == "INTEGER" else col
-        return f"lower({col})" if lower else col
+        col = _BUILTIN[name][0]
+        return f"__lc_{col}" if lower else col  # lower-cased once per chunk (_Evaluator.add)
 
     out = []
     for name in names or []:
@@ -399,6 +415,33 @@ def _sources(rule: Any) -> tuple[str, ...] | None:
     return PRODUCT_SOURCES.get(ls.product) if ls.product else None
 
 
+def _event_ids(c: Any) -> frozenset[int] | None:
+    """The EventIDs a row must have for condition ``c`` to hold; None when any may (sound, not tight: an
+    AND needs what any of its terms needs, an OR what all of its terms need together)."""
+    from sigma.conditions import ConditionAND, ConditionFieldEqualsValueExpression, ConditionOR
+    from sigma.types import SigmaExpansion, SigmaNumber, SigmaString
+
+    def value(v: Any) -> frozenset[int] | None:
+        if isinstance(v, SigmaNumber) and isinstance(v.number, int):
+            return frozenset([v.number])
+        if isinstance(v, SigmaString) and not v.contains_special() and str(v).strip().isdigit():
+            return frozenset([int(str(v))])
+        if isinstance(v, SigmaExpansion):
+            ids = [value(x) for x in v.values]
+            return None if any(i is None for i in ids) else frozenset().union(*ids)
+        return None
+
+    if isinstance(c, ConditionFieldEqualsValueExpression):
+        return value(c.value) if c.field == "EventID" else None
+    if isinstance(c, ConditionAND):
+        known = [i for i in map(_event_ids, c.args) if i is not None]
+        return frozenset.intersection(*known) if known else None
+    if isinstance(c, ConditionOR):
+        ids = [_event_ids(a) for a in c.args]
+        return None if any(i is None for i in ids) else frozenset().union(*ids)
+    return None
+
+
 @dataclass(frozen=True)
 class _Rule:
     k: int  # index in the run
@@ -411,25 +454,45 @@ class _Rule:
     expr: str
     fields: frozenset[str]  # fields read raw
     lower: frozenset[str]  # fields read lower-cased
+    event_ids: frozenset[int] | None  # the EventIDs it can match (None: any)
+
+    @property
+    def raw(self) -> bool:
+        return _RAW in self.fields or _RAW in self.lower
 
 
 def _compile(rule: Any, k: int, pipeline: Any) -> _Rule:
     pipeline.apply(rule)
     comp = _Compiler()
-    exprs = [comp.cond(c.parsed) for c in rule.detection.parsed_condition]
+    trees = [c.parsed for c in rule.detection.parsed_condition]
+    exprs = [comp.cond(t) for t in trees]
     expr = exprs[0] if len(exprs) == 1 else "(" + " OR ".join(exprs) + ")"
+    ids = [_event_ids(t) for t in trees]
     level = str(rule.level.name).lower() if rule.level else None
     return _Rule(k, str(rule.id or rule.title), str(rule.title), level, tuple(str(t) for t in (rule.tags or [])),
-                 _sources(rule), _prefilter(rule), expr, frozenset(comp.fields), frozenset(comp.lower))
+                 _sources(rule), _prefilter(rule), expr, frozenset(comp.fields), frozenset(comp.lower),
+                 None if any(i is None for i in ids) else frozenset().union(*ids))
 
 
 @dataclass(frozen=True)
 class _Group:
-    """Rules evaluated over the same rows: same timeline sources, same log-source conditions."""
+    """Rules evaluated over the same rows: same timeline sources, log-source conditions and EventIDs."""
 
     sources: tuple[str, ...]
     prefilter: str
+    event_ids: frozenset[int] | None
     rules: tuple[_Rule, ...]
+
+    @property
+    def raw(self) -> bool:
+        """Keyword rules read the whole record: evaluated chunk by chunk, never kept."""
+        return self.rules[0].raw
+
+    @property
+    def where(self) -> str:
+        ids = self.event_ids
+        by_id = "" if ids is None else f" AND event_id IN ({', '.join(map(str, sorted(ids)))})" if ids else " AND FALSE"
+        return "source IN (" + ", ".join(map(_q, self.sources)) + f") AND ({self.prefilter}){by_id}"
 
     @property
     def fields(self) -> list[str]:
@@ -442,9 +505,11 @@ class _Group:
 
 def _plan(rules: list[_Rule]) -> list[_Group]:
     groups: dict[tuple, list[_Rule]] = {}
-    for r in rules:
-        groups.setdefault((r.sources, r.prefilter), []).append(r)
-    return [_Group(s, p, tuple(rs)) for (s, p), rs in sorted(groups.items(), key=lambda kv: kv[0])]
+    for r in rules:  # keyword rules apart: they read the whole record, the others only some fields
+        ids = tuple(sorted(r.event_ids)) if r.event_ids is not None else None
+        groups.setdefault((r.sources, r.prefilter, ids, r.raw), []).append(r)
+    return [_Group(s, p, None if ids is None else frozenset(ids), tuple(rs))
+            for (s, p, ids, _), rs in sorted(groups.items(), key=lambda kv: repr(kv[0]))]
 
 
 # --- evaluating ----------------------------------------------------------------------------------------
@@ -457,8 +522,7 @@ def _fields_sql(group: _Group, rows: str) -> str:
     evtx = "EVTX" in group.sources
     other = any(s != "EVTX" for s in group.sources)
     audit = group.sources == ("AUDIT",)
-    where = "source IN (" + ", ".join(map(_q, group.sources)) + f") AND ({group.prefilter})"
-    src = f"SELECT * FROM {rows} WHERE {where}"
+    src = f"SELECT * FROM {rows} WHERE {group.where}"
     if audit:  # auditd rules describe one record of an event: match record by record
         src = (f"SELECT *, unnest(coalesce(json_extract(attrs, '$.records[*]'), [NULL::JSON])) AS __rec "
                f"FROM ({src})")
@@ -509,54 +573,103 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
-def _evaluate(con: Any, plan: list[_Group], rows: str, failed: dict[int, str]) -> pa.Table:
-    """(``__row``, ``__k``) of every rule ``k`` matching a row of table ``rows`` (one row per pair).
-    A rule whose SQL fails is tried alone; if it fails alone it goes into ``failed`` (k -> reason) and is
-    not evaluated again."""
-    out = []
-    for gi, group in enumerate(plan):
-        rules = [r for r in group.rules if r.k not in failed]
-        if not rules:
-            continue
-        table = f"__g{gi}"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_fields_sql(group, rows)}")
+def _wide(rules: Iterable[_Rule], source: str) -> str:
+    """One pass over ``source`` evaluating every rule (for rules over a chunk: its fields computed once)."""
+    cases = ", ".join(f"CASE WHEN {r.expr} THEN {r.k} END" for r in rules)
+    return f"SELECT __row, __k FROM (SELECT __row, unnest([{cases}]) AS __k FROM ({source})) WHERE __k IS NOT NULL"
+
+
+class _Evaluator:
+    """Rows in (chunk by chunk), matches out.  Each chunk's rows of each group are appended to the group's
+    table, their fields read out of ``attrs`` once; at the end every rule runs once over its group's table
+    (DuckDB's planning costs about 1 ms per rule, so it is paid once, not per chunk).  The tables hold only
+    the fields the rules use; past :data:`MEMORY_LIMIT` DuckDB spills them to ``spill``.  Keyword rules,
+    which read the whole record, are evaluated on each chunk as it comes and keep nothing."""
+
+    def __init__(self, plan: list[_Group], spill: str, failed: dict[int, str]):
+        import duckdb
+
+        self.plan, self.failed = plan, failed
+        self.con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
+        self.rows = 0
+        self._tables: set[int] = set()
+        self._found: list[pa.Table] = []
+
+    def _run(self, rules: list[_Rule], query: Callable[[list[_Rule]], str]) -> None:
+        """Run ``query`` of the rules in batches; a failing batch is run rule by rule, and a rule that fails
+        alone goes into ``failed`` (k -> reason) and is not run again."""
+        rules = [r for r in rules if r.k not in self.failed]
+        for i in range(0, len(rules), RULES_PER_QUERY):
+            batch = rules[i:i + RULES_PER_QUERY]
+            try:
+                self._found.append(self.con.sql(query(batch)).to_arrow_table())
+            except Exception:  # noqa: BLE001 - find the rule(s) at fault, keep the others
+                for r in batch:
+                    try:
+                        self._found.append(self.con.sql(query([r])).to_arrow_table())
+                    except Exception as exc:  # noqa: BLE001 - reported per rule
+                        self.failed[r.k] = _first_line(exc)
+
+    def add(self, batch: pa.Table) -> None:
+        """Take one chunk of rows (columns :data:`_READ`)."""
+        import pyarrow.compute as pc
+
+        batch = batch.combine_chunks()  # one chunk: taking rows out of many small ones copies them all
+        batch = batch.set_column(batch.column_names.index("event_id"), "event_id",
+                                 pc.cast(batch.column("event_id"), pa.int32()))
+        for col, typ in _BUILTIN.values():  # what the groups' log-source conditions compare, lower-cased once
+            if typ == "VARCHAR":
+                batch = batch.append_column(f"__lc_{col}", pc.utf8_lower(batch.column(col)))
+        batch = batch.append_column("__row", pa.array(range(self.rows, self.rows + batch.num_rows), pa.int64()))
+        first, self.rows = self.rows, self.rows + batch.num_rows
+        # The groups choose their rows on the small columns; only those rows' records go to DuckDB (reading
+        # a column of JSON records out of Arrow costs as much as the records weigh, for every query).
+        small = [c for c in batch.column_names if c not in ("attrs", "message")]
+        self.con.register("__chunk", batch.select(small))
         try:
-            if not con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]:
-                continue
-            for i in range(0, len(rules), RULES_PER_QUERY):
-                batch = rules[i:i + RULES_PER_QUERY]
-                try:
-                    out.append(con.sql(_union(batch, table)).to_arrow_table())
-                except Exception:  # noqa: BLE001 - find the rule(s) at fault, keep the others
-                    for r in batch:
-                        try:
-                            out.append(con.sql(_union([r], table)).to_arrow_table())
-                        except Exception as exc:  # noqa: BLE001 - reported per rule
-                            failed[r.k] = _first_line(exc)
+            self.con.execute("CREATE OR REPLACE TEMP TABLE __small AS SELECT * FROM __chunk")
         finally:
-            con.execute(f"DROP TABLE IF EXISTS {table}")
-    schema = pa.schema([("__row", pa.int64()), ("__k", pa.int32())])
-    hits = [t.cast(schema) for t in out if t.num_rows]
-    return pa.concat_tables(hits).group_by(["__row", "__k"]).aggregate([]) if hits else schema.empty_table()
+            self.con.unregister("__chunk")
+        # every group's rows in one pass: (group, row) pairs, by group then row
+        cases = ", ".join(f"CASE WHEN {g.where} THEN {gi} END" for gi, g in enumerate(self.plan))
+        sel = self.con.sql(f"SELECT __g, __row - {first} AS __i FROM (SELECT __row, unnest([{cases}]) AS __g "
+                           f"FROM __small) WHERE __g IS NOT NULL ORDER BY __g, __i").to_arrow_table()
+        groups = sel.column("__g").to_numpy()
+        index = sel.column("__i").to_numpy()
+        bounds = np.flatnonzero(np.diff(groups)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(groups)]):
+            if lo == hi:
+                continue
+            gi, group = int(groups[lo]), self.plan[int(groups[lo])]
+            rows = index[lo:hi]
+            self.con.register("__rows", batch if len(rows) == batch.num_rows else batch.take(pa.array(rows)))
+            try:
+                sql = _fields_sql(group, "__rows")
+                if group.raw:
+                    self._run(list(group.rules), lambda rs, sql=sql: _wide(rs, sql))
+                elif gi in self._tables:
+                    self.con.execute(f"INSERT INTO __g{gi} {sql}")
+                else:
+                    self.con.execute(f"CREATE TEMP TABLE __g{gi} AS {sql}")
+                    self._tables.add(gi)
+            finally:
+                self.con.unregister("__rows")
 
+    def pairs(self) -> pd.DataFrame:
+        """(``__row``, ``__k``) of every rule ``k`` matching row ``__row``, each pair once."""
+        for gi in sorted(self._tables):
+            table = f"__g{gi}"
+            if self.con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]:
+                self._run(list(self.plan[gi].rules), lambda rs, table=table: _union(rs, table))
+            self.con.execute(f"DROP TABLE {table}")
+        self._tables.clear()
+        schema = pa.schema([("__row", pa.int64()), ("__k", pa.int32())])
+        hits = [t.cast(schema) for t in self._found if t.num_rows]
+        table = pa.concat_tables(hits).group_by(["__row", "__k"]).aggregate([]) if hits else schema.empty_table()
+        return table.to_pandas().sort_values(["__row", "__k"]).reset_index(drop=True)
 
-def _eval_connection(spill: str):
-    import duckdb
-
-    return duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
-
-
-def _hits_of(con: Any, plan: list[_Group], batch: pa.Table, failed: dict[int, str]) -> pa.Table:
-    """The matches of one chunk: the chunk's carried columns for each (row, rule) pair, with ``__k``."""
-    batch = batch.append_column("__row", pa.array(range(batch.num_rows), pa.int64()))
-    con.register("__rows", batch)
-    try:
-        pairs = _evaluate(con, plan, "__rows", failed)
-    finally:
-        con.unregister("__rows")
-    carried = [c for c in batch.column_names if c in _CARRY or c == "local_time"]
-    taken = batch.select(carried).take(pairs.column("__row"))
-    return taken.append_column("__k", pairs.column("__k"))
+    def close(self) -> None:
+        self.con.close()
 
 
 def _chunks_of_timeline(tl: Any, spill: str) -> Iterator[pa.Table]:
@@ -564,8 +677,7 @@ def _chunks_of_timeline(tl: Any, spill: str) -> Iterator[pa.Table]:
     try:
         con.execute(f"SET temp_directory = {_q(spill)}")
         con.execute("SET memory_limit = '256MB'")
-        cols = ", ".join(_ident(c) for c in dict.fromkeys(_READ + _CARRY))
-        reader = con.sql(f"SELECT {cols} FROM timeline_all WHERE {where}").to_arrow_reader(CHUNK_ROWS)
+        reader = con.sql(f"SELECT {', '.join(map(_ident, _READ))} FROM timeline_all WHERE {where}").to_arrow_reader(CHUNK_ROWS)
         pending: list[pa.RecordBatch] = []
         n = 0
         for batch in reader:
@@ -580,36 +692,67 @@ def _chunks_of_timeline(tl: Any, spill: str) -> Iterator[pa.Table]:
         con.close()
 
 
+def _timeline_matches(tl: Any, plan: list[_Group], failed: dict[int, str], spill: str) -> tuple[pd.DataFrame, int]:
+    """The matches of a Timeline (streamed in chunks), with the rows' carried columns, and the rows read."""
+    ev = _Evaluator(plan, spill, failed)
+    hashes: list[pa.Array] = []
+    try:
+        for chunk in _chunks_of_timeline(tl, spill):
+            hashes.append(chunk.column("event_hash").combine_chunks())
+            if plan:
+                ev.add(chunk)
+        pairs = ev.pairs()
+    finally:
+        ev.close()
+    if not len(pairs):
+        return pairs, ev.rows
+    pairs["event_hash"] = pa.concat_arrays(hashes).take(pa.array(pairs["__row"], pa.int64())).to_pylist()
+    con, where = tl._con()
+    try:
+        con.register("__hits", pa.table({"event_hash": sorted(set(pairs["event_hash"]))}))
+        cols = ", ".join(f"t.{_ident(c)}" for c in _CARRY)
+        rows = con.sql(f"SELECT {cols} FROM timeline_all t SEMI JOIN __hits h USING (event_hash) "
+                       f"WHERE {where}").to_arrow_table().to_pandas()
+    finally:
+        con.close()
+    rows = rows.drop_duplicates("event_hash")
+    return pairs[["event_hash", "__k"]].merge(rows, on="event_hash", how="inner"), ev.rows
+
+
 def _arrow_of_frame(df: pd.DataFrame) -> pa.Table:
-    missing = [c for c in dict.fromkeys(_READ + _CARRY) if c not in df.columns]
-    if missing:
-        raise QueryError(f"sigma.run needs the timeline's columns; missing: {', '.join(missing)}")
-    cols = list(dict.fromkeys(_READ + _CARRY)) + (["local_time"] if "local_time" in df.columns else [])
-    part = df[cols].copy()
-    for c in ("source", "channel", "provider", "host", "message", "attrs", "evidence_id", "evidence_path",
-              "record_ref", "event_hash"):
+    part = df[list(_READ)].copy()
+    for c in ("source", "channel", "provider", "host", "message", "attrs", "event_hash"):
         part[c] = part[c].astype(object)
     part["event_id"] = pd.to_numeric(part["event_id"], errors="coerce").astype("Int32")
     return pa.Table.from_pandas(part, preserve_index=False)
 
 
-def _frame_chunks(df: pd.DataFrame) -> Iterator[pa.Table]:
-    for i in range(0, len(df), CHUNK_ROWS):
-        yield _arrow_of_frame(df.iloc[i:i + CHUNK_ROWS])
-
-
-def _partition_hits(part: pd.DataFrame, plan: list[_Group], failed: dict[int, str], meta: pd.DataFrame) -> pd.DataFrame:
-    """One dask partition's matches (same SQL as the other engines); a rule failing at run time comes back
-    as a row with ``__error``."""
-    errors: dict[int, str] = dict(failed)
+def _frame_matches(df: pd.DataFrame, plan: list[_Group], failed: dict[int, str]) -> pd.DataFrame:
+    """The matches of a pandas DataFrame of timeline rows (evaluated in chunks), with the carried columns."""
+    missing = [c for c in dict.fromkeys(_READ + _CARRY) if c not in df.columns]
+    if missing:
+        raise QueryError(f"sigma.run needs the timeline's columns; missing: {', '.join(missing)}")
+    if not plan or not len(df):
+        return pd.DataFrame({"__k": []})
     with tempfile.TemporaryDirectory(prefix="forensics-sigma-") as spill:
-        con = _eval_connection(spill)
+        ev = _Evaluator(plan, spill, failed)
         try:
-            hits = pd.concat([_hits_of(con, plan, t, errors).to_pandas() for t in _frame_chunks(part)]
-                             or [pd.DataFrame()], ignore_index=True)
+            for i in range(0, len(df), CHUNK_ROWS):
+                ev.add(_arrow_of_frame(df.iloc[i:i + CHUNK_ROWS]))
+            pairs = ev.pairs()
         finally:
-            con.close()
-    hits = hits.reindex(columns=meta.columns)
+            ev.close()
+    carried = [c for c in df.columns if c in _CARRY or c == "local_time"]
+    out = df.iloc[pairs["__row"].to_numpy()][carried].reset_index(drop=True)
+    out["__k"] = pairs["__k"].to_numpy()
+    return out
+
+
+def _partition_matches(part: pd.DataFrame, plan: list[_Group], failed: dict[int, str], meta: pd.DataFrame) -> pd.DataFrame:
+    """One dask partition's matches (the same SQL as the other engines); a rule failing at run time comes
+    back as a row with ``__error``."""
+    errors: dict[int, str] = dict(failed)
+    hits = _frame_matches(part, plan, errors).reindex(columns=meta.columns)
     new = {k: v for k, v in errors.items() if k not in failed}
     if new:
         extra = pd.DataFrame({"__k": list(new), "__error": list(new.values())})
@@ -673,42 +816,33 @@ def run(data: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
             res.skipped[r.rid] = f"log source product={ls.product} category={ls.category} service={ls.service}: no such rows"
     plan = _plan(usable)
     failed: dict[int, str] = {}
-    parts: list[pd.DataFrame] = []
     if _is_dask(data):
         import dask
 
         meta = _partition_meta(data["local_time"].dtype if "local_time" in data.columns else None)
-        lazy = data.map_partitions(_partition_hits, plan, failed, meta, meta=meta)
+        lazy = data.map_partitions(_partition_matches, plan, failed, meta, meta=meta)
         found, rows = dask.compute(lazy, data.shape[0])  # one pass over the partitions
         for k, why in found[found["__error"].notna()][["__k", "__error"]].itertuples(index=False):
             failed.setdefault(int(k), why)
-        parts.append(found[found["__error"].isna()])
-        res.rows = int(rows)
-    else:
+        found, res.rows = found[found["__error"].isna()], int(rows)
+    elif isinstance(data, Timeline):
         with tempfile.TemporaryDirectory(prefix="forensics-sigma-") as spill:
-            chunks = _chunks_of_timeline(data, spill) if isinstance(data, Timeline) else _frame_chunks(data)
-            con = _eval_connection(spill)
-            try:
-                for chunk in chunks:
-                    res.rows += chunk.num_rows
-                    if plan:
-                        parts.append(_hits_of(con, plan, chunk, failed).to_pandas())
-            finally:
-                con.close()
+            found, res.rows = _timeline_matches(data, plan, failed, spill)
+    else:
+        found, res.rows = _frame_matches(data, plan, failed), len(data)
     by_k = {r.k: r for r in compiled}
     for k, why in failed.items():
         res.evaluation_errors[by_k[k].rid] = why
-    res.matches = _matches(parts, by_k, data.tz if isinstance(data, Timeline) else None)
+    res.matches = _matches(found, by_k, data.tz if isinstance(data, Timeline) else None)
     res.rules_matched = res.matches["rule_id"].nunique() if len(res.matches) else 0
     res.seconds = time.monotonic() - t0
     return res
 
 
-def _matches(parts: list[pd.DataFrame], by_k: dict[int, _Rule], tz: str | None) -> pd.DataFrame:
-    parts = [p for p in parts if len(p)]
-    if not parts:
+def _matches(found: pd.DataFrame, by_k: dict[int, _Rule], tz: str | None) -> pd.DataFrame:
+    if not len(found):
         return pd.DataFrame(columns=_MATCH_COLUMNS)
-    m = pd.concat(parts, ignore_index=True)
+    m = found.reset_index(drop=True)
     rules = [by_k[int(k)] for k in m["__k"]]
     m["rule_id"] = [r.rid for r in rules]
     m["title"] = [r.title for r in rules]
