@@ -81,7 +81,7 @@ def archives(work: Path) -> None:
     from forensics import sigma
 
     print("### All rules of rules/windows over the EVTX archives of the DFIR Artifact Museum\n")
-    print("| archive | rows | host | findings medium+ (matches) | low | informational | medium+ rules that fired |")
+    print("| archive | rows | host | findings medium+ (matches) | low | informational | medium+ rules that fired (bursts) |")
     print("|---|---|---|---|---|---|---|")
     for archive in sorted(ARCHIVES.rglob("*.7z")):
         name = archive.relative_to(ARCHIVES).parent.as_posix().replace("/", "-")
@@ -97,7 +97,8 @@ def archives(work: Path) -> None:
             fh = f[f["host"] == host]
             up = fh[fh["level"].isin(MEDIUM_UP)]
             rules = collections.Counter(up["title"])
-            listed = "; ".join(f"{t} ({n})" for t, n in sorted(rules.items(), key=lambda kv: (-kv[1], kv[0])))
+            ranked = sorted(rules.items(), key=lambda kv: (-kv[1], kv[0]))
+            listed = "; ".join(f"{t} ({n})" for t, n in ranked[:8]) + (f"; … {len(ranked) - 8} more" if len(ranked) > 8 else "")
             mh = m[m["host"].astype(object).fillna(sigma.UNKNOWN_HOST) == host]
             print(f"| {name} | {tl.hosts().get(host, 0):,} | {host} | {len(up)} ({int(mh['level'].isin(MEDIUM_UP).sum())}) | "
                   f"{int((fh['level'] == 'low').sum())} | {int((fh['level'] == 'informational').sum())} | {listed or '-'} |")

@@ -779,7 +779,8 @@ def _present_sources(data: Any) -> set[str]:
         t = data._query("DISTINCT source")
         return {str(s) for s in t.column(0).to_pylist()}
     if _is_dask(data):
-        return {str(s) for s in data["source"].drop_duplicates().compute()}
+        # each partition's distinct sources (no shuffle), read from the one column
+        return {str(s) for s in data["source"].map_partitions(lambda s: s.drop_duplicates()).compute()}
     return {str(s) for s in data["source"].dropna().unique()}
 
 
@@ -819,6 +820,7 @@ def run(data: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
     if _is_dask(data):
         import dask
 
+        data = data[[c for c in (*dict.fromkeys(_READ + _CARRY), "local_time") if c in data.columns]]  # read no more
         meta = _partition_meta(data["local_time"].dtype if "local_time" in data.columns else None)
         lazy = data.map_partitions(_partition_matches, plan, failed, meta, meta=meta)
         found, rows = dask.compute(lazy, data.shape[0])  # one pass over the partitions
