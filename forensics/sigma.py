@@ -13,7 +13,7 @@ the Sysmon + Windows log-source pipelines (a rule's log source becomes condition
 * ``cidr`` matches dotted IPv4 (also written ``::ffff:a.b.c.d``) and IPv6 prefixes; ``lt``/``lte``/``gt``/
   ``gte`` compare numbers; ``fieldref`` compares two fields of the event (case-insensitively);
   ``exists``, ``Field: null``, ``windash``, ``base64``/``base64offset``, ``utf16le``/``wide``, ``all``,
-  keywords (unbound values: a case-insensitive search of the row's message and fields) and the
+  keywords (unbound values: one case-insensitive RE2 search of the row's message and fields) and the
   ``1 of``/``all of`` conditions are pySigma's, rendered here.
 
 Fields: ``EventID``, ``Channel``, ``Provider_Name``, ``Computer`` are timeline columns; every other field is
@@ -21,7 +21,7 @@ read from the record in ``attrs``: EVTX EventData or UserData, the web collector
 such as ``cs-uri-query`` mapped), and for auditd each record of the event.
 
 Evaluation (:class:`_Evaluator`): the rules are grouped by log source (same timeline sources, same
-log-source conditions; keyword rules apart, as they read the whole record).  Chunk by chunk, each group's
+log-source conditions, same EventIDs they can match; keyword rules apart, as they read the whole record).  Chunk by chunk, each group's
 rows are selected by the timeline's own columns and the fields its rules use are read out of ``attrs``
 once (one JSON parse per row for all of them) into the group's table; at the end each rule of the group is
 one ``WHERE`` over that table (UNION ALL'd by batches).  A :class:`forensics.Timeline` is streamed in chunks
@@ -51,13 +51,14 @@ import pyarrow as pa
 
 from timeline.errors import ParserUnavailable, QueryError
 
-__all__ = ["LEVELS", "RULES_ENV", "SigmaRun", "default_rules", "findings", "load_rules", "run", "save"]
+__all__ = ["FINDING_COLUMNS", "LEVELS", "RULES_ENV", "UNKNOWN_HOST", "SigmaRun", "default_rules", "findings",
+           "load_rules", "run", "save"]
 
 log = logging.getLogger(__name__)
 
 LEVELS = ("informational", "low", "medium", "high", "critical")
 RULES_ENV = "FORENSICS_SIGMA_RULES"  # folders of rules used when none are given (os.pathsep-separated)
-CHUNK_ROWS = 200_000  # timeline rows evaluated at once (each chunk pays a fixed cost: ~1 ms per rule)
+CHUNK_ROWS = 200_000  # timeline rows read at once: bounds the memory a run holds outside DuckDB
 MEMORY_LIMIT = "1GB"  # DuckDB's share of a run; past it DuckDB spills to a temporary folder
 RULES_PER_QUERY = 64  # rules of one group evaluated by one UNION ALL query
 
@@ -838,6 +839,7 @@ def run(data: Any, rules: str | Path | Iterable[str | Path]) -> SigmaRun:
     res.matches = _matches(found, by_k, data.tz if isinstance(data, Timeline) else None)
     res.rules_matched = res.matches["rule_id"].nunique() if len(res.matches) else 0
     res.seconds = time.monotonic() - t0
+    log.debug("sigma: %d rules, %d rows, %d matches, %.1f s", len(compiled), res.rows, len(res.matches), res.seconds)
     return res
 
 
