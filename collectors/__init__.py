@@ -10,19 +10,24 @@ from collectors.auditd import AuditdCollector
 from collectors.base import Artifact, Collector, RecordError
 from collectors.evtx import EvtxCollector
 from collectors.journal import JournalCollector
+from collectors.links import LinkCollector
 from collectors.packages import PackagesCollector
 from collectors.shell_history import ShellHistoryCollector
 from collectors.syslog import SyslogCollector
 from collectors.target import TargetCollector
 from collectors.utmp import UtmpCollector
 from collectors.weblog import WebCollector
+from collectors.winevent_export import WinEventExportCollector
 
 __all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "JournalCollector", "SyslogCollector", "TargetCollector",
-           "WebCollector", "AuditdCollector", "PackagesCollector", "UtmpCollector", "ShellHistoryCollector", "collector_for", "by_name"]
+           "WebCollector", "AuditdCollector", "PackagesCollector", "UtmpCollector", "ShellHistoryCollector",
+           "WinEventExportCollector", "LinkCollector", "collector_for", "by_name"]
 
-# Magic and content tests first; package-manager logs (whose dpkg, yum and dnf lines look like syslog's) and
+# A symbolic link first: listed, never opened (every other test reads the file it would lead to). Then magic and
+# content tests; package-manager logs (whose dpkg, yum and dnf lines look like syslog's) and
 # name-and-structure collectors (login records, shell histories) before syslog, whose test is the first line's shape.
-REGISTRY: tuple[type[Collector], ...] = (EvtxCollector, JournalCollector, TargetCollector, PackagesCollector, WebCollector,
+REGISTRY: tuple[type[Collector], ...] = (LinkCollector, EvtxCollector, JournalCollector, TargetCollector,
+                                         WinEventExportCollector, PackagesCollector, WebCollector,
                                          AuditdCollector, UtmpCollector, ShellHistoryCollector, SyslogCollector)
 
 

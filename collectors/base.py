@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any, ClassVar, Iterator
@@ -12,7 +13,36 @@ import pyarrow as pa
 from timeline.custody import open_evidence
 from timeline.schema import RowBuilder
 
-__all__ = ["Artifact", "ArtifactReport", "Collector", "RecordError", "read_magic"]
+__all__ = ["Artifact", "ArtifactReport", "Collector", "RecordError", "read_magic", "shown_name", "name_bytes"]
+
+# Names as the evidence stores them are bytes.  Python holds a byte that is not UTF-8 as a lone surrogate
+# (os.fsdecode, tarfile: "surrogateescape"; U+DC80..U+DCFF); an NTFS name may hold an unpaired UTF-16 surrogate.
+# Neither can be written as UTF-8 (Parquet, JSON), so every name leaving the walk of the evidence is shown with
+# each such byte as \xNN (and an unpaired surrogate as \uXXXX) -- Python's backslashreplace -- and the raw bytes
+# are kept beside it (``name_bytes``, hex), which makes the spelling reversible.  A name that is valid UTF-8 is
+# shown unchanged.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape(m: re.Match) -> str:
+    c = ord(m.group())
+    return f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\u{c:04x}"
+
+
+def shown_name(name: str) -> str:
+    """``name`` as rows, the custody log and reports spell it: valid UTF-8 (undecodable bytes as ``\\xNN``)."""
+    return _SURROGATE.sub(_escape, name) if _SURROGATE.search(name) else name
+
+
+def name_bytes(name: str) -> str | None:
+    """The raw bytes of a name that :func:`shown_name` changes, as hex (None for a valid UTF-8 name):
+    ``bytes.fromhex(h)`` is the name as stored (``os.fsdecode`` of it opens the file)."""
+    if not _SURROGATE.search(name):
+        return None
+    try:
+        return name.encode("utf-8", "surrogateescape").hex()
+    except UnicodeEncodeError:  # an unpaired UTF-16 surrogate (NTFS): its WTF-8 bytes
+        return name.encode("utf-8", "surrogatepass").hex()
 
 
 def read_magic(path: str, size: int, offset: int = 0) -> bytes:

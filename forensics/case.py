@@ -18,19 +18,22 @@ import hashlib
 import logging
 import os
 import platform
+import stat as _stat
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collectors import REGISTRY, Artifact, by_name, collector_for
-from collectors.target import GATHERED_DIR, TargetCollector, image_segments
+from collectors import REGISTRY, Artifact, LinkCollector, by_name, collector_for
+from collectors.base import name_bytes, shown_name
+from collectors.links import link_hashes
+from collectors.target import GATHERED_DIR, TargetCollector, image_segments, link_leaves
 from timeline.custody import FileHashes, hash_file, verify_chain
 from timeline.schema import TZ_ANALYST, iso_ns
 from timeline.errors import EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
@@ -88,6 +91,11 @@ class _Item:
     unrecognised: list[str]
     hashes: dict[str, FileHashes] = field(default_factory=dict)
     evidence_id: str = ""
+    links: set[Path] = field(default_factory=set)  # files that are symbolic links: hashed as the target they store
+
+    def hash(self, real: Path, md5: bool = True, parallel: bool = True) -> FileHashes:
+        """The identity of one of its files (a link's: the target it stores; the link is never followed)."""
+        return link_hashes(real, md5=md5) if real in self.links else hash_file(real, md5=md5, parallel=parallel)
 
 
 @dataclass
@@ -104,13 +112,26 @@ class CollectReport:
     seconds: float
     phases: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def unread(self) -> list[str]:
+        """Files of the evidence that no collector reads (a capture, an ETL trace, an unknown log; a fifo, a link
+        not followed...: the reason in brackets), each as ``evidence path: file``; also in the custody entry."""
+        return [f"{e['path']}: {u}" for e in self.evidence for u in e.get("unrecognised", [])]
+
     def summary(self) -> str:
         return (
             f"{len(self.artifacts)} artifact(s) from {len(self.evidence)} evidence item(s): "
             f"{self.records_read} records read, {self.rows_written} rows written, "
             f"{self.duplicates_dropped} duplicates merged, {self.errors} records lost (errors), "
             f"{self.warnings} warnings, {len(self.skipped)} artifact(s) already collected, {self.seconds:.1f} s"
+            + (f"; {self.unread_note([u for e in self.evidence for u in e.get('unrecognised', [])])}" if self.unread else "")
         )
+
+    @staticmethod
+    def unread_note(names: list[str], shown: int = 10) -> str:
+        """"N file(s) no collector reads: a, b... (+k more...)" for a summary line."""
+        more = f" (+{len(names) - shown} more; `forensics info --json` lists them)" if len(names) > shown else ""
+        return f"{len(names)} file(s) no collector reads: " + ", ".join(names[:shown]) + more
 
 
 @dataclass
@@ -196,7 +217,7 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
                     write(table)
             except Exception as exc:  # a corrupt file skips that file, not the run
                 log.warning("%s: %s", art.evidence_path, exc)
-                failures[art.key] = f"{type(exc).__name__}: {exc}"
+                failures[art.key] = shown_name(f"{type(exc).__name__}: {exc}")
         for table in c.finish():
             write(table)
     finally:
@@ -211,8 +232,9 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
         rep = c.report(art)
         coll = rep.collector or collector
         base = {"evidence_id": art.evidence_id, "evidence_path": art.evidence_path, "parser": coll}
-        problems += [{"severity": "error", **base, **e.as_dict()} for e in rep.errors]
-        problems += [{"severity": "warning", **base, **w.as_dict()} for w in rep.warnings]
+        # text a parser took from a file name may hold bytes that are not UTF-8: shown as \xNN (Parquet holds UTF-8)
+        problems += [{"severity": "error", **base, **_shown(e.as_dict())} for e in rep.errors]
+        problems += [{"severity": "warning", **base, **_shown(w.as_dict())} for w in rep.warnings]
         failure = failures.get(art.key)
         if failure is not None:
             problems.append({"severity": "error", **base, "record_ref": None, "kind": "file_failed",
@@ -231,6 +253,10 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
             entry["inside"] = True
         reports.append(entry)
     return {"parts": parts, "others": others, "problems": problems, "artifacts": reports, "dropped": dropped}
+
+
+def _shown(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: shown_name(v) if isinstance(v, str) else v for k, v in d.items()}
 
 
 def _bins(tasks: list[tuple[str, str, Artifact]], workers: int, bin_bytes: int = 32 << 20) -> list[list[tuple[str, str, Artifact]]]:
@@ -334,11 +360,11 @@ class Case:
             self.store.recover()
 
         # 1. hash before (threads: hashlib releases the GIL; one file per thread when there are enough files)
-        jobs = [(it, rel, real) for it in items for rel, real, _ in it.files if not real.is_dir()]
+        jobs = [(it, rel, real) for it in items for rel, real, _ in it.files if not _whole_folder(rel)]
         hash_threads = max(1, min(4, os.cpu_count() or 1))
         split = len(jobs) < hash_threads  # few files: MD5 and SHA-256 of each file in two threads
         with ThreadPoolExecutor(max_workers=hash_threads) as pool:
-            for (it, rel, _), h in zip(jobs, pool.map(lambda j: hash_file(j[2], parallel=split), jobs)):
+            for (it, rel, _), h in zip(jobs, pool.map(lambda j: j[0].hash(j[2], parallel=split), jobs)):
                 it.hashes[rel] = h
         for it in items:
             for rel, real, _ in it.files:
@@ -347,8 +373,8 @@ class Case:
 
                     it.hashes[rel] = FileHashes(0, hashlib.sha256(
                         f"live host {socket.gethostname()} read at {time.time_ns()}".encode()).hexdigest())
-                elif real.is_dir():  # a triage folder read as a whole: its identity is the manifest of its files
-                    inside = sorted((r, it.hashes[r]) for r, p, _ in it.files if not p.is_dir())
+                elif _whole_folder(rel):  # a triage folder read as a whole: its identity is the manifest of its files
+                    inside = sorted((r, it.hashes[r]) for r, p, _ in it.files if not _whole_folder(r))
                     it.hashes[rel] = FileHashes(sum(h.size for _, h in inside), hashlib.sha256(
                         "\n".join(f"{r}\t{h.sha256}" for r, h in inside).encode()).hexdigest())
             manifest = "\n".join(f"{rel}\t{it.hashes[rel].sha256}" for rel, _, _ in sorted(it.files))
@@ -367,14 +393,14 @@ class Case:
                         owned[current].append((it, rel, real))
                     continue
                 current = (it.evidence_id, rel)
-                owned[current] = [(it, rel, real)] if not real.is_dir() else []
+                owned[current] = [(it, rel, real)] if not _whole_folder(rel) else []
                 cls = by_name(coll)
                 eng = engine if engine is not None else cls.engines[0]
                 if engine is not None and engine not in cls.engines:
                     raise UnknownFormat(f"engine {engine!r} does not read {coll} artifacts ({', '.join(cls.engines)})")
                 art = Artifact(it.evidence_id, rel, str(real), it.hashes[rel].sha256, it.hashes[rel].size,
                                tz=analyst_tz, tz_source=analyst_source,
-                               mtime_ns=os.stat(real).st_mtime_ns)
+                               mtime_ns=os.lstat(real).st_mtime_ns)
                 if (it.evidence_id, rel, art.sha256, eng) in done:
                     skipped.append(f"{it.evidence_id}:{rel}")
                     continue
@@ -415,7 +441,7 @@ class Case:
             run_id, args = units[i]
             # 4. hash after: the unit's evidence must not have changed while it was read
             files = [f for art in args[2] for f in owned.get(art.key, [])]
-            after = [hash_file(real, md5=False) for _, _, real in files]
+            after = [it.hash(real, md5=False) for it, _, real in files]
             changed = [f"{real}: sha256 before {it.hashes[rel].sha256}, after {h.sha256}"
                        for (it, rel, real), h in zip(files, after) if h.sha256 != it.hashes[rel].sha256]
             ev = _evidence_entry(items, files, after)
@@ -557,13 +583,16 @@ class Case:
         commits = self.store.commits()
         evidence: dict[str, dict[str, Any]] = {}
         ev_files: dict[str, dict[str, int]] = {}
+        unread: dict[str, dict[str, None]] = {}
         for c in commits:  # a collection commits unit by unit: an item's files are spread over its units
             for e in c.get("evidence", []):
                 evidence.setdefault(e["evidence_id"], {"evidence_id": e["evidence_id"], "path": e["path"]})
                 ev_files.setdefault(e["evidence_id"], {}).update({f["path"]: f["size"] for f in e["files"]})
+                unread.setdefault(e["evidence_id"], {}).update(dict.fromkeys(e.get("unrecognised", [])))
         for eid, d in evidence.items():
             d["files"] = len(ev_files[eid])
             d["bytes"] = sum(ev_files[eid].values())
+            d["unread"] = list(unread[eid])  # files no collector reads (the reason in brackets)
         for c in commits:  # what an image or collection stated (host, zone), its E01 check, what was gathered
             for a in c.get("artifacts", []):
                 f = a.get("facts") or {}
@@ -576,6 +605,8 @@ class Case:
                     d["e01_media_hash"] = "verified" if v else "MISMATCH" if v is False else "none stored"
                 if f.get("gathered"):
                     d["gathered"] = d.get("gathered", 0) + len(f["gathered"])
+                if f.get("outside_layout"):  # a triage archive's own files (its log, command outputs): named, not read
+                    d["outside_layout"] = d.get("outside_layout", 0) + len(f["outside_layout"])
 
         def counts(table: pa.Table, col: str) -> dict[str, int]:
             if not table.num_rows:
@@ -607,6 +638,7 @@ class Case:
             "errors": sum(c for s, c in zip(sev, cnt) if s == "error"),
             "warnings": sum(c for s, c in zip(sev, cnt) if s == "warning"),
             "problems_by_kind": by_kind,
+            "unread_files": sum(len(d["unread"]) for d in evidence.values()),
             "custody_head": self.store.custody.head()[1],
         }
 
@@ -617,7 +649,7 @@ class Case:
         problems = verify_chain(store.custody)
         notes: list[str] = []
         listed: dict[str, str] = {}
-        evidence_files: dict[str, str] = {}
+        evidence_files: dict[str, tuple[str, str, bool]] = {}  # path as shown -> (sha256, path to open, a link)
         entries = 0
         outputs: dict[str, tuple[str, int]] = {}  # exports and reports: path -> (sha256, custody seq); the last wins
         for e in store.custody.entries():
@@ -632,7 +664,8 @@ class Case:
                         listed[g["stored_as"]] = g["sha256"]
                 for ev in e.get("evidence", []):
                     for f in ev.get("files", []):
-                        evidence_files[f["real_path"]] = f["sha256"]
+                        opened = os.fsdecode(bytes.fromhex(f["real_path_bytes"])) if "real_path_bytes" in f else f["real_path"]
+                        evidence_files[f["real_path"]] = (f["sha256"], opened, bool(f.get("link")))
         present = {f"{kind}/{p.name}" for kind in DATA_DIRS for p in store.files(kind)}
         gathered = store.root / GATHERED_DIR
         present |= {p.relative_to(store.root).as_posix() for p in gathered.rglob("*") if p.is_file()} if gathered.exists() else set()
@@ -664,13 +697,16 @@ class Case:
                 problems.append(f"export {rel}: SHA-256 differs from custody entry #{seq} (file was altered or overwritten)")
         ev_checked = 0
         if check_evidence:
-            for real, sha in sorted(evidence_files.items()):
-                if not os.path.exists(real):
+            for real, (sha, opened, link) in sorted(evidence_files.items()):
+                if not os.path.lexists(opened):
                     notes.append(f"evidence not reachable, not re-hashed: {real}")
                     continue
                 ev_checked += 1
+                if link and not os.path.islink(opened):
+                    problems.append(f"evidence {real}: was a symbolic link, is not one any more")
+                    continue
                 try:
-                    h = hash_file(real, md5=False)
+                    h = link_hashes(opened, md5=False) if link else hash_file(opened, md5=False)
                 except (EvidenceUnreadable, EvidenceNotFound) as exc:
                     notes.append(f"evidence not readable, not re-hashed: {real} ({exc})")
                     continue
@@ -698,6 +734,11 @@ def _only(only: Iterable[str] | None) -> frozenset[str] | None:
     return names
 
 
+def _tried(only: frozenset[str] | None) -> str:
+    """The formats an unrecognised file was offered to (for the error message)."""
+    return ", ".join(c.name for c in REGISTRY if (only is None or c.name in only) and c is not LinkCollector)
+
+
 def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
     if str(path) == "local":
         # the live host, read-only: its root opened as an OS tree, only its log and autostart locations read
@@ -708,73 +749,159 @@ def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
         return _Item(Path("/"), [(LIVE, Path("/"), TargetCollector.name)], [])
     path = Path(os.path.abspath(path))
     if not path.exists():
-        raise EvidenceNotFound(f"evidence not found: {path}")
+        raise EvidenceNotFound(f"evidence not found: {shown_name(str(path))}")
+    # the path the analyst names may be a link (to a disk, a mount): the evidence is where it leads, and links
+    # inside it are then never followed
+    path = Path(os.path.realpath(path))
     if path.is_file():
         if not os.access(path, os.R_OK):
-            raise EvidenceUnreadable(f"cannot read evidence {path}: permission denied")
+            raise EvidenceUnreadable(f"cannot read evidence {shown_name(str(path))}: permission denied")
         cls = collector_for(str(path), only)
         if cls is None:
-            tried = ", ".join(c.name for c in REGISTRY if only is None or c.name in only)
-            raise UnknownFormat(f"{path}: unknown format (no collector recognises it; tried: {tried})")
+            raise UnknownFormat(f"{shown_name(str(path))}: unknown format (no collector recognises it; tried: {_tried(only)})")
         if cls is TargetCollector:
             cls.check_compatible(str(path))  # a bogus image fails here, before the case is touched
             return _Item(path, _image_files(path, path.parent), [])
-        return _Item(path, [(path.name, path, cls.name)], [])
-    if path.is_dir() and (only is None or TargetCollector.name in only) and _triage_folder(path):
+        return _Item(path, [(shown_name(path.name), path, cls.name)], [])
+    if not path.is_dir():
+        raise UnknownFormat(f"{shown_name(str(path))}: not a regular file or folder")
+    entries = list(_walk_folder(path))
+    if (only is None or TargetCollector.name in only) and _triage_folder(path):
         # an OS tree or a KAPE / Velociraptor / UAC collection: read as one target (host, zone, OS artifacts);
-        # every file in it is hashed before and after
-        files = [(real.relative_to(path).as_posix(), real, "") for real in _files(path)]
-        return _Item(path, [(path.name + "/", path, TargetCollector.name)] + files, [])
-    if path.is_dir():
-        files, unrecognised = [], []
-        found: list[tuple[str, Path, type]] = []
-        for dirpath, dirnames, filenames in os.walk(path, onerror=_raise):
-            dirnames.sort()
-            for name in sorted(filenames):
-                real = Path(dirpath) / name
-                rel = real.relative_to(path).as_posix()
-                if not real.is_file():
-                    continue
-                if not os.access(real, os.R_OK):
-                    unrecognised.append(f"{rel} (unreadable)")
-                    continue
-                cls = collector_for(str(real), only)
-                if cls is None:
-                    unrecognised.append(rel)
-                else:
-                    found.append((rel, real, cls))
-        # a file another image reads through (a further segment, a VMDK extent, a differencing disk's parent) is
-        # part of that image's evidence, not an image of its own, whatever the order of the names
-        images = {real: _image_files(real, path) for _, real, cls in found if cls is TargetCollector}
-        parts = {r for image in images.values() for _, r, c in image if not c}
-        for rel, real, cls in found:
-            if real in parts:
-                continue
-            if cls is TargetCollector:
-                try:
-                    cls.check_compatible(str(real))
-                except (UnknownFormat, EvidenceNotFound) as exc:  # an image of the folder that cannot be read
-                    unrecognised.append(f"{rel} ({exc})")
-                    continue
-                files += images[real]
+        # every file in it is hashed before and after (a link: the target it stores, never followed)
+        files = [(e.rel, e.real, "") for e in entries if e.kind in ("file", "link")]
+        item = _Item(path, [(shown_name(path.name) + "/", path, TargetCollector.name)] + files,
+                     [f"{e.rel} ({e.what})" for e in entries if e.kind not in ("file", "link")])
+        item.links = {e.real for e in entries if e.kind == "link"}
+        return item
+    files, unrecognised, links = [], [], set()
+    found: list[tuple[str, Path, type]] = []
+    for e in entries:
+        if e.kind == "link":
+            # listed by the link collector, never followed (its target, when inside, is read under its own name)
+            if only is None or LinkCollector.name in only:
+                found.append((e.rel, e.real, LinkCollector))
+                links.add(e.real)
             else:
-                files.append((rel, real, cls.name))
-        if not files:
-            tried = ", ".join(c.name for c in REGISTRY if only is None or c.name in only)
-            raise UnknownFormat(f"{path}: no recognised artifact in this folder (tried: {tried}; {len(unrecognised)} file(s) not recognised)")
-        return _Item(path, files, unrecognised)
-    raise UnknownFormat(f"{path}: not a regular file or folder")
+                unrecognised.append(f"{e.rel} ({e.what}, not followed)")
+        elif e.kind != "file":
+            unrecognised.append(f"{e.rel} ({e.what})")
+        elif not os.access(e.real, os.R_OK):
+            unrecognised.append(f"{e.rel} (unreadable)")
+        elif (cls := collector_for(str(e.real), only)) is None:
+            unrecognised.append(e.rel)
+        else:
+            found.append((e.rel, e.real, cls))
+    # a file another image reads through (a further segment, a VMDK extent, a differencing disk's parent) is
+    # part of that image's evidence, not an image of its own, whatever the order of the names
+    images = {real: _image_files(real, path) for _, real, cls in found if cls is TargetCollector}
+    parts = {r for image in images.values() for _, r, c in image if not c}
+    root = str(path)
+    for rel, real, cls in found:
+        if real in parts:
+            continue
+        if cls is TargetCollector:
+            out = [r for _, r, _ in images[real] if r.is_symlink() and link_leaves(r, root)]
+            if out:  # dissect would read it through a link out of the evidence
+                unrecognised.append(f"{rel} (reads through {shown_name(str(out[0]))}, a link leading out of the "
+                                    "evidence: not read)")
+                continue
+            try:
+                cls.check_compatible(str(real))
+            except (UnknownFormat, EvidenceNotFound) as exc:  # an image of the folder that cannot be read
+                unrecognised.append(f"{rel} ({shown_name(str(exc))})")
+                continue
+            files += images[real]
+        else:
+            files.append((rel, real, cls.name))
+    if not files:
+        raise UnknownFormat(f"{shown_name(str(path))}: no recognised artifact in this folder (tried: {_tried(only)}; "
+                            f"{len(unrecognised)} file(s) not recognised)")
+    item = _Item(path, files, unrecognised)
+    item.links = links & {real for _, real, _ in files}
+    return item
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One entry of a folder given as evidence."""
+
+    rel: str  # path inside the folder, posix, as shown (see collectors.base.shown_name), unique in the folder
+    real: Path  # where it is (the name as stored)
+    kind: str  # "file", "link" (symbolic), "other" (a fifo, socket, device, unreadable folder...: never opened)
+    what: str = ""  # for a link, its target; for another entry, what it is
+
+
+_KINDS = ((_stat.S_ISFIFO, "fifo"), (_stat.S_ISSOCK, "socket"), (_stat.S_ISCHR, "character device"),
+          (_stat.S_ISBLK, "block device"))
+
+
+def _walk_folder(root: Path) -> Iterator[_Entry]:
+    """Every entry under ``root``, by ``lstat`` only: iteratively (any depth), names sorted, a folder's files before
+    its sub-folders.  Symbolic links are listed and never followed, to a file or into a folder; a fifo, socket
+    or device is listed and never opened; a sub-folder that cannot be listed is listed (the root: an error).
+    Names that are not UTF-8 are shown with \\xNN (:func:`collectors.base.shown_name`); a shown name that
+    another already took gets " [name bytes <hex>]" (only a name stored with a literal backslash can)."""
+    stack: list[tuple[Path, str]] = [(root, "")]
+    used: set[str] = set()
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                names = sorted((e.name, e) for e in it)
+        except OSError as exc:
+            if not prefix:
+                raise EvidenceUnreadable(f"cannot read evidence folder {shown_name(str(folder))}: {exc.strerror}") from exc
+            yield _Entry(shown_name(prefix[:-1]), folder, "other", f"folder not readable: {exc.strerror}")
+            continue
+        subdirs = []
+        for name, e in names:
+            rel = shown_name(prefix + name)
+            if rel in used:
+                rel = f"{rel} [name bytes {name_bytes(prefix + name) or (prefix + name).encode().hex()}]"
+            used.add(rel)
+            real = Path(e.path)
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError as exc:
+                yield _Entry(rel, real, "other", f"not readable: {exc.strerror}")
+                continue
+            if _stat.S_ISDIR(st.st_mode):
+                subdirs.append((real, prefix + name + "/"))
+            elif _stat.S_ISREG(st.st_mode):
+                yield _Entry(rel, real, "file")
+            elif _stat.S_ISLNK(st.st_mode):
+                yield _Entry(rel, real, "link", f"symbolic link to {shown_name(os.readlink(real))}")
+            else:
+                yield _Entry(rel, real, "other", next((w for test, w in _KINDS if test(st.st_mode)), "not a regular file"))
+        stack.extend(reversed(subdirs))
+
+
+def _whole_folder(rel: str) -> bool:
+    """The entry of a folder read as one target (a triage folder ``name/``, the live host ``local:/``): its
+    identity is the manifest of its files, it is not hashed as a file."""
+    return rel.endswith("/")
 
 
 def _evidence_entry(items: list[_Item], files: list[tuple[_Item, str, Path]], after: list[FileHashes]) -> list[dict[str, Any]]:
     """The custody entry's evidence list for the given files (hashes before, SHA-256 after)."""
     out = []
     for it in items:
-        mine = [{"path": rel, "real_path": str(real), **it.hashes[rel].as_dict(), "sha256_after": h.sha256}
+        mine = [{"path": rel, **_real_path(real), **it.hashes[rel].as_dict(), "sha256_after": h.sha256,
+                 **({"link": True} if real in it.links else {})}
                 for (fit, rel, real), h in zip(files, after) if fit is it]
         if mine or not files:
-            out.append({"evidence_id": it.evidence_id, "path": str(it.path), "files": mine, "unrecognised": it.unrecognised})
+            ev = _real_path(it.path)
+            out.append({"evidence_id": it.evidence_id, "path": ev["real_path"], **({"path_bytes": ev["real_path_bytes"]}
+                        if "real_path_bytes" in ev else {}), "files": mine, "unrecognised": it.unrecognised})
     return out
+
+
+def _real_path(real: Path) -> dict[str, str]:
+    """A path of this machine as the custody log records it: ``real_path`` as shown (valid UTF-8), and
+    ``real_path_bytes`` (hex of the path as stored) when it is not UTF-8, from which verify opens it."""
+    raw = name_bytes(str(real))
+    return {"real_path": shown_name(str(real)), **({"real_path_bytes": raw} if raw is not None else {})}
 
 
 def _place_gathered(staged: Path, final: Path) -> None:
@@ -798,14 +925,6 @@ def _triage_folder(path: Path) -> bool:
         return False
 
 
-def _files(path: Path) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(path, onerror=_raise):
-        dirnames.sort()
-        out += [Path(dirpath) / n for n in sorted(filenames) if (Path(dirpath) / n).is_file()]
-    return out
-
-
 def _image_files(first: Path, root: Path) -> list[tuple[str, Path, str]]:
     """An image's files: the first segment (read by the target collector), then the others (hashed only)."""
     out = []
@@ -814,9 +933,5 @@ def _image_files(first: Path, root: Path) -> list[tuple[str, Path, str]]:
             rel = seg.relative_to(root).as_posix()
         except ValueError:
             rel = seg.name
-        out.append((rel, seg, TargetCollector.name if i == 0 else ""))
+        out.append((shown_name(rel), seg, TargetCollector.name if i == 0 else ""))
     return out
-
-
-def _raise(exc: OSError) -> None:
-    raise EvidenceUnreadable(f"cannot read evidence folder {exc.filename}: {exc.strerror}") from exc

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from forensics.case import Case
+from forensics.case import Case, CollectReport
 from timeline.errors import ForensicsError, IntegrityError, ParserUnavailable
 from timeline.exports import FORMATS
 
@@ -88,7 +88,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     if not args.quiet:
-        print(report.summary())
+        print(_printable(report.summary()))
         for a in report.artifacts:
             if a["lost"] or a["failed"]:
                 print(f"  {a['evidence_path']}: {a['rows']} rows, {a['lost']} record(s) lost"
@@ -149,9 +149,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         stated = [f"host {e['host']}" if e.get("host") else "", f"os {e['os']}" if e.get("os") else "",
                   f"zone {e['tz']} ({e['tz_source']})" if e.get("tz") else "",
                   f"E01 media hash {e['e01_media_hash']}" if "e01_media_hash" in e else "",
-                  f"{e['gathered']} file(s) gathered" if e.get("gathered") else ""]
+                  f"{e['gathered']} file(s) gathered" if e.get("gathered") else "",
+                  f"{e['outside_layout']} file(s) of the collection tool outside the host's tree (not read; "
+                  "custody facts.outside_layout)" if e.get("outside_layout") else ""]
         if any(stated):
             print("                    " + ", ".join(x for x in stated if x))
+        if e.get("unread"):
+            print("                    " + _printable(CollectReport.unread_note(e["unread"])))
     print(f"rows        {info['rows']} distinct events from {info['records_read']} records read "
           f"({info['sightings']} sightings)")
     print(f"time range  {info['first']} .. {info['last']} (UTC)")
@@ -165,6 +169,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  {n:>9}  {k}")
     print(f"custody     head {info['custody_head']}")
     return 0
+
+
+def _printable(text: str) -> str:
+    """Text for the terminal: control characters a file name may hold (ESC, CR...) escaped, never acted on."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -285,7 +294,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     tl = open_case(args.case, tz=args.tz)
     if args.start and args.end:
         tl = tl.between(args.start, args.end)
-    fig = plots.activity_heatmap(tl, freq=args.freq) if args.kind == "activity" else plots.story_timeline(tl.story())
+    fig = (plots.activity_heatmap(tl, freq=args.freq, log_scale=args.log_scale, per_host=args.per_host)
+           if args.kind == "activity" else plots.story_timeline(tl.story()))
     fig.savefig(args.output, dpi=120)
     if not args.quiet:
         print(f"wrote {args.output}")
@@ -513,7 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("plot", help="PNG figures: activity per host over time, or the story as a timeline")
     g.add_argument("case")
     g.add_argument("--kind", choices=["activity", "story"], default="activity")
-    g.add_argument("--freq", default="1h", help="bucket size of the activity heatmap (e.g. 15min, 1h, 1D)")
+    g.add_argument("--freq", default=None, help="bucket size of the activity heatmap (e.g. 15min, 1h, 1D; "
+                                                "default: ~200 buckets over the case)")
+    g.add_argument("--log-scale", action="store_true", help="activity: logarithmic colour scale")
+    g.add_argument("--per-host", action="store_true", help="activity: each host as a share of its busiest bucket")
     g.add_argument("--from", dest="start")
     g.add_argument("--to", dest="end")
     g.add_argument("--tz", default=None)

@@ -288,7 +288,11 @@ class Timeline:
         sheets = []
         if format == "xlsx":
             sheets = _xlsx_sheets(self, query, CustodyLog(self.case_dir / "custody.jsonl"))
-        kwargs = {"max_rows_per_sheet": max_rows_per_sheet} if max_rows_per_sheet else {}
+        kwargs: dict[str, Any] = {"max_rows_per_sheet": max_rows_per_sheet} if max_rows_per_sheet else {}
+        if format == "timesketch-jsonl":  # under Timesketch's field cap, the fields most rows have come first
+            sample = self.sql("SELECT source, attrs FROM timeline ORDER BY hash(event_hash), event_hash "
+                              f"LIMIT {exports.TIMESKETCH_SAMPLE_ROWS}")
+            kwargs["timesketch_fields_first"] = exports.rank_fields(zip(sample["source"], sample["attrs"]))
         tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
         try:
             result = exports.write_export(self.batches(), tmp, format, self.tz, sheets=sheets, **kwargs)
@@ -298,8 +302,7 @@ class Timeline:
         finally:
             tmp.unlink(missing_ok=True)
         fields = {"format": format, "rows": result.rows, "tz": self.tz, "query": query, "filters": list(self._where)}
-        if format == "xlsx":
-            fields.update(sheets=result.sheets, truncated_cells=result.truncated_cells)
+        fields.update(result.details(format))
         return record_output(CaseStore(self.case_dir), "export", out, file_sha256(out), command=command, **fields)
 
     def sql(self, query: str, params: Iterable[Any] = ()):
@@ -472,11 +475,9 @@ def record_output(store, action: str, out: Path, sha256: str, command: list[str]
 
 def _xlsx_sheets(tl: Timeline, query: str, custody) -> list[tuple[str, list[str], list[list[Any]]]]:
     """The story, custody and query sheets of an XLSX export."""
-    st = tl.story()
-    story_rows = [[r.local_time.isoformat(), r.timestamp.isoformat(), r.host, r.technique, r.finding,
-                   r.evidence_id, r.evidence_path, r.record_ref] for r in st.itertuples()]
-    story = ("story", ["local_time", "timestamp", "host", "technique", "finding", "evidence_id", "evidence_path",
-                       "record_ref"], story_rows)
+    from timeline.exports import sheet_from_frame
+
+    story = sheet_from_frame("story", tl.story(), tl.tz)  # every column the story has, typed
     cust_rows = []
     for e in custody.entries():
         details = {k: v for k, v in e.items() if k not in ("seq", "time", "actor", "action", "prev", "hash")}

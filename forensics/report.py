@@ -154,30 +154,20 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _freq(first: pd.Timestamp | None, last: pd.Timestamp | None) -> str:
-    """A bucket size giving at most ~200 columns over the case's span."""
-    if first is None or last is None:
-        return "1h"
-    span = (last - first).total_seconds()
-    for freq, secs in (("1min", 60), ("5min", 300), ("15min", 900), ("1h", 3600), ("6h", 21600), ("1D", 86400),
-                       ("7D", 604800), ("30D", 2592000)):
-        if span / secs <= 200:
-            return freq
-    return "365D"
-
-
 def _figures(tl: Timeline, story: pd.DataFrame) -> str:
     try:
         from forensics import plots
 
-        first, last = tl.time_range()
-        freq = _freq(first, last)
-        activity = _png(plots.activity_heatmap(tl, freq=freq))
+        act = plots.activity_counts(tl)  # ~200 buckets over the case's plausible times
+        freq = act.freq
+        activity = _png(plots.activity_heatmap(act, log_scale=True))
         story_png = _png(plots.story_timeline(story)) if not story.empty else None
     except ParserUnavailable as exc:
         return f'<p class="note">figures omitted: {_e(exc)}</p>'
+    note = f" {_e(act.note)}." if act.note else ""
     out = [f'<figure><img alt="activity per host, rows per {_e(freq)} bucket" src="{activity}">'
-           f"<figcaption>Activity: timeline rows per host per {_e(freq)} (local time, {_e(tl.tz)}).</figcaption></figure>"]
+           f"<figcaption>Activity: timeline rows per host per {_e(freq)} (local time, {_e(tl.tz)}; "
+           f"logarithmic colour scale).{note}</figcaption></figure>"]
     if story_png:
         out.append(f'<figure><img alt="the story: findings per host over time" src="{story_png}">'
                    "<figcaption>The story: one mark per finding, coloured by ATT&amp;CK technique.</figcaption></figure>")

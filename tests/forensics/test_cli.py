@@ -54,7 +54,7 @@ def test_verify_exit_code_on_tampering(logs, tmp_path, capsys):
 
 @pytest.mark.parametrize("args,code,message", [
     (["collect", "/no/such/evidence", "--case", "{tmp}/c"], 3, "evidence not found: /no/such/evidence"),
-    (["collect", "{tmp}/notes.txt", "--case", "{tmp}/c"], 4, "unknown format (no collector recognises it; tried: evtx, journal, target, packages, web, auditd, utmp, shell_history, syslog"),
+    (["collect", "{tmp}/notes.txt", "--case", "{tmp}/c"], 4, "unknown format (no collector recognises it; tried: evtx, journal, target, winevent_export, packages, web, auditd, utmp, shell_history, syslog"),
     (["info", "{tmp}"], 6, "is not a case directory"),
     (["verify", "{tmp}/missing"], 6, "is not a case directory"),
 ])

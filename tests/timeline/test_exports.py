@@ -3,6 +3,7 @@ text made inert in CSV and XLSX; every export recorded in the custody log and re
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 
@@ -98,17 +99,134 @@ def test_jsonl_round_trip(case, tmp_path):
 
 
 def test_timesketch_jsonl_round_trip(case, tmp_path):
-    out, _ = _export(case, tmp_path, "timesketch-jsonl")
+    out, entry = _export(case, tmp_path, "timesketch-jsonl")
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     for g, w in zip(got, _expected(case), strict=True):
         assert list(g)[:4] == ["message", "datetime", "timestamp_desc", "timestamp"]  # Timesketch's fields first
         assert g["message"] == w["message"] and g["timestamp_desc"] == w["timestamp_desc"]
         assert g["datetime"] == w["timestamp"]  # ISO 8601 with offset, nanoseconds kept
         assert g["timestamp"] == w["timestamp_ns"] // 1000  # Timesketch: microseconds since the epoch
+        assert g.pop("tag") == w.pop("tags")  # Timesketch's tag field: a list
         rest = {k: v for k, v in w.items() if k not in ("timestamp", "timestamp_ns", "message", "timestamp_desc")}
         assert {k: g.get(k) for k in rest} == rest  # our columns; a null one is left out
         assert all(v is not None for v in g.values())
+        # the event's own field, top level (attrs is {"Event": {"EventData": {"Text": ...}}})
+        assert set(g) - set(output_columns("timesketch-jsonl")) == {"evtx_Text"}
+        assert g["evtx_Text"] == json.loads(w["attrs"])["Event"]["EventData"]["Text"] == w["message"]
     assert got[1]["timestamp"] == 1_669_167_001_123_456  # 01:30:01.123456796: microseconds, floored
+    assert entry["top_level_fields"] == 1 and entry["fields_left_in_attrs"] == {}
+
+
+def _sysmon_case(evidence, tmp_path):
+    """A case of the corpus's real Sysmon log (omerbenamram-evtx samples/sysmon.evtx: 60 ProcessAccess
+    events, EventID 10), and its records read straight from the file by the Rust parser, by record id."""
+    import shutil
+
+    import evtx
+
+    src = evidence / "omerbenamram-evtx" / "samples" / "sysmon.evtx"
+    (tmp_path / "ev").mkdir()
+    shutil.copy2(src, tmp_path / "ev" / "sysmon.evtx")
+    forensics.Case(tmp_path / "case", create=True).collect([tmp_path / "ev"], workers=1, only=["evtx"])
+    records = {}
+    try:
+        for r in evtx.PyEvtxParser(str(src)).records_json():
+            records[r["event_record_id"]] = json.loads(r["data"])["Event"]
+    except RuntimeError:  # the file's damaged chunk 9: our collector recovers past it, the plain iterator stops
+        pass
+    return tmp_path / "case", records
+
+
+def test_timesketch_jsonl_evtx_fields_from_real_sysmon(evidence, tmp_path):
+    case_dir, records = _sysmon_case(evidence, tmp_path)
+    out = tmp_path / "sysmon.jsonl"
+    entry = forensics.open(case_dir).export(out, "timesketch-jsonl")
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    access = [r for r in rows if r.get("event_id") == 10]
+    assert len(access) == 60
+    for r in access:
+        rec = records[int(r["evtx_System_EventRecordID"])]  # the same record, read straight from the file
+        data = rec["EventData"]
+        assert r["evtx_TargetImage"] == data["TargetImage"] and r["evtx_SourceImage"] == data["SourceImage"]
+        assert r["evtx_GrantedAccess"] == data["GrantedAccess"] and r["evtx_CallTrace"] == data["CallTrace"]
+        assert r["evtx_SourceProcessId"] == str(data["SourceProcessId"])  # text: one type per field for OpenSearch
+        assert r["evtx_System_Execution_ProcessID"] == str(rec["System"]["Execution"]["#attributes"]["ProcessID"])
+        assert r["evtx_System_Provider_Name"] == "Microsoft-Windows-Sysmon"
+        assert {k for k in r if k.startswith("evtx_") and not k.startswith("evtx_System_")} == {f"evtx_{k}" for k in data}
+    assert sum(r["evtx_TargetImage"].lower() == "c:\\windows\\system32\\lsass.exe" for r in access) == 60
+    assert all(isinstance(v, (str, int, list)) for r in rows for v in r.values())  # no nested objects
+    assert all(isinstance(v, str) for r in rows for k, v in r.items() if k.startswith("evtx_"))
+    names = {k for r in rows for k in r if k.startswith("evtx_")}
+    assert entry["top_level_fields"] == len(names) and entry["fields_left_in_attrs"] == {}
+
+
+def test_timesketch_field_cap_leaves_the_rest_in_attrs(evidence, tmp_path):
+    from timeline.exports import rank_fields, timesketch_fields, write_export
+
+    case_dir, _ = _sysmon_case(evidence, tmp_path)
+    tl = forensics.open(case_dir)
+    res = write_export(tl.batches(), tmp_path / "capped.jsonl", "timesketch-jsonl", tl.tz, timesketch_max_fields=5)
+    rows = [json.loads(line) for line in (tmp_path / "capped.jsonl").read_text(encoding="utf-8").splitlines()]
+    first = [k for k in rows[0] if k.startswith("evtx_")][:5]  # no ranking given: the first seen
+    assert res.top_level_fields == 5 and {k for r in rows for k in r if k.startswith("evtx_")} == set(first)
+    assert res.fields_left_in_attrs["evtx_TargetImage"] == 60  # the 60 ProcessAccess events
+    assert all("TargetImage" in r["attrs"] for r in rows if r.get("event_id") == 10)  # lossless: still in attrs
+    # ranked: the names most rows have come first (ties by name)
+    df = tl.to_pandas(["source", "attrs"])
+    ranking = rank_fields(zip(df["source"], df["attrs"]))
+    counts = {}
+    for s, a in zip(df["source"], df["attrs"]):
+        for k in timesketch_fields(s, a):
+            counts[k] = counts.get(k, 0) + 1
+    assert ranking == sorted(counts, key=lambda k: (-counts[k], k)) and counts[ranking[0]] == len(tl)
+    res = write_export(tl.batches(), tmp_path / "ranked.jsonl", "timesketch-jsonl", tl.tz, timesketch_max_fields=12,
+                       timesketch_fields_first=ranking)
+    rows = [json.loads(line) for line in (tmp_path / "ranked.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {k for r in rows for k in r if k.startswith("evtx_")} == set(ranking[:12]) and res.top_level_fields == 12
+    assert sum(res.fields_left_in_attrs.values()) == sum(counts[k] for k in ranking[12:])
+
+
+def test_timesketch_field_cap_on_the_evtx_corpus(corpus_case, tmp_path):
+    """The 34 EVTX files of the corpus hold 1,163 distinct field names: over Timesketch's budget.  The export
+    writes the 250 that most rows have (ranked on a 5,000-row sample), the rest stay in attrs and are counted."""
+    case, _ = corpus_case
+    out = tmp_path / "corpus.jsonl"
+    entry = forensics.open(case.path).export(out, "timesketch-jsonl")
+    names: dict[str, int] = {}
+    for line in out.read_text(encoding="utf-8").splitlines():
+        for k in json.loads(line):
+            if k.startswith("evtx_"):
+                names[k] = names.get(k, 0) + 1
+    assert entry["top_level_fields"] == len(names) == 250
+    assert len(names) + len(entry["fields_left_in_attrs"]) == 1163
+    for common in ("evtx_System_EventRecordID", "evtx_SubjectUserName", "evtx_TargetUserName", "evtx_Image",
+                   "evtx_LogonType", "evtx_IpAddress", "evtx_CommandLine"):
+        assert common in names
+    covered = sum(names.values())
+    assert covered / (covered + sum(entry["fields_left_in_attrs"].values())) > 0.95  # of the field values
+
+
+def test_timesketch_fields_of_each_family():
+    from timeline.exports import timesketch_fields
+
+    web = {"format": "combined", "client": "10.0.0.9", "user": None, "status": 404, "bytes": 209, "ok": True,
+           "message": "x", "exit": {"termination": 0, "exit": 1}, "list": [1, "a"], "a.b": "dot", "tag": "t"}
+    assert timesketch_fields("WEB", json.dumps(web)) == {
+        "web_format": "combined", "web_client": "10.0.0.9", "web_status": "404", "web_bytes": "209", "web_ok": "true",
+        "web_message": "x", "web_exit_termination": "0", "web_exit_exit": "1", "web_list": '[1,"a"]', "web_a_b": "dot",
+        "web_tag": "t"}
+    userdata = {"Event": {"#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+                          "System": {"EventID": {"#attributes": {"Qualifiers": 16384}, "#text": 7036}},
+                          "UserData": {"LogFileCleared": {"#attributes": {"xmlns": "http://manifests.microsoft.com/win/2004/08/windows/eventlog"},
+                                                          "SubjectUserName": "svc-backup"}}},
+                "time_flag": "epoch"}
+    assert timesketch_fields("EVTX", json.dumps(userdata)) == {
+        "evtx_SubjectUserName": "svc-backup", "evtx_System_EventID_Qualifiers": "16384", "evtx_System_EventID": "7036",
+        "evtx_time_flag": "epoch"}
+    # a family whose prefix would rebuild one of our columns or a name Timesketch reserves gets a trailing _
+    assert timesketch_fields("EVENT", '{"id": 1}') == {"event_id_": "1"}
+    assert timesketch_fields(None, '{"x": 1}') == {"attrs_x": "1"}
+    assert timesketch_fields("WEB", "not json") == {} and timesketch_fields("WEB", "[1]") == {}
 
 
 @pytest.mark.parametrize("fmt", ["csv", "timesketch-csv"])
@@ -123,8 +241,11 @@ def test_csv_round_trip(case, tmp_path, fmt):
             assert got.pop("datetime") == want["timestamp"] and got.pop("timestamp") == str(want["timestamp_ns"] // 1000)
             want = {k: v for k, v in want.items() if k != "timestamp"}
         want.pop("timestamp_ns")
-        assert json.loads(got.pop("tags")) == want.pop("tags")
+        assert json.loads(got.pop("tag" if fmt == "timesketch-csv" else "tags")) == want.pop("tags")
         assert got == {k: _text_cell(v) for k, v in want.items()}
+    # a missing value is an empty cell, never a word
+    assert (df == "").to_numpy().sum() == sum(v is None for r in _expected(case) for v in r.values())
+    assert not df.isin(["nan", "NaN", "None", "NaT", "null", "<NA>"]).to_numpy().any()
 
 
 def test_csv_and_xlsx_cells_are_never_formulas(case, tmp_path):
@@ -166,14 +287,25 @@ def test_xlsx_round_trip_with_sheets(case, tmp_path):
     for name, n in (("events", 5), ("events 2", 5), ("events 3", 2)):
         ws = wb[name]
         header, sheet_rows = _xlsx_rows(ws)
-        assert header == output_columns("xlsx") and header[:2] == ["local_time", "timestamp"]
+        assert header == output_columns("xlsx", "Asia/Kolkata")
+        assert header[:3] == ["local_time (Asia/Kolkata)", "timestamp (UTC)", "timestamp_iso"]
         assert ws.freeze_panes == "A2"  # the header stays in view
-        assert ws.auto_filter.ref == f"A1:AD{n + 1}"  # filters over the header and every row
+        assert ws.auto_filter.ref == f"A1:AE{n + 1}"  # filters over the header and every row
         assert len(sheet_rows) == n
+        for row in ws.iter_rows(min_row=2):  # real Excel datetimes and numbers, not text
+            assert [c.data_type for c in row[:3]] == ["d", "d", "s"] and row[0].number_format == "yyyy-mm-dd hh:mm:ss.000"
+            assert row[header.index("event_id")].data_type == "n"
         rows += sheet_rows
+    assert rows[0]["local_time (Asia/Kolkata)"] == datetime.datetime(2022, 11, 23, 7, 0, 0, 123000)  # Excel: ms
+    assert rows[0]["timestamp (UTC)"] == datetime.datetime(2022, 11, 23, 1, 30, 0, 123000)
     for got, want in zip(rows, _expected(case), strict=True):
-        want.pop("timestamp_ns")
+        ns = want.pop("timestamp_ns")
+        local = pd.Timestamp(want.pop("local_time"))
+        assert got.pop("local_time (Asia/Kolkata)") == local.tz_localize(None).floor("ms").to_pydatetime()
+        assert got.pop("timestamp (UTC)") == pd.Timestamp(ns, tz="UTC").tz_localize(None).floor("ms").to_pydatetime()
+        assert got.pop("timestamp_iso") == want.pop("timestamp")  # the exact time, nine digits
         assert json.loads(got.pop("tags")) == want.pop("tags")
+        assert type(got["event_id"]) is int and got["logon_type"] in (3, None)
         assert {k: "" if v is None else v for k, v in got.items()} == {
             k: "" if v is None else (neutralise(v) if isinstance(v, str) else v) for k, v in want.items()}
     story = tl.story()
@@ -295,3 +427,83 @@ def test_a_symbolic_link_into_the_case_data_is_refused(case, tmp_path):
     with pytest.raises(forensics.OutputError, match="refusing to write inside the case's own files"):
         forensics.open(case).export(tmp_path / "innocent" / "more.parquet", "parquet")
     assert len(list((case / "timeline").iterdir())) == 1
+
+
+def test_xlsx_story_row_without_host_real_web_log(evidence, tmp_path):
+    """A real Apache log (plaso's test data) has no host: its story's host column is all NaN (float64 under
+    pandas 3), which crashed the XLSX export (NAN/INF not supported in write_number()).  Now: an empty cell,
+    real datetimes, the exact time in timestamp_iso."""
+    import shutil
+
+    (tmp_path / "ev").mkdir()
+    shutil.copy2(evidence / "plaso" / "test_data" / "apache_access.log", tmp_path / "ev")
+    forensics.Case(tmp_path / "case", create=True, tz="Asia/Kolkata").collect([tmp_path / "ev"], workers=1)
+    tl = forensics.open(tmp_path / "case")
+    st = tl.story()
+    assert len(st) == 1 and st["host"].isna().all()
+    tl.export(tmp_path / "web.xlsx", "xlsx")
+    wb = openpyxl.load_workbook(tmp_path / "web.xlsx")
+    header, rows = _xlsx_rows(wb["story"])
+    assert header == ["timestamp (UTC)", "timestamp_iso", "local_time (Asia/Kolkata)", "host", "technique", "finding",
+                      "evidence_id", "evidence_path", "record_ref"]
+    assert rows == [{"timestamp (UTC)": datetime.datetime(2016, 1, 13, 17, 31, 20),
+                     "timestamp_iso": "2016-01-13T17:31:20.000000000+00:00",
+                     "local_time (Asia/Kolkata)": datetime.datetime(2016, 1, 13, 23, 1, 20), "host": None,
+                     "technique": "T1505.003", "finding": st["finding"][0], "evidence_id": st["evidence_id"][0],
+                     "evidence_path": "apache_access.log", "record_ref": "line=5"}]
+    events = wb["events"]
+    ev_header = [c.value for c in events[1]]
+    assert all(r[ev_header.index("host")].value is None and r[0].data_type == "d"
+               for r in events.iter_rows(min_row=2))
+    assert events.max_row - 1 == len(tl) == 15
+
+
+@pytest.mark.parametrize("semantics", ["pandas 2.2", "pandas 3"])
+def test_xlsx_sheet_from_frame_missing_values_and_types(tmp_path, semantics):
+    """The story sheet takes whatever columns the story has (Sigma's level, detector, rule_id, count, first,
+    last too) and every way pandas 2.2 and 3 spell a missing value: None in object columns (2.2), NaN in str
+    and float columns (3), NaT, pd.NA in nullable integers."""
+    from timeline.exports import sheet_from_frame, write_export
+
+    t = pd.Series(pd.to_datetime([T0, T0 + 1_500_000, None], utc=True))
+    text = (pd.Series(["DC01", None, "FS01"], dtype=object) if semantics == "pandas 2.2"
+            else pd.Series(["DC01", None, "FS01"], dtype="str"))
+    story = pd.DataFrame({"timestamp": t, "local_time": t.dt.tz_convert("Asia/Kolkata"), "host": text,
+                          "technique": ["T1003.001", "T1490", None], "level": ["high", None, "low"],
+                          "detector": "sigma", "rule_id": [None, "5ef9853e-4d0e-4a70-846f-a9ca37d876da", None],
+                          "count": pd.array([3, None, 1], dtype="Int64"), "score": [0.5, float("nan"), 2.0],
+                          "first": t, "last": [pd.NaT, t[1], t[0]], "flag": [True, False, None]})
+    sheet = sheet_from_frame("story", story, "Asia/Kolkata")
+    write_export(iter(()), tmp_path / "s.xlsx", "xlsx", "Asia/Kolkata", sheets=[sheet])
+    header, rows = _xlsx_rows(openpyxl.load_workbook(tmp_path / "s.xlsx")["story"])
+    assert header == ["timestamp (UTC)", "timestamp_iso", "local_time (Asia/Kolkata)", "host", "technique", "level",
+                      "detector", "rule_id", "count", "score", "first (UTC)", "last (UTC)", "flag"]
+    utc0, utc1 = datetime.datetime(2022, 11, 23, 1, 30, 0, 123000), datetime.datetime(2022, 11, 23, 1, 30, 0, 124000)
+    assert rows[0] == {"timestamp (UTC)": utc0, "timestamp_iso": "2022-11-23T01:30:00.123456789+00:00",
+                       "local_time (Asia/Kolkata)": datetime.datetime(2022, 11, 23, 7, 0, 0, 123000), "host": "DC01",
+                       "technique": "T1003.001", "level": "high", "detector": "sigma", "rule_id": None, "count": 3,
+                       "score": 0.5, "first (UTC)": utc0, "last (UTC)": None, "flag": True}
+    assert rows[1]["timestamp_iso"] == "2022-11-23T01:30:00.124956789+00:00" and rows[1]["timestamp (UTC)"] == utc1
+    assert [rows[1][k] for k in ("host", "level", "count", "score", "flag")] == [None, None, None, None, False]
+    assert rows[1]["rule_id"] == "5ef9853e-4d0e-4a70-846f-a9ca37d876da" and rows[1]["last (UTC)"] == utc1
+    assert [rows[2][k] for k in ("timestamp (UTC)", "timestamp_iso", "local_time (Asia/Kolkata)", "technique", "flag")] \
+        == [None, None, None, None, None]
+    assert type(rows[0]["count"]) is int
+
+
+def test_xlsx_times_excel_cannot_hold_are_text(tmp_path):
+    """Excel's dates start in 1900 (and its serials are off before 1900-03-01): such a time is its ISO text."""
+    store = CaseStore.create(tmp_path / "case", tz="Asia/Kolkata")
+    rb = RowBuilder()
+    for i, ns in enumerate((-2_208_988_800_000_000_000, -2_203_891_200_000_000_000)):  # 1900-01-01, 1900-03-01 UTC
+        rb.add(timestamp=ns, timestamp_desc="t", source="FILE", artifact="fs", message="m", attrs="{}", tags=[],
+               tz_source="source_utc", evidence_id="e", evidence_path="p", record_ref=f"r{i}", parser="t",
+               event_hash=f"{i:032x}")
+    staging = store.staging_dir("r")
+    write_parquet(rb.to_table(), staging / "tl-0.parquet")
+    store.commit("r", [staging / "tl-0.parquet"], [])
+    forensics.open(tmp_path / "case").export(tmp_path / "x.xlsx", "xlsx")
+    _, rows = _xlsx_rows(openpyxl.load_workbook(tmp_path / "x.xlsx")["events"])
+    assert rows[0]["timestamp (UTC)"] == "1900-01-01T00:00:00.000000000+00:00"
+    assert rows[0]["local_time (Asia/Kolkata)"] == "1900-01-01T05:21:10.000000000+05:21:10"  # local mean time
+    assert rows[1]["timestamp (UTC)"] == datetime.datetime(1900, 3, 1)
