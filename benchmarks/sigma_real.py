@@ -8,7 +8,7 @@
   sample's ``match_count``, and which other rules fire on it.
 * ``archives``: every EVTX 7z archive of ``AndrewRathbun-DFIRArtifactMuseum/Windows/EventLogs`` (clean
   baselines RathbunVM Win10/Win11, the APTSimulator runs, the Belkasoft CTF host, the Stolen Szechuan
-  intrusion) extracted with ``7z x`` into ``--work`` (the project does not read 7z yet), collected, and
+  intrusion) extracted with ``7z x`` into ``--work`` (the loose EVTX, whatever reads the archive), collected, and
   all rules of ``rules/windows`` run over it; per host: findings (``sigma.findings``, 1 h bursts) by level,
   and the medium-and-above rules that fired.
 
