@@ -430,7 +430,7 @@ def _hunt_sigma(tl, args: argparse.Namespace) -> int:
     m = run.matches
     if args.output == "json":
         if len(m):
-            m = m.assign(timestamp=[t.isoformat() for t in m["timestamp"]])
+            m = m.assign(timestamp=[t.isoformat() for t in m["timestamp"]], local_time=[t.isoformat() for t in m["local_time"]])
             m.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
     else:
         for r in m.itertuples():
