@@ -285,11 +285,11 @@ def shadow_copy_deletion(data: Any) -> pd.DataFrame:
     """Inhibit-recovery commands (vssadmin/wmic/wbadmin/bcdedit, PowerShell Win32_ShadowCopy) from
     any process-execution or script source."""
     df = _frame(data, lambda tl: tl.search(r"vssadmin|wmic|wbadmin|bcdedit|shadowcopy", regex=True))
+    cols = ["process", "command_line", "user", "event_id", "artifact"]  # the same columns, empty or not (dask meta)
     if df.empty:
-        return _out(df, ["process", "command_line", "user", "event_id"])
+        return _out(df, cols)
     text = df["command_line"].fillna("")
-    out = df[text.str.contains(_INHIBIT)]
-    return _out(out, ["process", "command_line", "user", "event_id", "artifact"])
+    return _out(df[text.str.contains(_INHIBIT)], cols)
 
 
 @_partitionwise

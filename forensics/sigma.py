@@ -725,7 +725,9 @@ def _arrow_of_frame(df: pd.DataFrame) -> pa.Table:
     for c in ("source", "channel", "provider", "host", "message", "attrs", "event_hash"):
         part[c] = part[c].astype(object)
     part["event_id"] = pd.to_numeric(part["event_id"], errors="coerce").astype("Int32")
-    return pa.Table.from_pandas(part, preserve_index=False)
+    # explicit types: a chunk whose column is all null (a dask partition of web rows has no channel) stays text
+    schema = pa.schema([(c, pa.int32() if c == "event_id" else pa.string()) for c in _READ])
+    return pa.Table.from_pandas(part, schema=schema, preserve_index=False)
 
 
 def _frame_matches(df: pd.DataFrame, plan: list[_Group], failed: dict[int, str]) -> pd.DataFrame:

@@ -227,3 +227,15 @@ def test_encryption_burst(tmp_path):
     enc = st[st["technique"] == "T1486"]
     assert enc["finding"].tolist() == ["encryption burst: 300 files to .locked in 30 folders, 30 ransom notes"]
     assert str(enc["local_time"].iloc[0]) == "2022-11-23 07:10:00+05:30"
+
+
+def test_row_wise_helpers_give_the_same_columns_empty_or_not(tl):
+    """Their columns do not depend on whether rows were found: a dask partition's answer must match the
+    meta computed on no rows (shadow_copy_deletion once added ``artifact`` only when it found some)."""
+    from forensics import hunt
+
+    empty = tl.to_pandas().iloc[0:0]
+    for fn in (hunt.logons, hunt.service_installs, hunt.process_executions, hunt.shadow_copy_deletion,
+               hunt.log_cleared, hunt.accounts_created, hunt.group_changes, hunt.scheduled_tasks, hunt.powershell):
+        full = fn(tl)
+        assert list(fn(empty).columns) == list(full.columns), fn.__name__

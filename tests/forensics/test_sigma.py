@@ -102,3 +102,15 @@ def test_dask_engine_on_a_cluster_gives_exactly_the_duckdb_matches(sigma_dir, re
     assert by_dask.skipped == by_duckdb.skipped
     assert len(by_dask.matches) == len(by_duckdb.matches) > 100
     assert by_dask.matches.equals(by_duckdb.matches)
+
+
+def test_rows_whose_text_columns_are_all_null_are_evaluated(evidence, sigma_dir, tmp_path):
+    """A DataFrame (or dask partition) of web rows has no channel at all: Arrow would type those
+    columns ``null``, on which no string function exists; the run must evaluate them as text."""
+    case = forensics.Case(tmp_path / "case", create=True)
+    case.collect([evidence / "plaso" / "test_data" / "apache_access.log"], workers=1)
+    df = forensics.open(case.path).to_pandas()
+    assert len(df) == 15 and df["channel"].isna().all()
+    run = sigma.run(df, sigma_dir / "rules" / "web")
+    assert run.rows == 15 and run.evaluation_errors == {}
+    assert run.matches.equals(sigma.run(forensics.open(case.path), sigma_dir / "rules" / "web").matches)
