@@ -158,7 +158,7 @@ def _iso(ts: pa.Array, tz: str) -> pa.Array:
     text = pc.replace_substring(wall.cast(pa.string()), " ", "T", max_replacements=1)
     seconds = (_ns(wall) - _ns(utc)) // 1_000_000_000
     values, index = np.unique(seconds, return_inverse=True)
-    offsets = pa.array([_offset(int(v)) for v in values])
+    offsets = pa.array([_offset(int(v)) for v in values], pa.string())  # typed: no rows, no values
     return pc.binary_join_element_wise(text, pc.take(offsets, pa.array(index.ravel())), "")
 
 
@@ -273,7 +273,8 @@ def _put(value: Any, name: str, out: dict[str, str], depth: int = 0) -> None:
 def timesketch_fields(source: str | None, attrs: str | None) -> dict[str, str]:
     """An event's own fields (its ``attrs``) as Timesketch top-level fields: ``<family>_<path>``, the family
     being ``source`` in lower case.  EVTX: EventData and UserData fields by name (``evtx_TargetImage``;
-    UserData's one wrapper element left out), System fields under ``evtx_System_`` (``evtx_System_Execution_ProcessID``).
+    UserData's one wrapper element left out), System fields under ``evtx_System_`` (``evtx_System_Execution_ProcessID``);
+    ``host_source`` (how the row's host was decided) under its own name.
     Values are text; a name Timesketch reserves gets a trailing ``_``."""
     if not attrs:
         return {}
@@ -285,6 +286,9 @@ def timesketch_fields(source: str | None, attrs: str | None) -> dict[str, str]:
         return {}
     family = _NAME_BAD.sub("_", (source or "attrs").lower())
     out: dict[str, str] = {}
+    if isinstance(doc.get("host_source"), str):  # how the host was decided: one field for every family
+        out["host_source"] = doc["host_source"]
+        doc = {k: v for k, v in doc.items() if k != "host_source"}
     event = doc.get("Event") if family == "evtx" else None
     if isinstance(event, dict):
         _put(event.get("EventData"), family, out)

@@ -24,11 +24,20 @@ __all__ = [
     "TZ_EVIDENCE_CONFIG",
     "TZ_ANALYST",
     "TZ_ASSUMED_UTC",
+    "HOST_SOURCES",
+    "HOST_GIVEN",
+    "HOST_LOG",
+    "HOST_OS",
+    "HOST_FOLDER",
+    "HOST_UNKNOWN",
+    "UNKNOWN_HOST",
     "RowBuilder",
     "event_hash",
     "empty_table",
     "conform",
     "iso_ns",
+    "PANDAS_DTYPES",
+    "to_pandas",
 ]
 
 SCHEMA_VERSION = 1
@@ -41,6 +50,17 @@ TZ_ANALYST = "analyst"  # the analyst's --tz
 TZ_ASSUMED_UTC = "assumed_utc"  # nothing was known; UTC assumed (flagged, never silent)
 TZ_SOURCES = (TZ_SOURCE_UTC, TZ_EMBEDDED_OFFSET, TZ_EVIDENCE_CONFIG, TZ_ANALYST, TZ_ASSUMED_UTC)
 
+# How a row's host was decided (``attrs.host_source``), first that applies wins: see collectors/hosts.py.
+HOST_GIVEN = "given"  # the analyst's --host for the evidence item (Case.collect(host=...))
+HOST_LOG = "log"  # the record names it (syslog's host field, EVTX Computer, journal _HOSTNAME, auditd node...)
+HOST_OS = "os"  # the OS tree or image states it (/etc/hostname, the registry's ComputerName)
+HOST_FOLDER = "folder"  # a folder of the evidence item named like a host (collectors.hosts.folder_host)
+HOST_UNKNOWN = "unknown"  # none of these: the host column is null
+HOST_SOURCES = (HOST_GIVEN, HOST_LOG, HOST_OS, HOST_FOLDER, HOST_UNKNOWN)
+# What every output (story, hunt, exports, report, plots, info) shows for a row whose host is unknown (null):
+# never None, NaN or an empty cell.
+UNKNOWN_HOST = "(unknown host)"
+
 _S = pa.string()
 _I = pa.int32()
 
@@ -48,7 +68,8 @@ _I = pa.int32()
 COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     ("timestamp", pa.timestamp("ns", tz="UTC"), False, "When it happened, UTC, nanoseconds (EVTX keeps its 100 ns)."),
     ("timestamp_desc", _S, False, 'What the time means: "Event Logged", "Content Modification Time", "Last Login"...'),
-    ("host", _S, True, "Host the event belongs to (EVTX: the record's Computer)."),
+    ("host", _S, True, "Host the event belongs to (EVTX: the record's Computer); how it was decided in attrs.host_source "
+                       "(" + ", ".join(HOST_SOURCES) + "); null when unknown, shown as " + UNKNOWN_HOST + "."),
     ("source", _S, False, "Short family: EVTX, SYSLOG, WEB, FILE, REG..."),
     ("artifact", _S, False, "Precise artifact type, e.g. evtx:Security, evtx:Microsoft-Windows-Sysmon/Operational."),
     ("event_id", _I, True, "Numeric event id where the source has one (EVTX EventID)."),
@@ -84,6 +105,12 @@ SCHEMA = pa.schema(
 
 _NAMES = tuple(c[0] for c in COLUMNS)
 
+# pandas' nullable dtype of each integer column (derived from COLUMNS): an event id stays 4624, never 4624.0,
+# and a row without one holds <NA>, under pandas 2.2 and 3.x alike.
+_PANDAS_INT = {pa.int8(): "Int8", pa.int16(): "Int16", pa.int32(): "Int32", pa.int64(): "Int64",
+               pa.uint8(): "UInt8", pa.uint16(): "UInt16", pa.uint32(): "UInt32", pa.uint64(): "UInt64"}
+PANDAS_DTYPES: dict[str, str] = {name: _PANDAS_INT[typ] for name, typ, _, _ in COLUMNS if typ in _PANDAS_INT}
+
 
 def event_hash(*parts: Any) -> str:
     """Stable hash of an event's identity: the same parts give the same hex string forever.
@@ -96,6 +123,9 @@ def event_hash(*parts: Any) -> str:
 
 
 _EPOCH = _dt.datetime(1970, 1, 1)
+# What a timestamp[ns] can hold (years 1677..2262; the lowest int64 is Arrow's and pandas' null): a time outside
+# is left out of the timeline by the collector that reads it, with a counted warning (kept in attrs where it has some)
+NS_MIN, NS_MAX = -(2**63) + 1, 2**63 - 1
 
 
 def iso_ns(ns: int) -> str:
@@ -106,6 +136,27 @@ def iso_ns(ns: int) -> str:
 
 def empty_table() -> pa.Table:
     return SCHEMA.empty_table()
+
+
+def to_pandas(table: pa.Table):
+    """An Arrow table of timeline rows (any subset of the columns, plus computed ones) as a pandas DataFrame:
+    the schema's integer columns as nullable integers (:data:`PANDAS_DTYPES`: ``Int32``), every time with a
+    zone as UTC (``datetime64[ns, UTC]``, whatever zone DuckDB or a file labelled it with), text as pandas'
+    default string dtype.  Columns the schema does not know keep pyarrow's default conversion."""
+    fields = []
+    for f in table.schema:
+        if pa.types.is_timestamp(f.type) and f.type.tz is not None and f.type.tz != "UTC":
+            f = f.with_type(pa.timestamp(f.type.unit, tz="UTC"))  # the same instants, labelled UTC
+        fields.append(f)
+    table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
+    df = table.to_pandas()
+    for i, f in enumerate(table.schema):
+        if f.name in PANDAS_DTYPES and f.type in _PANDAS_INT:  # a computed column keeps its own width
+            import pandas as pd
+
+            want = pd.api.types.pandas_dtype(_PANDAS_INT[f.type])
+            df.isetitem(i, table.column(i).to_pandas(types_mapper=lambda _t, want=want: want).set_axis(df.index))
+    return df
 
 
 def conform(table: pa.Table) -> pa.Table:

@@ -14,6 +14,7 @@ import pytest
 
 import forensics
 from forensics.cli import main
+from timeline.schema import UNKNOWN_HOST
 from timeline.errors import OutputError
 from timeline.exports import FORMATS, XLSX_MAX_ROWS, neutralise, output_columns
 from timeline.schema import SCHEMA, RowBuilder
@@ -158,7 +159,8 @@ def test_timesketch_jsonl_evtx_fields_from_real_sysmon(evidence, tmp_path):
     assert all(isinstance(v, (str, int, list)) for r in rows for v in r.values())  # no nested objects
     assert all(isinstance(v, str) for r in rows for k, v in r.items() if k.startswith("evtx_"))
     names = {k for r in rows for k in r if k.startswith("evtx_")}
-    assert entry["top_level_fields"] == len(names) and entry["fields_left_in_attrs"] == {}
+    assert entry["top_level_fields"] == len(names) + 1 and entry["fields_left_in_attrs"] == {}
+    assert {r["host_source"] for r in rows} == {"log"}  # the record's Computer: one field for every family
 
 
 def test_timesketch_field_cap_leaves_the_rest_in_attrs(evidence, tmp_path):
@@ -188,18 +190,19 @@ def test_timesketch_field_cap_leaves_the_rest_in_attrs(evidence, tmp_path):
 
 
 def test_timesketch_field_cap_on_the_evtx_corpus(corpus_case, tmp_path):
-    """The 34 EVTX files of the corpus hold 1,163 distinct field names: over Timesketch's budget.  The export
-    writes the 250 that most rows have (ranked on a 5,000-row sample), the rest stay in attrs and are counted."""
+    """The 34 EVTX files of the corpus hold 1,163 distinct field names (+ host_source, every row's): over
+    Timesketch's budget.  The export writes the 250 that most rows have (ranked on a 5,000-row sample), the rest
+    stay in attrs and are counted."""
     case, _ = corpus_case
     out = tmp_path / "corpus.jsonl"
     entry = forensics.open(case.path).export(out, "timesketch-jsonl")
     names: dict[str, int] = {}
     for line in out.read_text(encoding="utf-8").splitlines():
         for k in json.loads(line):
-            if k.startswith("evtx_"):
+            if k.startswith("evtx_") or k == "host_source":
                 names[k] = names.get(k, 0) + 1
-    assert entry["top_level_fields"] == len(names) == 250
-    assert len(names) + len(entry["fields_left_in_attrs"]) == 1163
+    assert entry["top_level_fields"] == len(names) == 250 and names["host_source"] == len(forensics.open(case.path))
+    assert len(names) + len(entry["fields_left_in_attrs"]) == 1163 + 1
     for common in ("evtx_System_EventRecordID", "evtx_SubjectUserName", "evtx_TargetUserName", "evtx_Image",
                    "evtx_LogonType", "evtx_IpAddress", "evtx_CommandLine"):
         assert common in names
@@ -443,20 +446,23 @@ def test_xlsx_story_row_without_host_real_web_log(evidence, tmp_path):
     forensics.Case(tmp_path / "case", create=True, tz="Asia/Kolkata").collect([tmp_path / "ev"], workers=1)
     tl = forensics.open(tmp_path / "case")
     st = tl.story()
-    assert len(st) == 1 and st["host"].isna().all()
+    assert len(st) == 1 and st["host"].tolist() == ["(unknown host)"]  # the story never leaves a host empty
     tl.export(tmp_path / "web.xlsx", "xlsx")
     wb = openpyxl.load_workbook(tmp_path / "web.xlsx")
     header, rows = _xlsx_rows(wb["story"])
-    assert header == ["timestamp (UTC)", "timestamp_iso", "local_time (Asia/Kolkata)", "host", "technique", "finding",
-                      "evidence_id", "evidence_path", "record_ref"]
+    assert header == ["timestamp (UTC)", "timestamp_iso", "local_time (Asia/Kolkata)", "host", "level", "technique",
+                      "finding", "detector", "rule_id", "count", "first (UTC)", "last (UTC)", "evidence_id",
+                      "evidence_path", "record_ref"]
     assert rows == [{"timestamp (UTC)": datetime.datetime(2016, 1, 13, 17, 31, 20),
                      "timestamp_iso": "2016-01-13T17:31:20.000000000+00:00",
-                     "local_time (Asia/Kolkata)": datetime.datetime(2016, 1, 13, 23, 1, 20), "host": None,
-                     "technique": "T1505.003", "finding": st["finding"][0], "evidence_id": st["evidence_id"][0],
-                     "evidence_path": "apache_access.log", "record_ref": "line=5"}]
+                     "local_time (Asia/Kolkata)": datetime.datetime(2016, 1, 13, 23, 1, 20), "host": "(unknown host)",
+                     "level": "high", "technique": "T1505.003", "finding": st["finding"][0], "detector": "web_attacks",
+                     "rule_id": None, "count": 4, "first (UTC)": datetime.datetime(2016, 1, 13, 17, 31, 20),
+                     "last (UTC)": st["last"][0].tz_localize(None).floor("ms").to_pydatetime(),
+                     "evidence_id": st["evidence_id"][0], "evidence_path": "apache_access.log", "record_ref": "line=5"}]
     events = wb["events"]
     ev_header = [c.value for c in events[1]]
-    assert all(r[ev_header.index("host")].value is None and r[0].data_type == "d"
+    assert all(r[ev_header.index("host")].value == UNKNOWN_HOST and r[0].data_type == "d"
                for r in events.iter_rows(min_row=2))
     assert events.max_row - 1 == len(tl) == 15
 

@@ -83,3 +83,27 @@ def test_conform_reorders_and_rejects():
     assert conform(shuffled).schema.names == SCHEMA.names
     with pytest.raises(ValueError, match="missing"):
         conform(t.drop_columns(["message"]))
+
+
+def test_pandas_dtypes_come_from_the_schema():
+    import pandas as pd
+
+    from timeline.schema import PANDAS_DTYPES, to_pandas
+
+    assert PANDAS_DTYPES == {"event_id": "Int32", "logon_type": "Int32", "dst_port": "Int32"}
+    assert set(PANDAS_DTYPES) == {name for name, typ, _, _ in COLUMNS if pa.types.is_integer(typ)}
+    rb = RowBuilder()
+    rb.add(**_row(event_id=4624, logon_type=3, dst_port=None))
+    rb.add(**_row(event_id=None, logon_type=None, dst_port=445, event_hash="1" * 32))
+    t = rb.to_table()
+    # the times as DuckDB hands them over on a machine set to another zone: the same instants, labelled Etc/UTC
+    t = t.set_column(0, "timestamp", t.column("timestamp").cast(pa.timestamp("ns", tz="Etc/UTC")))
+    extra = pa.array([7, None], pa.int64())
+    df = to_pandas(t.append_column("n", extra).append_column("k", pa.array([1, 2], pa.int64())))
+    assert [str(df[c].dtype) for c in ("event_id", "logon_type", "dst_port", "n", "k")] == \
+        ["Int32", "Int32", "Int32", "float64", "int64"]  # columns the schema does not know: pandas' default
+    assert df["event_id"].tolist()[0] == 4624 and df["event_id"].isna().tolist() == [False, True]
+    assert df["dst_port"].iloc[1] == 445 and df["logon_type"].iloc[0] == 3
+    assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]" and df["timestamp"].iloc[0] == pd.Timestamp(1, tz="UTC")
+    wide = to_pandas(pa.table({"event_id": pa.array([2**40, None], pa.int64())}))  # a computed event_id keeps its width
+    assert str(wide["event_id"].dtype) == "Int64" and wide["event_id"].iloc[0] == 2**40
