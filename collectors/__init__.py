@@ -19,18 +19,22 @@ from collectors.target import TargetCollector
 from collectors.usnjrnl import UsnJrnlCollector
 from collectors.utmp import UtmpCollector
 from collectors.weblog import WebCollector
+from collectors.windows_loose import AmcacheCollector, PrefetchCollector
 from collectors.winevent_export import WinEventExportCollector
 
 __all__ = ["REGISTRY", "Artifact", "Collector", "RecordError", "EvtxCollector", "JournalCollector", "SyslogCollector", "TargetCollector",
            "WebCollector", "AuditdCollector", "PackagesCollector", "UtmpCollector", "ShellHistoryCollector",
-           "WinEventExportCollector", "LinkCollector", "MftCollector", "UsnJrnlCollector", "collector_for", "by_name"]
+           "WinEventExportCollector", "LinkCollector", "MftCollector", "UsnJrnlCollector", "PrefetchCollector",
+           "AmcacheCollector", "collector_for", "by_name"]
 
 # A symbolic link first: listed, never opened (every other test reads the file it would lead to). Then magic and
 # content tests; package-manager logs (whose dpkg, yum and dnf lines look like syslog's) and
 # name-and-structure collectors (login records, shell histories) before syslog, whose test is the first line's shape.
-# A loose $MFT (FILE0 records) and $J (USN records after zero padding) are binary: tested before the text collectors.
+# A loose $MFT (FILE0 records) and $J (USN records after zero padding) are binary: tested before the text collectors,
+# as are loose Prefetch files (SCCA / MAM) and the Amcache hive (regf naming Amcache.hve).
 REGISTRY: tuple[type[Collector], ...] = (LinkCollector, EvtxCollector, JournalCollector, TargetCollector,
-                                         WinEventExportCollector, MftCollector, UsnJrnlCollector, PackagesCollector, WebCollector,
+                                         WinEventExportCollector, MftCollector, UsnJrnlCollector, PrefetchCollector, AmcacheCollector,
+                                         PackagesCollector, WebCollector,
                                          AuditdCollector, UtmpCollector, ShellHistoryCollector, SyslogCollector)
 
 

@@ -68,12 +68,14 @@ class Artifact:
     fs_path: str  # where this process can read it
     sha256: str
     size: int
-    # What the evidence says about the artifact (None when unknown): the host it belongs to, its
+    # What the evidence says about the artifact (None when unknown): the host it belongs to and how that was
+    # decided (timeline.schema.HOST_SOURCES: given, os, folder; see collectors.hosts), its
     # zone and how that was decided, its modification time (dates year-less lines).
     host: str | None = None
     tz: str | None = None
     tz_source: str | None = None
     mtime_ns: int | None = None
+    host_source: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

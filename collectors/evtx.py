@@ -69,14 +69,13 @@ from collectors.evtx_format import (
 )
 from timeline.custody import open_evidence
 from timeline.errors import ParserUnavailable, UnknownFormat
-from timeline.schema import SCHEMA, TZ_SOURCE_UTC, RowBuilder, _array, iso_ns
+from timeline.schema import NS_MAX as _NS_MAX, NS_MIN as _NS_MIN, SCHEMA, TZ_SOURCE_UTC, RowBuilder, _array, iso_ns
 
 __all__ = ["EvtxCollector"]
 
 log = logging.getLogger(__name__)
 
 _EPOCH = _dt.datetime(1970, 1, 1)
-_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what a timestamp[ns] can hold (years 1677..2262)
 _NUM_ERR = re.compile(r"record number (\d+)")
 @functools.lru_cache(maxsize=None)
 def _pkg_version(name: str) -> str:

@@ -168,6 +168,23 @@ def _svc4697(s: dict, d: dict) -> dict:
                 message=f"4697 service {_q(name)} installed by {_q(user)}: {_q(image)} (start type {_q(_v(d, 'ServiceStartType'))}, account {_q(account)})")
 
 
+_XML_ENTITY = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#(\d+)|#[xX]([0-9A-Fa-f]+));")
+_XML_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+
+
+def _xml_char(m: re.Match) -> str:
+    if m.group(1):
+        return _XML_NAMED[m.group(1)]
+    code = int(m.group(2)) if m.group(2) else int(m.group(3), 16)
+    return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else m.group(0)
+
+
+def _xml_text(text: str) -> str:
+    """XML character data as text: the five predefined entities and character references decoded, in one
+    pass (``&amp;gt;`` is ``&gt;``, not ``>``); anything else left as written."""
+    return _XML_ENTITY.sub(_xml_char, text)
+
+
 _TASK_CMD = re.compile(r"<Command>(.*?)</Command>(?:\s*<Arguments>(.*?)</Arguments>)?", re.S)
 
 
@@ -177,8 +194,8 @@ def _task(s: dict, d: dict) -> dict:
     name = _s(d, "TaskName")
     cmd = None
     m = _TASK_CMD.search(_s(d, "TaskContent", "TaskContentNew") or "")
-    if m:
-        cmd = " ".join(x.strip() for x in m.groups() if x)
+    if m:  # the task's XML text: its entities decoded once (&gt; is >)
+        cmd = " ".join(_xml_text(x).strip() for x in m.groups() if x)
     verb = {4698: "created", 4699: "deleted", 4700: "enabled", 4701: "disabled", 4702: "updated"}[eid]
     return dict(user=user, service_name=name, command_line=cmd,
                 message=f"{eid} scheduled task {_q(name)} {verb} by {_q(user)}" + (f": {_q(cmd)}" if cmd else ""))

@@ -684,7 +684,10 @@ class MftCollector(Collector):
 
         rep = self.report(artifact)
         counts = Counts()
-        ctx = Context(artifact.evidence_id, artifact.evidence_path, artifact.host, self._parser, "ntfs")
+        # read from a drive of a collection (``c:/$MFT``, ``triage.zip!c:/$MFT``): its paths are on that drive
+        root = artifact.evidence_path.rpartition("/")[0]
+        ctx = Context(artifact.evidence_id, artifact.evidence_path, artifact.host, self._parser, "ntfs",
+                      root if root.endswith(":") else "")
         rows = 0
         with os.fdopen(open_evidence(artifact.fs_path), "rb") as fh:
             for table in fs_tables(_ntfs_entries(_Stream(fh), WHOLE, counts), ctx, rep, batch_rows):

@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterator
 import orjson
 
 from collectors.base import ArtifactReport
-from timeline.schema import TZ_ASSUMED_UTC, TZ_SOURCE_UTC, RowBuilder, event_hash
+from timeline.schema import NS_MAX, NS_MIN, TZ_ASSUMED_UTC, TZ_SOURCE_UTC, RowBuilder, event_hash
 
-__all__ = ["PLUGINS", "Plugin", "plugin_rows"]
+__all__ = ["PLUGINS", "Plugin", "plugin", "plugin_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,11 @@ PLUGINS: tuple[Plugin, ...] = (
            local=lambda r: ("ts",) if r.get("package_manager") == "zypper" else (),
            origin=lambda r: "/var/log/zypp" if r.get("package_manager") == "zypper" else None),  # history and its rotations
 )
+
+
+def plugin(function: str) -> Plugin:
+    """The entry of :data:`PLUGINS` for a dissect function."""
+    return next(p for p in PLUGINS if p.function == function)
 
 
 _ZONED_DATE = re.compile(r"<Date>[^<]*(Z|[+-]\d\d:?\d\d)\s*</Date>")
@@ -271,14 +276,16 @@ class _Where:
 
 def plugin_rows(target, rows: RowBuilder, rep: ArtifactReport, evidence_id: str, evidence_path: str, host: str | None,
                 parser: str, mtime_of: Callable[[str], int | None], tz: str | None = None,
-                tz_source: str | None = None) -> Iterator[int]:
-    """Run :data:`PLUGINS` on an opened target; add rows; yield after each record (for batching).
+                tz_source: str | None = None, plugins: tuple[Plugin, ...] = PLUGINS,
+                where: Callable[[str], str | None] | None = None) -> Iterator[int]:
+    """Run ``plugins`` (:data:`PLUGINS`) on an opened target; add rows; yield after each record (for batching).
     ``tz``/``tz_source``: the host's zone, for the fields an artifact writes in local time.  A row's
-    ``evidence_path`` is the file its record was read from (see :class:`_Where`), else the evidence itself."""
+    ``evidence_path`` is the file its record was read from (``where``, by default :class:`_Where`), else the
+    evidence itself."""
     from dissect.target.exceptions import PluginError, UnsupportedPluginError
 
-    where = _Where(target)
-    for p in PLUGINS:
+    where = where if where is not None else _Where(target)
+    for p in plugins:
         try:
             fn = getattr(target, p.function)
             records = fn(**p.kwargs)
@@ -348,7 +355,13 @@ def _add(p: Plugin, r: dict[str, Any], dts: set[str], name: str, n: int, rows: R
                 if not isinstance(v, (list, tuple)):
                     r[f] = x  # attrs keep the corrected time too
             desc = p.key_time[1] if f == "key_ts" and p.key_time else p.descs.get(f, f"{p.function}: {f}")
-            times.append((desc, _ns(x), src_tz))
+            ns = _ns(x)
+            if not NS_MIN < ns < NS_MAX:  # a damaged or "never" time (year 9999): kept in attrs, not on the timeline
+                rep.warn("time_out_of_range", f"{p.function}#{n} {f}: {x.isoformat()} is outside the years a "
+                         "timestamp holds (1677..2262); left out of the timeline, kept in the record's attrs",
+                         f"{p.function}#{n}")
+                continue
+            times.append((desc, ns, src_tz))
     src = str(r.get("source") or "")
     if not times:
         mt = mtime_of(src) if src else None
@@ -364,7 +377,9 @@ def _add(p: Plugin, r: dict[str, Any], dts: set[str], name: str, n: int, rows: R
     cols = {col: (str(r[f]) if r.get(f) not in (None, "") else None) for col, f in p.columns.items()}
     msg = p.message(r) if p.message else f"{p.function}: {r}"
     h = host or r.get("hostname")
-    read_from = src or r.get("regf_hive_path") or (p.origin(r) if p.origin else None)
+    # ``source`` names the file a record came from (a unit file, a task), except where a plugin uses it for something
+    # else (Amcache's "AddRemoveProgram", "Msi", "AppxPackage": the kind of entry)
+    read_from = (src if "/" in src or "\\" in src else None) or r.get("regf_hive_path") or (p.origin(r) if p.origin else None)
     read_from = (where(str(read_from)) if read_from else None) or evidence_path
     for desc, ns, src_tz in sorted(times):
         rows.add(timestamp=ns, timestamp_desc=desc, host=h, source=p.source, artifact=p.artifact, message=msg,

@@ -48,7 +48,7 @@ from collectors.base import Artifact, Collector, RecordError
 from collectors.text import MONTHS, Clock, ns_of, open_text, read_head, syslog_years
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import COLUMNS, SCHEMA, TZ_EMBEDDED_OFFSET, event_hash
+from timeline.schema import COLUMNS, HOST_LOG, SCHEMA, TZ_EMBEDDED_OFFSET, event_hash
 
 __all__ = ["SyslogCollector", "parse_program", "extract"]
 
@@ -426,6 +426,8 @@ class SyslogCollector(Collector):
             fields = extract(prog, msg)
             attrs.update(host=host, program=prog, pid=pid, message=msg)
             attrs.update(fields)
+            if host:  # the line names its host: said first (collectors.hosts)
+                attrs = {"host_source": HOST_LOG, **attrs}
             host = host or host0
             line_msg = f"{prog}[{pid}]: {msg}" if prog and pid is not None else f"{prog}: {msg}" if prog else msg
             if host:
@@ -728,12 +730,14 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str | None, clock: Clo
                     ',"year_source":' + orjson.dumps(year_source).decode())
         host = p.field("host")
         host_attr = _json_str(host)
+        named = pc.is_valid(host)
     else:
         ns = (secs - off_line) * 1_000_000_000 + frac
         host = p.field("host")
         sev = pc.is_in(pc.ascii_upper(host), value_set=_SEVERITIES)  # ChromeOS: "ts SEVERITY prog[pid]: msg"
         head = pc.if_else(sev, _cat('{"format":"iso8601","severity":', _json_str(host)), '{"format":"iso8601"')
         host_attr = pc.if_else(sev, "null", _json_str(host))
+        named = pc.invert(sev)
         host = pc.if_else(sev, pa.scalar(host0, pa.string()), host)  # the artifact's host, or none
     msg, prog, pid = p.field("msg"), p.field("prog"), p.field("pid")
     has_prog = pc.not_equal(prog, "")
@@ -745,6 +749,9 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str | None, clock: Clo
     attrs = _cat(head, note, ',"host":', host_attr,
                  ',"program":', pc.if_else(has_prog, _json_str(pc.fill_null(prog, "")), "null"),
                  ',"pid":', pc.fill_null(pid, "null"), ',"message":', _json_str(msg), extra, "}")
+    # a line that names its host says so first (collectors.hosts)
+    attrs = pc.if_else(pc.fill_null(named, False),
+                       pc.replace_substring(attrs, "{", '{"host_source":"' + HOST_LOG + '",', max_replacements=1), attrs)
     ns_a = pa.array(ns, pa.int64())
     key = _cat("SYSLOG\x1f", pc.fill_null(host, ""), "\x1f", pc.cast(ns_a, pa.string()), "\x1f", pc.fill_null(prog, ""),
                "\x1f", pc.fill_null(pid, ""), "\x1f", msg)

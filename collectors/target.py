@@ -50,17 +50,18 @@ import pyarrow as pa
 
 from collectors import sevenzip
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, name_bytes, read_magic, shown_name
-from collectors.filesystem import (FS_LIBRARIES, FS_READERS, WHOLE, Context, Counts, Part, sniff_file, volume_stream,
-                                   volume_tables)
+from collectors.hosts import clean_host
+from collectors.filesystem import (FS_LIBRARIES, FS_READERS, WHOLE, Context, Counts, Mft, Part, sniff_file,
+                                   volume_stream, volume_tables)
 from collectors.os_artifacts import plugin_rows
 from collectors.shell_history import history_kind
 from collectors.utmp import login_file_kind
 from timeline.custody import EvidencePath, open_evidence
 from timeline.errors import EvidenceNotFound, UnknownFormat
-from timeline.schema import TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash, iso_ns
+from timeline.schema import NS_MAX as _NS_MAX, NS_MIN as _NS_MIN, HOST_GIVEN, HOST_OS, TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash, iso_ns
 
-__all__ = ["GATHER", "TargetCollector", "archive_kind", "ewf_media_hashes", "fs_rows", "image_segments", "is_container",
-           "link_leaves"]
+__all__ = ["GATHER", "TargetCollector", "archive_kind", "collection_host", "ewf_media_hashes", "fs_rows", "image_segments",
+           "is_container", "link_leaves", "velociraptor_name"]
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,6 @@ def _live_roots(t) -> tuple[str, ...]:
 _LOG_NAMES = {".bash_history", ".zsh_history", ".history", ".sh_history", "fish_history", "wtmp", "btmp", "utmp",
               "lastlog", "consolehost_history.txt"}
 
-_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds (years 1677..2262)
 _TIME_KINDS = (  # (stat attribute, MACB letter, timestamp_desc)
     ("st_mtime_ns", "M", "Content Modification Time"),
     ("st_atime_ns", "A", "Last Access Time"),
@@ -351,6 +351,17 @@ _CLDR_LEGACY = {"Asia/Calcutta": "Asia/Kolkata", "Asia/Katmandu": "Asia/Kathmand
                 "Pacific/Ponape": "Pacific/Pohnpei", "Asia/Ulan_Bator": "Asia/Ulaanbaatar"}
 
 
+def _decide_host(artifact: Artifact, stated: str | None) -> tuple[str | None, str | None]:
+    """The evidence item's host and how it was decided (collectors.hosts): the analyst's, else the one the OS
+    states, else the artifact's own (a folder named like a host)."""
+    if artifact.host_source == HOST_GIVEN and artifact.host:
+        return artifact.host, HOST_GIVEN
+    stated = clean_host(stated)
+    if stated:
+        return stated, HOST_OS
+    return (artifact.host, artifact.host_source) if artifact.host else (None, None)
+
+
 def _host_and_zone(t) -> tuple[str | None, str | None, str | None]:
     """(host, zone, where the zone came from) as the evidence states them; None when it does not."""
     host = tz = where = None
@@ -392,6 +403,8 @@ class _Reading:
     tmp: str = ""
     stored: set[str] = field(default_factory=set)
     stored_dirs: set[str] = field(default_factory=set)
+    plugins: frozenset[str] = frozenset()  # collectors whose files dissect's plugins read in the top-level target
+    mfts: dict[str, Any] = field(default_factory=dict)  # drive prefix -> the collection's loose $MFT of it (Mft)
 
 
 @dataclass
@@ -456,10 +469,12 @@ class TargetCollector(Collector):
         allowance = max(EXTRACT_ITEM_MAX, 2 * artifact.size)
         if sevenzip.is_7z(artifact.fs_path):
             tz = artifact.tz if artifact.tz_source == TZ_ANALYST else None
-            rep.facts = {"live": False, "host": None, "os": None, "archive": f"7z (py7zr {version('py7zr')})", "tz": tz,
+            host, host_source = _decide_host(artifact, None)
+            rep.facts = {"live": False, "host": host, "host_source": host_source, "os": None,
+                         "archive": f"7z (py7zr {version('py7zr')})", "tz": tz,
                          "tz_source": TZ_ANALYST if tz else None, "tz_from": None}
             self._rows_n = 0
-            ctx = _Reading(None, tz, rep.facts["tz_source"], batch_rows, budget=allowance, allowance=allowance)
+            ctx = _Reading(host, tz, rep.facts["tz_source"], batch_rows, budget=allowance, allowance=allowance)
             with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
                 ctx.tmp = tmp
                 yield from self._seven_zip(artifact, rep, ctx, artifact.fs_path, "", 0,
@@ -480,14 +495,21 @@ class TargetCollector(Collector):
         # a live host: only where logs, histories and autostart configuration live (not /proc, not every file)
         self._roots = _live_roots(t) if live else ("/",)
         host, tz, where = _host_and_zone(t) if t is not None else (None, None, None)
+        host_from = (("registry ComputerName" if _os_of(t) == "windows" else "OS configuration") if host else None)
+        if host is None and t is not None and (named := collection_host(t, artifact.evidence_path)) is not None:
+            host, host_from = named  # a triage collection names the host it was run on
+        host, host_source = _decide_host(artifact, host)
+        if host_source == HOST_GIVEN:
+            host_from = "given by the analyst"
         if artifact.tz and artifact.tz_source == TZ_ANALYST:  # the analyst's --tz wins over the evidence
             tz, tz_source = artifact.tz, TZ_ANALYST
         elif tz:
             tz_source = TZ_EVIDENCE_CONFIG
         else:  # the case's zone, given by the analyst at creation, or nothing (UTC assumed, per row)
             tz, tz_source = artifact.tz, (TZ_ANALYST if artifact.tz else None)
-        rep.facts = {"live": live, "host": host, "os": _os_of(t) if t is not None else None, "tz": tz,
-                     "tz_source": tz_source, "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
+        rep.facts = {"live": live, "host": host, "host_source": host_source, "host_from": host_from,
+                     "os": _os_of(t) if t is not None else None, "tz": tz, "tz_source": tz_source,
+                     "tz_from": where if tz_source == TZ_EVIDENCE_CONFIG else None}
         if no_os is not None:
             rep.warn("os_not_read", f"dissect could not read the OS of this evidence ({no_os}); its file systems are "
                                     "walked without it: no host, zone or OS artifacts")
@@ -496,6 +518,8 @@ class TargetCollector(Collector):
             self._verify_ewf(artifact, rep)
         self._rows_n = 0
         ctx = _Reading(host, tz, tz_source, batch_rows, budget=allowance, allowance=allowance)
+        if first and t is not None and _os_of(t) not in ("default", None):
+            ctx.plugins = _PLUGIN_READ  # its Prefetch files and Amcache hive are read by the plugins, not again
         packed = _Packed(artifact.evidence_path, artifact.size) if archive_kind(artifact.fs_path) else None
         with tempfile.TemporaryDirectory(prefix="forensics-extract-") as tmp:
             ctx.tmp = tmp
@@ -505,6 +529,13 @@ class TargetCollector(Collector):
                 yield from self._members(artifact, rep, ctx, None, "", artifact.fs_path, set(), set(), 0, packed)
             else:
                 yield from self._target(artifact, rep, t, "", ctx, artifact.fs_path, 0, packed)
+            for mft in ctx.mfts.values():
+                try:
+                    mft.reader.close()
+                except Exception:
+                    pass
+        if first and t is not None and _os_of(t) == "windows":
+            _user_hives(t, rep)
         if first and t is not None and _os_of(t) not in ("default", None):
             def mtime_of(p: str) -> int | None:
                 try:
@@ -540,7 +571,9 @@ class TargetCollector(Collector):
                 packed: _Packed | None) -> Iterator[pa.Table]:
         """Walk every file system of an opened target (an image, or an archive found inside one); for a tar or zip
         archive, then read the members the walk did not reach (:meth:`_members`)."""
-        filesystems = list(t.filesystems)
+        filesystems = [f for f in t.filesystems if not _metafile_ntfs(t, f)]
+        if len(filesystems) < len(t.filesystems):
+            rep.stats["ntfs_metafiles"] = rep.stats.get("ntfs_metafiles", 0) + len(t.filesystems) - len(filesystems)
         if not filesystems:
             raise UnknownFormat(f"{art.fs_path if not outer else outer}: no file system found (tried: {FORMATS})")
         first = self.part.k == 0
@@ -561,6 +594,8 @@ class TargetCollector(Collector):
             # the drive letter where the OS is Windows ("c:/Windows/..."), else "fsN:" when there are several
             prefix = outer + (drive if drive else f"fs{i}:" if multi and "/" not in names else "")
             fstype = getattr(fs, "__type__", type(fs).__name__)
+            if fstype == "layer" and getattr(fs, "layers", None):  # a drive's accessors layered (Velociraptor)
+                fstype = getattr(fs.layers[0], "__type__", fstype)
             if not archive and self._roots == ("/",) and fstype in FS_READERS:
                 wanted: list[tuple[str, str]] = []
                 try:
@@ -583,6 +618,9 @@ class TargetCollector(Collector):
             if not first:  # a file system dissect reads: share 0 reads it whole
                 continue
             host_root = _host_root(fs)
+            velo = _velociraptor_form(fs) is not None
+            if archive:
+                self._loose_mft(rep, ctx, fs, prefix, packed)
             for path, entry, st, raw in self._walk(fs, rep, prefix, self._roots):
                 inner = f"{prefix}{path}"
                 if members:
@@ -590,6 +628,11 @@ class TargetCollector(Collector):
                     if offset is not None:
                         reached.add(offset)
                     paths.add(inner)
+                if velo and _sparse_index(entry, st, path):
+                    # Velociraptor's own index of a sparse upload (the file beside it holds only the data ranges,
+                    # in order: a $J without its zero run): not a file of the host
+                    rep.facts.setdefault("sparse_uploads", []).append(inner[:-4])
+                    continue
                 extra: dict[str, Any] = {"name_bytes": nb} if (nb := name_bytes(raw)) is not None else {}
                 extra.update(_link_attrs(rep, entry, inner, st, host_root))
                 yield from self._file(art, rep, ctx, inner, path, entry, st, fstype, archive, depth, extra, packed,
@@ -719,9 +762,38 @@ class TargetCollector(Collector):
         if cls is None:
             rep.stats["logs_unrecognised"] = rep.stats.get("logs_unrecognised", 0) + 1
             return
+        if depth == 0 and cls.name in ctx.plugins:
+            return
         a = Artifact(art.evidence_id, inner, str(dest), sha, st.st_size, host=ctx.host, tz=ctx.tz,
                      tz_source=ctx.tz_source, mtime_ns=st.st_mtime_ns)
+        drive = next((d for d in ctx.mfts if inner.startswith(d + "/")), None) if cls.name == "usnjrnl" else None
+        if drive is not None:  # the journal of a drive whose $MFT the collection holds: paths from it
+            sub = self._subs.get(cls.name) or self._subs.setdefault(cls.name, cls(threads=self.threads))
+            sub.directories[a.key] = (drive, ctx.mfts[drive].dir_path)
         yield from self._inner(a, cls, ctx.batch_rows)
+
+    def _loose_mft(self, rep: ArtifactReport, ctx: _Reading, fs, prefix: str, packed: _Packed | None) -> None:
+        """A collection holding a drive's ``$MFT`` and its ``$Extend/$UsnJrnl:$J`` (KAPE's and Velociraptor's NTFS
+        targets): a private copy of the ``$MFT``, opened with libfsntfs, names the journal's directories
+        (``ctx.mfts[prefix]``), as MFTECmd does with both files."""
+        if not prefix.endswith(":") or prefix in ctx.mfts:
+            return
+        try:
+            entry = fs.get("/$MFT")
+            fs.get("/$Extend")  # its journal beside it ($UsnJrnl:$J as Velociraptor names it, $J as KAPE may)
+            if not _stat.S_ISREG(_lstat(entry).st_mode):
+                return
+        except Exception:
+            return
+        self._copies += 1
+        dest = Path(ctx.tmp) / f"{self._copies:06d}" / "$MFT"
+        if _copy_out(rep, entry, f"{prefix}/$MFT", dest, [], ctx, packed) is None:
+            return
+        try:
+            ctx.mfts[prefix] = Mft(volume_stream(open(dest, "rb"), own=True))
+        except Exception as exc:
+            rep.warn("mft_unreadable", f"{prefix}/$MFT: not opened to name the journal's directories "
+                                       f"({type(exc).__name__}: {exc}); its rows keep the file names alone")
 
     def _seven_zip(self, art: Artifact, rep: ArtifactReport, ctx: _Reading, path: str, outer: str, depth: int,
                    packed: _Packed | None) -> Iterator[pa.Table]:
@@ -979,9 +1051,82 @@ def _layout(t) -> str | None:
     return type(loader).__name__
 
 
+def _metafile_ntfs(t, fs) -> bool:
+    """The NTFS file system dissect builds from a triage collection's loose ``$MFT`` (and ``$J``, ``$Secure:$SDS``):
+    no volume, names without contents.  Not walked: the loose files are read themselves (the ``mft`` and
+    ``usnjrnl`` collectors), as in a collection without it."""
+    return not t.disks and getattr(fs, "__type__", None) == "ntfs" and getattr(fs, "volume", None) is None
+
+
+def _user_hives(t, rep: ArtifactReport) -> None:
+    """Map the ``NTUSER.DAT`` of each ``Users/<name>/`` folder that dissect's registry did not load: it finds user
+    hives through the accounts the SOFTWARE and SYSTEM hives list, and a triage collection may lack one of them
+    (or the account).  Each is mapped at ``HKEY_USERS\\<name>`` for the user ``<name>``, so the HKCU artifacts
+    (Run keys, UserAssist...) of every collected user are read.  The names mapped: ``facts.user_hives_by_folder``."""
+    try:
+        reg = t.registry
+    except Exception:
+        return
+    try:
+        reg.key("HKLM\\SYSTEM")
+    except Exception:  # no SYSTEM hive collected: dissect's every multi-key lookup asks it for the control sets
+        from dissect.target.helpers.regutil import VirtualHive
+
+        reg._map_hive("HKEY_LOCAL_MACHINE\\SYSTEM", VirtualHive())
+        reg.key.cache_clear()
+    try:
+        reg.load_user_hives()
+    except Exception as exc:  # the accounts are not readable (no SYSTEM hive): the folders are all there is
+        log.info("user hives not loaded through the accounts: %s", exc)
+        reg._users_loaded = True  # dissect would otherwise retry (and fail) on every HKCU lookup
+    try:
+        loaded = {_volume_path(str(p)) for _, _, p in reg.iterhives()}
+        homes = list(t.fs.path("sysvol/Users").iterdir())
+    except Exception:
+        return
+    from dissect.target.helpers.record import WindowsUserRecord
+    from dissect.target.helpers.regutil import RegfHive
+    from dissect.target.plugins.general.users import UserDetails
+
+    for home in sorted(homes, key=str):
+        if home.name.lower() in _TEMPLATE_PROFILES:
+            continue
+        hive = next((p for p in _children(home) if p.name.lower() == "ntuser.dat"), None)
+        if hive is None or _volume_path(str(hive)) in loaded:
+            continue
+        try:
+            if not hive.is_file() or hive.stat().st_size == 0:
+                continue
+            regf = RegfHive(hive)
+            reg.add_hive(home.name, f"HKEY_USERS\\{home.name}", regf, hive)
+            reg._hives_to_users[regf] = UserDetails(WindowsUserRecord(sid=None, name=home.name, home=str(home)), home)
+        except Exception as exc:
+            rep.warn("user_hive_unreadable", f"{home}/NTUSER.DAT: not read as a registry hive: {type(exc).__name__}: {exc}")
+            continue
+        rep.facts.setdefault("user_hives_by_folder", []).append(home.name)
+
+
+# profile folders that are no user's (the template new profiles are copied from, junctions to it and to Public)
+_TEMPLATE_PROFILES = frozenset(("default", "default user", "all users", "public"))
+
+
+def _volume_path(p: str) -> str:
+    """A system-volume path as dissect writes it ("sysvol/Users/x", "C:/Users/x", "C:\\Users\\x"), to compare."""
+    p = p.replace("\\", "/").lower().lstrip("/")
+    head, _, rest = p.partition("/")
+    return rest if head == "sysvol" or (len(head) == 2 and head[1] == ":") else p
+
+
+def _children(p) -> list:
+    try:
+        return list(p.iterdir()) if p.is_dir() else []
+    except Exception:
+        return []
+
+
 def _member_offset(entry) -> int | None:
     """The offset of the tar or zip member behind a dissect entry (its identity in the archive), else None."""
-    for e in (entry, getattr(entry, "top", None)):
+    for e in (entry, getattr(entry, "top", None), *(getattr(entry, "entries", None) or ())):
         info = getattr(e, "entry", None)
         if isinstance(info, tarfile.TarInfo):
             return info.offset
@@ -1215,13 +1360,111 @@ def _volume_stream(art: Artifact, t, fs):
     return volume_stream(vol, 0, vol.size)
 
 
-def _decoder(fs):
-    """How paths of ``fs`` are shown: URL-decoded for a Velociraptor collection folder, else as they are."""
-    if type(fs).__name__ != "VelociraptorDirectoryFilesystem":
-        return lambda p: p
+def _velociraptor_form(fs) -> str | None:
+    """"dir" or "zip" when ``fs`` (or a layer of it: the accessors of one drive, ``auto`` and ``ntfs``, are layered
+    into one file system) is a Velociraptor collection's upload tree, else None."""
+    kinds = {type(x).__name__ for x in (fs, *(getattr(fs, "layers", None) or ()))}
+    if "VelociraptorDirectoryFilesystem" in kinds:
+        return "dir"
+    if "VelociraptorZipFilesystem" in kinds:
+        return "zip"
+    return None
+
+
+_PLUGIN_READ = frozenset(("prefetch", "amcache"))  # loose-file collectors of artifacts os_artifacts.PLUGINS reads
+_RANGE_KEYS = frozenset(("file_offset", "original_offset", "file_length", "length"))
+
+
+def _sparse_index(entry, st, path: str) -> bool:
+    """A Velociraptor sparse-upload index (``<name>.idx``: ``{"ranges": [{"file_offset", "original_offset",
+    "file_length", "length"}...]}``) in a collection's upload tree."""
+    if not path.lower().endswith(".idx") or not _stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= 16 << 20:
+        return False
+    try:
+        with entry.open() as fh:
+            doc = orjson.loads(fh.read(16 << 20))
+    except Exception:
+        return False
+    ranges = doc.get("ranges") if isinstance(doc, dict) else None
+    return (isinstance(ranges, list) and set(doc) <= {"ranges"}
+            and all(isinstance(r, dict) and set(r) <= _RANGE_KEYS for r in ranges))
+
+
+def velociraptor_name(stored: str, encoded: bool = True) -> str:
+    """A path of a Velociraptor upload tree as the host named it: each part URL-decoded (``C%3A`` → ``C:``,
+    ``%2Ebash_history`` → ``.bash_history``, ``%5C%5C.%5CC%3A`` → ``\\\\.\\C:``) unless ``encoded`` is False
+    (dissect decoded it already), and the one ``_`` Velociraptor appends to a name ending in ``.db`` or ``_``
+    (``utils.SanitizeString``: its store keeps those names for itself) taken off again."""
     from urllib.parse import unquote
 
-    return unquote
+    parts = stored.split("/")
+    out = []
+    for part in parts:
+        if part.endswith("_") and part not in ("", "_"):
+            part = part[:-1]
+        out.append(unquote(part, errors="surrogateescape") if encoded else part)
+    return "/".join(out)
+
+
+def _decoder(fs):
+    """How paths of ``fs`` are shown: as the host named them for a Velociraptor collection
+    (:func:`velociraptor_name`), else as they are."""
+    form = _velociraptor_form(fs)
+    if form is None:
+        return lambda p: p
+    return functools.partial(velociraptor_name, encoded=form == "dir")
+
+
+_VELO_NAME = re.compile(r"^Collection-(.+?)(?:-(\d{4}-\d\d-\d\dT\d\d[_:]\d\d[_:]\d\d(?:\.\d+)?(?:Z|[+-]\d\d[_:]?\d\d)?"
+                        r"|\d{8,14}))?(?:\.zip)?/?$", re.I)
+_HOST_KEYS = ("hostname", "fqdn", "computername", "computer_name")
+
+
+def _host_in(doc: Any) -> str | None:
+    """The host a Velociraptor metadata document names: ``Hostname`` (else ``Fqdn``) at its top or in its
+    ``client_info`` (keys compared without case), as client_info.json and the collection contexts of the
+    server's exports write them."""
+    if not isinstance(doc, dict):
+        return None
+    for d in (doc, doc.get("client_info"), doc.get("ClientInfo")):
+        if not isinstance(d, dict):
+            continue
+        low = {str(k).lower(): v for k, v in d.items()}
+        for k in _HOST_KEYS:
+            v = low.get(k)
+            if isinstance(v, str) and v.strip():
+                return v.strip()
+    return None
+
+
+def collection_host(t, name: str) -> tuple[str, str] | None:
+    """(host, where it was read) for a Velociraptor offline collection whose OS does not name its host (no
+    SYSTEM hive, no /etc/hostname collected): the collection's ``client_info.json`` (the ``info()`` of the host
+    the collector ran on), else its ``collection_context.json``, else the name Velociraptor gave the collection,
+    ``Collection-<HOST>-<time>.zip``.  None for any other target."""
+    loader = getattr(t, "_loader", None)
+    if "Velociraptor" not in type(loader).__name__ and "Velociraptor" not in type(getattr(loader, "subloader", None)).__name__:
+        return None
+    root = getattr(loader, "root", None) or getattr(getattr(loader, "subloader", None), "root", None)
+    for meta in ("client_info.json", "collection_context.json"):
+        try:
+            raw = root.joinpath(meta).read_bytes()
+        except Exception:
+            continue
+        docs = []
+        try:
+            docs = [orjson.loads(raw)]
+        except orjson.JSONDecodeError:  # some builds write JSON lines
+            for line in raw.splitlines():
+                try:
+                    docs.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    continue
+        for doc in docs:
+            if (host := _host_in(doc)) is not None:
+                return host, meta
+    m = _VELO_NAME.match(name.rstrip("/").rsplit("/", 1)[-1].rsplit("!", 1)[-1])
+    return (m.group(1), "collection name") if m and m.group(1) else None
 
 
 def _zip_packed(entry) -> int | None:

@@ -294,6 +294,12 @@ class UsnJrnlCollector(Collector):
     engines = ("forensics-usn",)
     parser = ("forensics-usn", "forensics")
 
+    def __init__(self, engine: str | None = None, threads: int = 1):
+        super().__init__(engine, threads)
+        # artifact key -> (drive prefix, directory path of an MFT reference): a journal collected with its volume's
+        # $MFT (a triage collection) gets its rows' paths from it, as on the volume itself
+        self.directories: dict[tuple[str, str], tuple[str, Callable[[int], str | None]]] = {}
+
     @classmethod
     def matches(cls, path: str) -> bool:
         head = read_magic(path, 8)
@@ -309,11 +315,14 @@ class UsnJrnlCollector(Collector):
         from timeline.custody import open_evidence
 
         rep = self.report(artifact)
+        prefix, parent_path = self.directories.pop(artifact.key, ("", None))
+        if parent_path is not None:
+            rep.facts["paths_from"] = f"{prefix}/$MFT"
         fd = open_evidence(artifact.fs_path)
         rows = 0
         try:
             for t in usn_tables(file_chunks(fd), artifact.evidence_id, artifact.evidence_path, artifact.host,
-                                self._parser, rep, batch_rows):
+                                self._parser, rep, batch_rows, prefix, parent_path):
                 rows += t.num_rows
                 yield t
         finally:

@@ -82,7 +82,7 @@ from collectors.evtx import _canon_xml, _event_json
 from collectors.evtx_events import EXTRACTORS, extract
 from collectors.text import Clock, open_text, read_head
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC, iso_ns
+from timeline.schema import NS_MAX as _NS_MAX, NS_MIN as _NS_MIN, TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC, iso_ns
 
 __all__ = ["WinEventExportCollector", "export_kind", "SYSTEM_KEYS", "PIPELINE_KEYS", "MAX_LINE", "MAX_BATCH_BYTES"]
 
@@ -125,7 +125,6 @@ _CHANNELS = {c.lower(): c for c in {ch for ch, _ in EXTRACTORS} | {
 
 _ISO = re.compile(r"\s*(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?\s*(Z|UTC|[+-]\d\d:?\d\d)?\s*$")
 _EPOCH_ORD = _dt.date(1970, 1, 1).toordinal()
-_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1
 _XML_START = re.compile(r"<Event[\s>/]")
 _XML_END = "</Event>"
 _BARE_AMP = re.compile(r"&(?!(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#x[0-9A-Fa-f]+);)")

@@ -43,6 +43,13 @@ CASES = [
                                    "<Arguments>-all</Arguments></Exec></Actions></Task>"},
      {"service_name": "\\Updater", "command_line": "C:\\ProgramData\\enc.exe -all",
       "message": "4698 scheduled task \\Updater created by CORP\\admin: C:\\ProgramData\\enc.exe -all"}),
+    # the task XML's text is escaped (a > in a command is &gt;): decoded once, so &amp;gt; stays &gt;
+    (s(SEC, 4698), {**SUBJ, "TaskName": "\\Dump",
+                    "TaskContent": "<?xml version=\"1.0\" encoding=\"UTF-16\"?><Task><Actions Context=\"Author\"><Exec>"
+                                   "<Command>cmd.exe</Command><Arguments>/c whoami &gt; C:\\t\\o.txt &amp;&amp; echo "
+                                   "&quot;a&apos;b&quot; &#233;&#x41; &amp;gt;</Arguments></Exec></Actions></Task>"},
+     {"service_name": "\\Dump", "command_line": "cmd.exe /c whoami > C:\\t\\o.txt && echo \"a'b\" \u00e9A &gt;",
+      "message": "4698 scheduled task \\Dump created by CORP\\admin: cmd.exe /c whoami > C:\\t\\o.txt && echo \"a'b\" \u00e9A &gt;"}),
     (s(SEC, 4699), {**SUBJ, "TaskName": "\\Updater", "TaskContent": ""},
      {"service_name": "\\Updater", "command_line": None, "message": "4699 scheduled task \\Updater deleted by CORP\\admin"}),
     (s(SEC, 4740), {**SUBJ, "TargetUserName": "nurse01", "TargetDomainName": "WS-ER-04", "TargetSid": "S-1-5-21-1-2-3-2001"},

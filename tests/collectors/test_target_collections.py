@@ -184,8 +184,9 @@ def test_a_velociraptor_linux_collection_is_one_target(tmp_path, form, fs_rows):
 @pytest.mark.parametrize("form", ["folder", "zip"])
 def test_a_velociraptor_windows_collection_maps_the_c_drive(evidence, tmp_path, form):
     """``uploads/auto/C%3A/...`` is the c: drive; ``Sysmon%254Operational.evtx`` is the Windows name
-    ``Microsoft-Windows-Sysmon%4Operational.evtx``. No registry hives collected: no host name or zone
-    (every local-time row would say assumed_utc; EVTX times are UTC anyway)."""
+    ``Microsoft-Windows-Sysmon%4Operational.evtx``. No registry hives collected, no ``client_info.json``: the host
+    is the one the collection is named after, no zone (every local-time row would say assumed_utc; EVTX times
+    are UTC anyway)."""
     samples = evidence / "omerbenamram-evtx" / "samples"
     logs = "C:/Windows/System32/winevt/Logs"
     files = {f"{logs}/Security.evtx": (samples / "Security_short_selected.evtx").read_bytes(),
@@ -200,7 +201,8 @@ def test_a_velociraptor_windows_collection_maps_the_c_drive(evidence, tmp_path, 
                    "c:/Windows/System32/winevt/Logs/Microsoft-Windows-Sysmon%4Operational.evtx": ("evtx", 270),
                    "c:/Users/alice/AppData/Roaming/Microsoft/Windows/PowerShell/PSReadLine/ConsoleHost_history.txt": ("shell_history", 2)}
     target = next(a for a in rep.artifacts if a["collector"] == "target")
-    assert (target["facts"]["os"], target["facts"]["host"], target["facts"]["tz"]) == ("windows", None, None)
+    assert (target["facts"]["os"], target["facts"]["host"], target["facts"]["host_source"], target["facts"]["host_from"],
+            target["facts"]["tz"]) == ("windows", "DC01", "os", "collection name", None)
     # the only problems: the damage noticed in the sample with bad chunks (no records lost), no plugin noise
     assert rep.errors == 0
     assert {p["kind"] for p in case.problems().to_pylist()} == {"damage", "parser_error"}

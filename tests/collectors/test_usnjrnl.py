@@ -78,6 +78,11 @@ def test_the_museums_7z_is_collected_record_for_record(evidence, journal, tmp_pa
     assert attrs["reasons"] == ["DATA_OVERWRITE", "DATA_EXTEND", "FILE_CREATE", "RENAME_OLD_NAME", "BASIC_INFO_CHANGE"]
     assert (first.timestamp_desc, first.artifact, first.source, first.tz_source) == (
         "USN Journal Entry", "ntfs:usnjrnl", "FILE", "source_utc")
+    assert (t.timestamp.min().value, t.timestamp.max().value) == (1646946766392180200, 1646948646870587900)
+    # 21:12:46.3921802 to 21:44:06.8705879 UTC; a rename the journal holds: a font installed through a .tmp name
+    rn = t[t.record_ref.str.startswith("usn=209715448 ")].iloc[0]
+    assert (json.loads(rn["attrs"])["old_name"], json.loads(rn["attrs"])["name"]) == (
+        "0d2609cc702e2545904e927af87deece.tmp", "skypeuisymbol-regular.ttf")
 
 
 def _segment(ref) -> int:

@@ -336,8 +336,8 @@ def test_host_and_zone_come_from_the_registry(triage):
     case, rep = triage
     assert rep.errors == 0 and rep.warnings == 0
     facts = next(a["facts"] for a in rep.artifacts if a["collector"] == "target")
-    assert facts == {"live": False, "host": HOST, "os": "windows", "tz": IST, "tz_source": "evidence_config",
-                     "tz_from": "registry TimeZoneInformation"}
+    assert facts == {"live": False, "host": HOST, "host_source": "os", "host_from": "registry ComputerName", "os": "windows", "tz": IST,
+                     "tz_source": "evidence_config", "tz_from": "registry TimeZoneInformation"}
     t = _os_rows(case)
     assert set(t[t.source != "EVTX"].host) == {HOST}
     assert set(t[t.source == "EVTX"].host) == {"DC01.corp.example"}  # an event names its own Computer
