@@ -26,17 +26,18 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors import REGISTRY, Artifact, LinkCollector, by_name, collector_for
 from collectors.base import name_bytes, shown_name
+from collectors.hosts import check_given_host, folder_host, stamp_hosts
 from collectors.links import link_hashes
-from collectors.target import GATHERED_DIR, TargetCollector, image_segments, link_leaves
+from collectors.target import GATHERED_DIR, LIVE, TargetCollector, image_segments, link_leaves
 from timeline.custody import FileHashes, hash_file, verify_chain
-from timeline.schema import TZ_ANALYST, iso_ns
+from timeline.schema import HOST_FOLDER, HOST_GIVEN, TZ_ANALYST, UNKNOWN_HOST, iso_ns
 from timeline.errors import CaseWriteError, EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
 from timeline.store import (
     DATA_DIRS,
@@ -96,6 +97,17 @@ class _Item:
     hashes: dict[str, FileHashes] = field(default_factory=dict)
     evidence_id: str = ""
     links: set[Path] = field(default_factory=set)  # files that are symbolic links: hashed as the target they store
+    host: str | None = None  # the analyst's --host for this item
+
+    def host_of(self, rel: str) -> tuple[str | None, str | None]:
+        """The host of the artifact at ``rel`` before it is read, and its source (collectors.hosts): the analyst's,
+        else a folder named like a host (the item's own folder included; never a folder above the item)."""
+        if self.host:
+            return self.host, HOST_GIVEN
+        if rel == LIVE:
+            return None, None
+        folder = folder_host(self.path.name if self.path.is_dir() else None, rel)
+        return (folder, HOST_FOLDER) if folder else (None, None)
 
     def hash(self, real: Path, md5: bool = True, parallel: bool = True) -> FileHashes:
         """The identity of one of its files (a link's: the target it stores; the link is never followed)."""
@@ -182,10 +194,25 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
     case_root = Path(staging).parent.parent
     dropped = 0
 
+    by_key = {a.key: a for a in artifacts}
+    by_id = {a.evidence_id: a for a in artifacts}
+
+    def fallback(evidence_id: str, evidence_path: str) -> tuple[str | None, str | None]:
+        """The host a row falls back on (collectors.hosts): what its artifact's reading stated (an image's OS),
+        else what was decided before reading (the analyst's, a folder's)."""
+        art = by_key.get((evidence_id, evidence_path)) or by_id.get(evidence_id)
+        if art is None:
+            return None, None
+        facts = c.reports[art.key].facts if art.key in c.reports else {}
+        if "host_source" in facts:
+            return facts["host"], facts["host_source"]
+        return art.host, art.host_source
+
     def write(table: pa.Table) -> None:
         nonlocal dropped, seen
         if not table.num_rows:
             return
+        table = stamp_hosts(table, fallback)
         n = len(others)  # one sightings file per table written, whether or not timeline rows remain
         # sorted by time (stable: of the same event, the first read stays first); every row is a sighting,
         # the first of each event not yet in the bin or the case a timeline row: one copy of each row kept
@@ -258,8 +285,11 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
             "rows": rows, "lost": lost, "records_read": rows + lost, "warnings": len(rep.warnings), "failed": failure,
             "stats": dict(rep.stats),
         }
-        if rep.facts:
-            entry["facts"] = rep.facts
+        facts = dict(rep.facts)
+        if art.host_source == HOST_GIVEN and "host" not in facts:  # the analyst's statement, in the custody entry
+            facts.update(host=art.host, host_source=HOST_GIVEN)
+        if facts:
+            entry["facts"] = facts
         if art.key not in {x.key for x in artifacts}:
             entry["inside"] = True
         elif part is not None:
@@ -398,6 +428,7 @@ class Case:
         unit_bytes: int = 32 << 20,
         gather: bool = False,
         on_item: Callable[[str, int, int, int, str | None], None] | None = None,
+        host: str | Mapping[str | os.PathLike, str] | None = None,
     ) -> CollectReport:
         """Collect ``evidence`` (files, folders, disk images, archives) into the case.
 
@@ -415,6 +446,10 @@ class Case:
         ``progress(files_done, files_total, rows)`` is called after each unit of work; ``on_item(evidence,
         artifacts_done, artifacts_total, rows, host)`` once per evidence item at the start and after each unit
         that read some of it (``host`` as the evidence states it, once known): a progress line per item.
+        ``host``: the host the evidence belongs to, as the analyst knows it -- one name for every item, or a
+        mapping from evidence items (as given) to names; it wins over what the evidence states (each row says
+        how its host was decided in ``attrs.host_source``: see :mod:`collectors.hosts`).  Evidence the case
+        already holds is not read again, so a host given later does not change its rows.
         """
         t0 = time.monotonic()
         if unit_bytes < 1:
@@ -424,9 +459,13 @@ class Case:
 
             zone(tz)  # unknown zone: a clear error before anything is read
         only_set = _only(only)
+        evidence = list(evidence)
+        hosts = _given_hosts(evidence, host)
         items = [_resolve(Path(p), only_set) for p in evidence]
         if not items:
             raise EvidenceNotFound("no evidence given")
+        for it, h in zip(items, hosts):
+            it.host = h
         with self.store.collecting():  # one collection at a time: a second one waits, then skips what this one read
             return self._collect(items, t0, engine, workers, progress, batch_rows, tz, client, unit_bytes, gather,
                                  on_item)
@@ -481,9 +520,10 @@ class Case:
                 eng = engine if engine is not None else cls.engines[0]
                 if engine is not None and engine not in cls.engines:
                     raise UnknownFormat(f"engine {engine!r} does not read {coll} artifacts ({', '.join(cls.engines)})")
+                art_host, art_host_source = it.host_of(rel)
                 art = Artifact(it.evidence_id, rel, str(real), it.hashes[rel].sha256, it.hashes[rel].size,
                                tz=analyst_tz, tz_source=analyst_source,
-                               mtime_ns=os.lstat(real).st_mtime_ns)
+                               mtime_ns=os.lstat(real).st_mtime_ns, host=art_host, host_source=art_host_source)
                 key = (it.evidence_id, rel, art.sha256, eng)
                 missing = _missing_shares(shares.get(key))
                 if key in done and not missing:
@@ -514,7 +554,7 @@ class Case:
         total_files = sum(len(args[2]) for _, args in units)  # a split image counts once per share
         tool = tool_versions()
         # per evidence item: [label, artifacts done, artifacts to read, rows, host]
-        per_item = {it.evidence_id: [str(it.path), 0, 0, 0, None] for it in items}
+        per_item = {it.evidence_id: [str(it.path), 0, 0, 0, it.host] for it in items}
         for _, args in units:
             for art in args[2]:
                 per_item[art.evidence_id][2] += 1
@@ -647,24 +687,46 @@ class Case:
 
         return ds.dataset([str(f) for f in files], format="parquet").to_table(columns=columns)
 
-    def timeline(self, columns: list[str] | None = None) -> pa.Table:
-        """The whole timeline as one Arrow table, sorted by time (small cases; see issue 5 for lazy reads)."""
+    def timeline(self, columns: list[str] | None = None, as_pandas: bool = False):
+        """The whole timeline, sorted by time (small cases; ``forensics.open(case)`` reads lazily), as one Arrow
+        table, or with ``as_pandas=True`` as a pandas DataFrame: the same rows and columns with the dtypes of
+        ``Timeline.to_pandas()`` (``event_id`` ``Int32``, ``timestamp`` ``datetime64[ns, UTC]``) and
+        ``local_time`` (the case's zone) after ``timestamp``; ``df.fx`` helpers work on it."""
         files = self.store.files(TIMELINE_DIR)
         if not files:
             from timeline.schema import empty_table
 
             t = empty_table()
-            return t.select(columns) if columns else t
-        t = self._read(files, columns)
-        return t.sort_by("timestamp") if "timestamp" in t.column_names else t
+            t = t.select(columns) if columns else t
+        else:
+            t = self._read(files, columns)
+            t = t.sort_by("timestamp") if "timestamp" in t.column_names else t
+        return self._frame(t, local_time=True) if as_pandas else t
 
-    def sightings(self) -> pa.Table:
+    def sightings(self, as_pandas: bool = False):
+        """Every place each event was seen (an event read from several files is one row with several sightings);
+        an Arrow table, or a DataFrame with ``as_pandas=True``."""
         files = self.store.files(SIGHTINGS_DIR)
-        return self._read(files) if files else SIGHTINGS_SCHEMA.empty_table()
+        t = self._read(files) if files else SIGHTINGS_SCHEMA.empty_table()
+        return self._frame(t) if as_pandas else t
 
-    def problems(self) -> pa.Table:
+    def problems(self, as_pandas: bool = False):
+        """Records lost (``severity`` error) and damage noticed (warning), with their evidence, place, kind,
+        message and count: an Arrow table, or a DataFrame with ``as_pandas=True``."""
         files = self.store.files(PROBLEMS_DIR)
-        return self._read(files) if files else PROBLEMS_SCHEMA.empty_table()
+        t = self._read(files) if files else PROBLEMS_SCHEMA.empty_table()
+        return self._frame(t) if as_pandas else t
+
+    def _frame(self, table: pa.Table, local_time: bool = False):
+        from timeline.schema import to_pandas
+
+        df = to_pandas(table)
+        if local_time and "timestamp" in df.columns:
+            import forensics.hunt  # noqa: F401 - the df.fx accessor
+
+            tz = self.store.meta.get("tz") or "UTC"
+            df.insert(df.columns.get_loc("timestamp") + 1, "local_time", df["timestamp"].dt.tz_convert(tz))
+        return df
 
     def info(self) -> dict[str, Any]:
         t = self.timeline(["timestamp", "host", "artifact"])
@@ -687,9 +749,11 @@ class Case:
             for a in c.get("artifacts", []):
                 f = a.get("facts") or {}
                 d = evidence.get(a["evidence_id"])
+                if d is not None and f.get("host_source") == HOST_GIVEN:  # the analyst's host of a loose item
+                    d.update(host=f["host"], host_source=HOST_GIVEN)
                 if d is None or a.get("collector") != TargetCollector.name or not f:
                     continue
-                d.update({k: f.get(k) for k in ("host", "os", "tz", "tz_source")})
+                d.update({k: f.get(k) for k in ("host", "host_source", "os", "tz", "tz_source")})
                 if "ewf" in f:
                     v = f["ewf"]["verified"]
                     d["e01_media_hash"] = "verified" if v else "MISMATCH" if v is False else "none stored"
@@ -699,10 +763,16 @@ class Case:
                     d["outside_layout"] = d.get("outside_layout", 0) + len(f["outside_layout"])
 
         def counts(table: pa.Table, col: str) -> dict[str, int]:
+            from forensics.sigma import UNKNOWN_HOST  # rows without a host are counted under the one placeholder
+
             if not table.num_rows:
                 return {}
             g = table.group_by(col).aggregate([([], "count_all")]).sort_by([("count_all", "descending"), (col, "ascending")])
-            return {str(k): int(v) for k, v in zip(g.column(col).to_pylist(), g.column("count_all").to_pylist())}
+            out: dict[str, int] = {}
+            for k, v in zip(g.column(col).to_pylist(), g.column("count_all").to_pylist()):
+                key = UNKNOWN_HOST if k is None or k == "" else str(k)
+                out[key] = out.get(key, 0) + int(v)
+            return out
 
         ts = t.column("timestamp")
         mm = pc.min_max(ts) if t.num_rows else None
@@ -838,6 +908,25 @@ def resolve(path: str | os.PathLike, only: Iterable[str] | None = None) -> list[
     """What collecting ``path`` would read: (path inside the evidence, real file, collector; "" for a
     further image segment).  Raises the error collection would raise, without touching any case."""
     return _resolve(Path(path), _only(only)).files
+
+
+def _given_hosts(evidence: list, host: str | Mapping[str | os.PathLike, str] | None) -> list[str | None]:
+    """The analyst's host of each evidence item (None: not given), checked (ValueError for a name that cannot be a
+    host, or a mapping naming evidence that is not collected)."""
+    if host is None:
+        return [None] * len(evidence)
+    if isinstance(host, (str, os.PathLike)) and not isinstance(host, Mapping):
+        name = check_given_host(os.fspath(host))
+        return [name] * len(evidence)
+
+    def key(p: str | os.PathLike) -> str:
+        return str(p) if str(p) == "local" else os.path.realpath(os.path.abspath(p))
+
+    wanted = {key(p): (p, check_given_host(h)) for p, h in host.items() if h is not None}
+    out = [wanted.pop(key(p), (None, None))[1] for p in evidence]
+    if wanted:
+        raise ValueError("host given for evidence not collected: " + ", ".join(shown_name(str(p)) for p, _ in wanted.values()))
+    return out
 
 
 def _only(only: Iterable[str] | None) -> frozenset[str] | None:

@@ -115,8 +115,51 @@ class _Progress:
         self.bar.close()
 
 
+class _HostItems(argparse.Action):
+    """``--host NAME [ITEM...]``: the host of the evidence items that follow it (up to the next option); without
+    items, of the items given without one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from collectors.hosts import check_given_host
+
+        try:
+            name = check_given_host(values[0])
+        except ValueError as exc:
+            parser.error(str(exc))
+        groups = list(getattr(namespace, self.dest) or [])
+        if not values[1:] and any(not items for _, items in groups):
+            parser.error("--host NAME without evidence after it may be given once (it names the host of the "
+                         "evidence given without --host)")
+        groups.append((name, list(values[1:])))
+        setattr(namespace, self.dest, groups)
+
+
+def _evidence_and_hosts(args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The evidence items in the order given (positional first) and the host given for each (--host)."""
+    evidence = list(args.evidence)
+    hosts: dict[str, str] = {}
+    for name, items in args.host or []:
+        for p in items:
+            evidence.append(p)
+            hosts[p] = name
+    for name, items in args.host or []:
+        if not items:  # a bare --host NAME: the items given without one
+            hosts.update({p: name for p in args.evidence})
+    return evidence, hosts
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
+    evidence, hosts = _evidence_and_hosts(args)
+    if not evidence:
+        from timeline.errors import EvidenceNotFound
+
+        raise EvidenceNotFound("no evidence given (forensics collect ITEM... --case DIR, or --host NAME ITEM...)")
+    args.evidence = evidence
     if args.engine == "plaso":
+        if hosts:
+            from timeline.errors import UnknownFormat
+
+            raise UnknownFormat("--host goes with our collectors, not --engine plaso")
         return _collect_plaso(args)
     if args.parsers or args.archives:
         from timeline.errors import UnknownFormat
@@ -143,7 +186,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         report = case.collect(args.evidence, engine=args.engine, workers=args.workers, tz=args.tz, only=only,
                               client=client, unit_bytes=max(1, int(args.unit_mb * (1 << 20))), gather=args.gather,
-                              progress=bars and bars.files, on_item=bars and bars.item)
+                              progress=bars and bars.files, on_item=bars and bars.item, host=hosts or None)
     finally:
         if bars is not None:
             bars.close()
@@ -209,7 +252,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     _echo(f"evidence    {len(info['evidence'])} item(s)")
     for e in info["evidence"]:
         _echo(f"  {e['evidence_id']}  {e['files']} file(s), {e['bytes']} bytes  {e['path']}")
-        stated = [f"host {e['host']}" if e.get("host") else "", f"os {e['os']}" if e.get("os") else "",
+        stated = [f"host {e['host']}" + (f" ({e['host_source']})" if e.get("host_source") not in (None, "os") else "")
+                  if e.get("host") else "", f"os {e['os']}" if e.get("os") else "",
                   f"zone {e['tz']} ({e['tz_source']})" if e.get("tz") else "",
                   f"E01 media hash {e['e01_media_hash']}" if "e01_media_hash" in e else "",
                   f"{e['gathered']} file(s) gathered" if e.get("gathered") else "",
@@ -249,6 +293,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window(tl, args: argparse.Namespace):
+    """``--from``/``--to``: a time window, or one side of one (from a time on, before a time)."""
+    return tl.between(args.start, args.end) if args.start or args.end else tl
+
+
 def _view(args: argparse.Namespace):
     from forensics.query import open_case
     from timeline.errors import QueryError
@@ -256,15 +305,9 @@ def _view(args: argparse.Namespace):
     tl = open_case(args.case, tz=args.tz)
     if args.around:
         tl = tl.around(args.around, before=args.before, after=args.after)
-    if args.start or args.end:
-        if not (args.start and args.end):
-            raise QueryError("--from and --to go together")
-        tl = tl.between(args.start, args.end)
-    for cond in args.where or []:
-        name, sep, value = cond.partition("=")
-        if not sep:
-            raise QueryError(f"--where takes COLUMN=VALUE, got {cond!r}")
-        tl = tl.where(**{name: int(value) if name in ("event_id", "logon_type", "dst_port") and value.isdigit() else value})
+    tl = _window(tl, args)
+    if args.where:  # the filter syntax of Timeline.where (forensics.query.parse_condition)
+        tl = tl.where(*args.where)
     if args.search:
         tl = tl.search(args.search, regex=args.regex)
     return tl
@@ -277,7 +320,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     tl = _view(args)
     if args.output == "table":
         df = tl.to_pandas(TABLE_COLUMNS, limit=args.limit)
-        df = df.drop(columns=["timestamp"]).astype(object).fillna("") if not df.empty else df
+        if not df.empty:  # empty cells blank (where, not fillna: pandas 2.2 warns that fillna will stop downcasting)
+            df = df.drop(columns=["timestamp"]).astype(object)
+            df = df.where(df.notna(), "")
         _echo_frame(df)
         _echo(f"{len(df)} row(s) shown; times in {tl.tz}", err=True)
     else:
@@ -305,7 +350,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from forensics.report import write_report
 
-    entry = write_report(args.case, args.output, tz=args.tz, command=["forensics", *args.argv], force=args.force)
+    entry = write_report(args.case, args.output, tz=args.tz, command=["forensics", *args.argv], force=args.force,
+                         start=args.start, end=args.end, host=args.host, figures=not args.no_figures)
     if not args.quiet:
         out = entry["output"]
         _echo(f"wrote {args.output} ({out['bytes']} bytes, sha256 {out['sha256']}); custody entry #{entry['seq']}")
@@ -321,27 +367,84 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_hunt(args: argparse.Namespace) -> int:
+    """The story of the case (or of a window, of hosts): curated findings and, with ``--sigma``, Sigma's; a
+    summary first (counts per level and host, top detections, first and last finding), then the findings."""
+    from forensics import hunt, sigma
     from forensics.query import open_case
+    from timeline.errors import QueryError
 
-    tl = open_case(args.case, tz=args.tz)
-    if args.sigma:
-        return _hunt_sigma(tl, args)
-    st = tl.story()
+    tl = _window(open_case(args.case, tz=args.tz), args)
+    if args.host:
+        tl = tl.where(host=args.host)
+    run = None
+    if args.sigma is not None:
+        rules = [Path(p) for p in args.sigma] or sigma.default_rules()
+        if not rules:
+            raise QueryError(f"--sigma without rules: give files or folders (--sigma RULES...) or name a folder "
+                             f"in ${sigma.RULES_ENV}")
+        missing = [str(p) for p in rules if not p.exists()]
+        if missing:
+            raise QueryError(f"Sigma rules not found: {', '.join(missing)}")
+        run = sigma.run(tl, rules)
+        if args.save:
+            sigma.save(tl, run, rules)
+    elif args.save:
+        raise QueryError("--save goes with --sigma (it stores the matches of the rules applied)")
+    st = hunt.story(tl, sigma=run, min_level=args.min_level, burst=args.burst)
+    text = args.output == "text"
+    say = _echo if text else (lambda line: None if args.quiet else _echo(line, err=True))
+    for line in _summary_lines(hunt.summary(st), tl.tz, saved=run is None and bool(tl._detection_files())):
+        say(line)
+    if run is not None:
+        _echo(f"sigma: {run.rules_loaded} rules loaded, {run.rules_converted} converted, {run.rules_matched} matched "
+              f"{len(run.matches)} row(s); {len(run.conversion_errors)} not convertible, {len(run.evaluation_errors)} "
+              f"failed to evaluate; {len(run.skipped)} for log sources the case does not hold; {run.seconds:.1f} s"
+              + ("; matches saved in the case" if args.save else ""), err=True)
+        if args.verbose:
+            for rid, why in sorted({**run.conversion_errors, **run.evaluation_errors}.items()):
+                _echo(f"  {rid}: {why}", err=True)
+    if not text:
+        out = st.copy()
+        for col in ("timestamp", "local_time", "first", "last"):  # ISO 8601, all nine digits and the offset
+            if col in out:
+                out[col] = [t.isoformat() for t in out[col]]
+        if args.output == "csv":
+            out.to_csv(sys.stdout, index=False)
+        elif len(out):
+            out.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
+        return 0
+    say(f"== story: {len(st)} finding(s); local times in {tl.tz} ==")
+    for r in st.itertuples():
+        by = "sigma " + str(r.rule_id) if r.detector == "sigma" else r.detector
+        _echo(f"{r.local_time.isoformat()}  ({r.timestamp.isoformat()} UTC)  {r.host}  [{r.level}] {r.technique or '-'}  "
+              f"{r.finding}  ({by})  [{r.evidence_path} {r.record_ref}]")
     if st.empty:
         _echo("no findings")
-        return 0
-    for col in ("timestamp", "local_time"):
-        st[col] = [t.isoformat() for t in st[col]]
-    if args.output == "json":
-        st.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
-        return 0
-    if args.output == "csv":
-        st.to_csv(sys.stdout, index=False)
-        return 0
-    for r in st.itertuples():
-        _echo(f"{r.local_time}  ({r.timestamp} UTC)  {r.host}  {r.technique}  {r.finding}  [{r.evidence_path} {r.record_ref}]")
-    _echo(f"{len(st)} finding(s); local times in {tl.tz}", err=True)
     return 0
+
+
+def _summary_lines(s: dict, tz: str, saved: bool = False) -> list[str]:
+    """The summary of :func:`forensics.hunt.summary` as text lines, Hayabusa-like."""
+    def when(row: dict) -> str:
+        return (f"{row['local_time'].isoformat() if 'local_time' in row else row['timestamp'].isoformat()}  "
+                f"{row['host']}  [{row['level']}] {row['finding']}")
+
+    lines = ["== summary ==",
+             f"findings        {s['findings']} ({s['by_detector']['curated']} curated, {s['by_detector']['sigma']} Sigma"
+             + (", from the detections saved in the case" if saved and s["by_detector"]["sigma"] else "")
+             + f"), standing for {s['events']} event(s)",
+             "by level        " + ", ".join(f"{lv} {n}" for lv, n in s["levels"].items())]
+    for i, h in enumerate(s["hosts"]):
+        levels = ", ".join(f"{lv} {n}" for lv, n in h["levels"].items())
+        lines.append(f"{'by host' if i == 0 else '':<16}{h['host']}: {h['findings']} ({levels})")
+    for i, t in enumerate(s["top"]):
+        rule = f" {t['rule_id']}" if t["rule_id"] else ""
+        lines.append(f"{'top detections' if i == 0 else '':<16}[{t['level']}] {t['detection']}{rule}: {t['findings']} "
+                     f"finding(s), {t['events']} event(s) on {t['hosts']} host(s)")
+    if s["first"] is not None:
+        lines.append(f"first           {when(s['first'])}")
+        lines.append(f"last            {when(s['last'])}")
+    return lines
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -350,8 +453,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     out = _output_path(Path(args.case), args.output, args.force)  # never over evidence, an existing file with --force
     tl = open_case(args.case, tz=args.tz)
-    if args.start and args.end:
-        tl = tl.between(args.start, args.end)
+    tl = _window(tl, args)
     fig = (plots.activity_heatmap(tl, freq=args.freq, log_scale=args.log_scale, per_host=args.per_host)
            if args.kind == "activity" else plots.story_timeline(tl.story()))
     fig.savefig(out, dpi=120)
@@ -396,7 +498,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     say("4. the reconstructed story (local IST, then UTC)")
     story = open_case(case_dir).story()
     for r in story.itertuples():
-        say(f"   {r.local_time:%Y-%m-%d %H:%M:%S} IST  {r.timestamp:%H:%M:%S} UTC  {r.host:<16} {r.technique:<10} {r.finding[:110]}")
+        say(f"   {r.local_time:%Y-%m-%d %H:%M:%S} IST  {r.timestamp:%H:%M:%S} UTC  {r.host:<16} {r.technique or '-':<10} {r.finding[:110]}")
     from forensics.report import write_report
 
     report_path = base / "report.html"
@@ -423,30 +525,6 @@ def pd_local(iso_utc: str) -> str:
     return _dt.datetime.fromisoformat(iso_utc).astimezone(ZoneInfo("Asia/Kolkata")).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _hunt_sigma(tl, args: argparse.Namespace) -> int:
-    from forensics import sigma
-
-    run = sigma.run(tl, args.sigma)
-    m = run.matches
-    if args.output == "json":
-        if len(m):
-            m = m.assign(timestamp=[t.isoformat() for t in m["timestamp"]], local_time=[t.isoformat() for t in m["local_time"]])
-            m.to_json(sys.stdout, orient="records", lines=True, force_ascii=False)
-    else:
-        for r in m.itertuples():
-            local = r.timestamp.tz_convert(tl.tz).isoformat()
-            _echo(f"{local}  {r.host}  [{r.level}] {r.title}  ({r.rule_id})  {r.message}  [{r.evidence_path} {r.record_ref}]")
-    if args.save:
-        sigma.save(tl, run, args.sigma)
-    _echo(f"sigma: {run.rules_loaded} rules loaded, {run.rules_converted} converted, {run.rules_matched} matched "
-          f"{len(m)} row(s); {len(run.conversion_errors)} not convertible, {len(run.evaluation_errors)} failed to "
-          f"evaluate; {run.seconds:.1f} s", err=True)
-    if args.verbose:
-        for rid, why in sorted({**run.conversion_errors, **run.evaluation_errors}.items()):
-            _echo(f"  {rid}: {why}", err=True)
-    return 0
-
-
 def _filter_args(p: argparse.ArgumentParser) -> None:
     """The case and the row filters shared by ``query`` and ``export`` (read by :func:`_view`)."""
     p.add_argument("case")
@@ -456,7 +534,11 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--before", default="1h")
     p.add_argument("--after", default="6h")
     p.add_argument("--tz", default=None, help="zone for naive times and local_time (default: the case's zone)")
-    p.add_argument("--where", action="append", metavar="COLUMN=VALUE", help="equality filter (repeatable)")
+    p.add_argument("--where", action="append", metavar="CONDITION",
+                   help="row filter, repeatable (all must hold): COLUMN=VALUE; COLUMN=V1,V2 (any of); COLUMN=LO..HI "
+                        "(numbers or times, both ends included); COLUMN~PATTERN (ILIKE: %% any text, _ one character); "
+                        "COLUMN= (empty); != and !~ for not (rows without a value included); tags=TAG; "
+                        "e.g. --where event_id=4624,4625 --where 'process~%%\\psexe%%'")
     p.add_argument("--search", help="substring of the message or attrs (case-insensitive)")
     p.add_argument("--regex", action="store_true", help="--search is a regular expression")
 
@@ -484,7 +566,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("collect", help="collect evidence (EVTX files or folders) into a case")
-    c.add_argument("evidence", nargs="+", help="evidence files or folders")
+    c.add_argument("evidence", nargs="*", help="evidence files or folders")
+    c.add_argument("--host", action=_HostItems, nargs="+", metavar=("NAME", "ITEM"), default=None,
+                   help="the host the evidence items after it belong to (up to the next option; may be repeated: "
+                        "--host web01 a.log b.log --host db01 c.log); without items, the host of the items given "
+                        "without --host.  Wins over the host the evidence names; rows say how their host was "
+                        "decided in attrs.host_source")
     c.add_argument("--case", required=True, help="case directory (created if missing)")
     c.add_argument("--engine", choices=["evtx", "python-evtx", "plaso"], default=None,
                    help="EVTX engine: evtx (Rust parser + dissect.eventlog fallback, default) or python-evtx; "
@@ -566,7 +653,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="one self-contained HTML report of the case (summary, story, figures, findings, "
                                       "custody); recorded in the custody log")
     r.add_argument("case")
-    r.add_argument("--tz", default=None, help="zone of the local times (default: the case's zone)")
+    r.add_argument("--tz", default=None, help="zone of the local times and of --from/--to without a zone "
+                                              "(default: the case's zone)")
+    r.add_argument("--from", dest="start", help="only events at or after this time (ISO 8601; alone or with --to)")
+    r.add_argument("--to", dest="end", help="only events before this time (excluded; alone or with --from)")
+    r.add_argument("--host", action="append", metavar="HOST",
+                   help="only this host (repeatable); '(unknown host)' for rows without a host")
+    r.add_argument("--no-figures", action="store_true", help="leave the figures out (faster; no matplotlib needed)")
     r.add_argument("-o", "--output", required=True, help="HTML file to write (not evidence of the case)")
     r.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     r.set_defaults(func=cmd_report)
@@ -579,15 +672,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let the query read files other than the timeline (e.g. an IOC list with read_csv)")
     s.set_defaults(func=cmd_sql)
 
-    h = sub.add_parser("hunt", help="the attack story: findings of every helper in time order, local and UTC")
+    h = sub.add_parser("hunt", help="the attack story: a summary, then the findings of every helper and of Sigma "
+                                    "rules in time order, local and UTC")
     h.add_argument("case")
-    h.add_argument("--tz", default=None)
-    h.add_argument("-o", "--output", choices=["text", "csv", "json"], default="text")
-    h.add_argument("--sigma", action="append", metavar="PATH",
-                   help="apply Sigma rules (file or folder, repeatable) instead of printing the story; -v lists the rules "
-                        "that could not be converted or evaluated")
+    h.add_argument("--tz", default=None, help="zone of local_time and of naive --from/--to times (default: the "
+                                               "case's zone), e.g. Asia/Kolkata")
+    h.add_argument("--from", dest="start", help="only rows from this time on (ISO 8601; without a zone: --tz or the "
+                                                 "case's zone); alone or with --to")
+    h.add_argument("--to", dest="end", help="only rows before this time; alone or with --from")
+    h.add_argument("--host", action="append", metavar="HOST", help="only this host's rows (repeatable)")
+    h.add_argument("--min-level", default=None, metavar="LEVEL",
+                   help="only findings of this level or above: informational < low < medium < high < critical "
+                        "(curated findings' levels: forensics.hunt.FINDING_LEVELS; Sigma's: the rule's)")
+    h.add_argument("-o", "--output", choices=["text", "csv", "json"], default="text",
+                   help="text: summary then story; csv, json (JSON lines): the story's rows, the summary on stderr")
+    h.add_argument("--sigma", nargs="*", action="extend", metavar="RULES",
+                   help="also apply Sigma rules (files or folders; repeatable); without paths the folders named by "
+                        "$FORENSICS_SIGMA_RULES.  Without --sigma the detections saved in the case (--save) are shown. "
+                        "-v lists the rules that could not be converted or evaluated")
+    h.add_argument("--burst", default="1h", help="Sigma: one finding per rule, host and burst of matches less than "
+                                                 "this apart (default 1h)")
     h.add_argument("--save", action="store_true",
-                   help="with --sigma: store the matches in the case (custody-logged) so the rows' tags carry them")
+                   help="with --sigma: store the matches in the case (custody-logged): the rows' tags carry them in "
+                        "queries and exports, and later hunts and reports show them")
     h.set_defaults(func=cmd_hunt)
 
     sc = sub.add_parser("sample-case", help="write the sample hospital ransomware case (evidence + ground truth)")

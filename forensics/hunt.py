@@ -3,8 +3,12 @@
 Every helper is a plain function that takes a timeline DataFrame (as returned by
 ``Timeline.to_pandas()``) or a :class:`forensics.Timeline` and returns a DataFrame.
 Given a ``Timeline``, a helper first narrows it to the rows it can use (pushed down to
-DuckDB), so it works on cases larger than memory.  The same helpers are reachable as
-``df.fx.<name>(...)`` and ``Timeline.<name>(...)``.
+DuckDB), so it works on cases larger than memory.  Each helper is defined once, here, under
+``@helper(...)``, which generates its two other forms, ``Timeline.<name>(...)`` and ``df.fx.<name>(...)``, with
+the same signature, docstring and example (:data:`HELPERS` lists them).
+
+:func:`story` tells the attack as one ordered table: every curated helper's findings, with a level from
+:data:`FINDING_LEVELS`, and Sigma's (``sigma=RULES``, a ``SigmaRun``, or the detections saved in the case).
 
 Each result keeps ``timestamp`` (UTC), ``local_time`` when the input had it, ``host``
 and the provenance of its row (``evidence_id``, ``evidence_path``, ``record_ref``), so
@@ -20,12 +24,18 @@ Time" rows failed ones, lastlog "Last Login" rows successful ones); shell histor
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import re
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+
+from forensics import sigma as _sigma
+from forensics.query import Timeline
+from forensics.sigma import LEVELS, UNKNOWN_HOST
+from timeline.errors import QueryError
 
 __all__ = [
     "logons",
@@ -46,6 +56,13 @@ __all__ = [
     "story",
     "story_rows",
     "onset",
+    "summary",
+    "helper",
+    "HELPERS",
+    "FINDING_LEVELS",
+    "finding_level",
+    "STORY_COLUMNS",
+    "LATERAL_TECHNIQUE",
 ]
 
 SEC = "Security"
@@ -58,6 +75,76 @@ PROVENANCE = ["evidence_id", "evidence_path", "record_ref"]
 
 _LOGON_TYPE = {2: "interactive", 3: "network", 4: "batch", 5: "service", 7: "unlock", 8: "network cleartext",
                9: "new credentials", 10: "remote interactive (RDP)", 11: "cached interactive"}
+
+
+# --- one definition, three forms --------------------------------------------------------------------
+#
+# Each helper is written once, here, as ``fn(data, ...)``; ``@helper(...)`` (one line above it) registers it
+# and generates its two other forms, ``Timeline.<name>(...)`` and ``df.fx.<name>(...)``, with the same
+# signature (less ``data`` and the private ``_`` parameters), the same docstring and its example.
+
+HELPERS: dict[str, Callable] = {}  # name -> the helper function, in the order they were defined
+
+
+@pd.api.extensions.register_dataframe_accessor("fx")
+class FxAccessor:
+    """``df.fx.<helper>(...)``: every helper of :mod:`forensics.hunt` (``HELPERS``) on a timeline DataFrame;
+    the methods are generated from the functions by :func:`helper`."""
+
+    def __init__(self, df: pd.DataFrame):
+        self._df = df
+
+    def event_data(self, names: list[str] | str, dtypes: dict[str, str] | None = None) -> pd.DataFrame:
+        """Fields of the events' data (EVTX and Windows event exports: ``attrs`` ``Event.EventData``) as typed
+        columns, one row per row of the frame, with its index: ``df.fx.event_data(["TargetImage", "GrantedAccess"])``.
+        The same reading and types as :meth:`forensics.Timeline.fields` (see there; ``dtypes={"GrantedAccess":
+        "int"}`` reads hex)."""
+        from forensics.query import event_data_of_frame
+
+        return event_data_of_frame(self._df, names, dtypes)
+
+
+def _example(name: str, args: str) -> str:
+    calls = [(f"tl.{name}({args})", "a Timeline: narrowed in DuckDB before reading"),
+             (f"df.fx.{name}({args})", "a timeline DataFrame (df = tl.to_pandas())"),
+             (f"forensics.hunt.{name}(tl{', ' + args if args else ''})", "the function: a Timeline or a DataFrame")]
+    width = max(len(c) for c, _ in calls)
+    return "Example::\n\n    tl = forensics.open(CASE)\n" + "\n".join(f"    {c:<{width}}  # {why}" for c, why in calls)
+
+
+def _form(fn: Callable, owner: type, data: Callable[[Any], Any]) -> Callable:
+    """``fn`` as a method of ``owner``: ``self`` gives the data through ``data(self)``."""
+
+    def method(self, *args: Any, **kwargs: Any) -> Any:
+        return fn(data(self), *args, **kwargs)
+
+    sig = inspect.signature(fn)
+    params = [p for p in list(sig.parameters.values())[1:] if not p.name.startswith("_")]
+    method.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params])
+    method.__name__ = fn.__name__
+    method.__qualname__ = f"{owner.__name__}.{fn.__name__}"
+    method.__doc__ = fn.__doc__
+    method.__module__ = fn.__module__
+    return method
+
+
+def helper(example: str = "") -> Callable[[Callable], Callable]:
+    """Register a helper ``fn(data, ...)`` (``data``: a Timeline or a timeline DataFrame) and generate its
+    ``Timeline.<name>`` and ``df.fx.<name>`` forms; ``example``: the arguments of the call shown in its
+    docstring (``'threshold=5, window="30min"'``).  Used as ``@helper(...)`` above the function, outermost."""
+
+    def register(fn: Callable) -> Callable:
+        from forensics.query import Timeline  # query loads hunt lazily, never at import: no cycle
+
+        name = fn.__name__
+        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n\n" + _example(name, example)
+        HELPERS[name] = fn
+        setattr(Timeline, name, _form(fn, Timeline, lambda tl: tl))
+        setattr(FxAccessor, name, _form(fn, FxAccessor, lambda acc: acc._df))
+        return fn
+
+    return register
 
 
 def _frame(data: Any, prefilter: Callable | None = None) -> pd.DataFrame:
@@ -130,6 +217,7 @@ def _logon_rows(tl):
                     " OR artifact IN ('wtmp', 'btmp'))")
 
 
+@helper('success=False')
 @_partitionwise
 def logons(data: Any, success: bool | None = None) -> pd.DataFrame:
     """Logons and logon attempts: Windows 4624/4625/4648/4768/4771/4776, RDP 1149/21/24/25, sshd, wtmp/btmp.
@@ -151,7 +239,7 @@ def logons(data: Any, success: bool | None = None) -> pd.DataFrame:
         w.loc[eid.isin([4625, 4771]) | (eid.isin([4768, 4776]) & ~ok_status), "outcome"] = "failure"
         w.loc[(w["channel"] == TS_LOCAL) & (eid == 24), "outcome"] = "disconnect"
         lt = w["logon_type"]
-        method = lt.map(lambda x: _LOGON_TYPE.get(int(x), f"type {int(x)}") if pd.notna(x) else None)
+        method = lt.astype(object).map(lambda x: _LOGON_TYPE.get(int(x), f"type {int(x)}") if pd.notna(x) else None)
         method = method.where(~eid.isin([4768, 4771]), "Kerberos")
         method = method.where(eid != 4776, "NTLM")
         method = method.where(eid != 4648, "explicit credentials")
@@ -180,21 +268,25 @@ def logons(data: Any, success: bool | None = None) -> pd.DataFrame:
     return _out(out, ["user", "src_ip", "src_host", "logon_type", "outcome", "method", "status", "event_id", "message"])
 
 
+@helper('threshold=5, window="30min"')
 def brute_force(data: Any, threshold: int = 10, window: str = "10min", *,
                 _logons: pd.DataFrame | None = None) -> pd.DataFrame:
     """Failed-logon bursts: one row per attacking source and target host with at least ``threshold``
-    failures inside ``window``: attempts, distinct users tried, first, last, and whether a
-    successful logon from that source to that host followed."""
+    failures inside ``window``: attempts, distinct users tried, first, last, whether a successful logon
+    from that source to that host followed, and the provenance of the first failure."""
+    cols = ["source", "host", "attempts", "max_in_window", "users", "first", "last", "success_after",
+            "first_success"] + PROVENANCE
     tries = logons(data) if _logons is None else _logons
     if tries.empty:
-        return pd.DataFrame(columns=["source", "host", "attempts", "users", "first", "last", "success_after"])
+        return pd.DataFrame(columns=cols)
     tries = tries.assign(source=tries["src_ip"].fillna(tries["src_host"]))
     tries = tries[tries["source"].notna() & ~tries["source"].isin(["-", "127.0.0.1", "::1", "LOCAL"])]
     fails = tries[tries["outcome"] == "failure"]
     rows = []
     span = pd.Timedelta(window)
     for (src, host), g in fails.groupby(["source", "host"], sort=True, dropna=False):  # loose logs: no host
-        t = g["timestamp"].sort_values().reset_index(drop=True)
+        g = g.sort_values("timestamp", kind="stable")
+        t = g["timestamp"].reset_index(drop=True)
         # the largest number of failures inside any window starting at a failure (vectorised)
         ns = t.astype("int64").to_numpy() if hasattr(t, "astype") else t
         ends = np.searchsorted(ns, ns + span.value, side="right")
@@ -207,9 +299,9 @@ def brute_force(data: Any, threshold: int = 10, window: str = "10min", *,
         rows.append({"source": src, "host": host, "attempts": len(g), "max_in_window": best,
                      "users": g["user"].nunique(), "first": t.iloc[0], "last": t.iloc[-1],
                      "success_after": not ok.empty,
-                     "first_success": ok["timestamp"].min() if not ok.empty else pd.NaT})
-    return pd.DataFrame(rows, columns=["source", "host", "attempts", "max_in_window", "users", "first", "last",
-                                       "success_after", "first_success"])
+                     "first_success": ok["timestamp"].min() if not ok.empty else pd.NaT,
+                     **{c: g[c].iloc[0] for c in PROVENANCE}})
+    return pd.DataFrame(rows, columns=cols)
 
 
 # --- persistence and execution -----------------------------------------------------------------
@@ -217,6 +309,7 @@ def brute_force(data: Any, threshold: int = 10, window: str = "10min", *,
 _SVC_KEY = re.compile(r"\\Services\\([^\\]+)\\ImagePath$", re.I)
 
 
+@helper()
 @_partitionwise
 def service_installs(data: Any) -> pd.DataFrame:
     """Services that appeared: System 7045, Security 4697, Sysmon 13 on Services\\*\\ImagePath, and the
@@ -256,6 +349,7 @@ _EXEC_ARTIFACTS = ("bash_history", "zsh_history", "fish_history", "powershell_hi
                    "auditd:EXECVE")
 
 
+@helper()
 @_partitionwise
 def process_executions(data: Any) -> pd.DataFrame:
     """Processes that ran: Security 4688, Sysmon 1 (and, with their collectors, prefetch, shell history,
@@ -280,6 +374,7 @@ _INHIBIT = re.compile(
 )
 
 
+@helper()
 @_partitionwise
 def shadow_copy_deletion(data: Any) -> pd.DataFrame:
     """Inhibit-recovery commands (vssadmin/wmic/wbadmin/bcdedit, PowerShell Win32_ShadowCopy) from
@@ -292,6 +387,7 @@ def shadow_copy_deletion(data: Any) -> pd.DataFrame:
     return _out(df[text.str.contains(_INHIBIT)], cols)
 
 
+@helper()
 @_partitionwise
 def log_cleared(data: Any) -> pd.DataFrame:
     """Logs cleared or silenced: Security 1102, System 104, the event-log service disabled (7040);
@@ -309,6 +405,7 @@ def log_cleared(data: Any) -> pd.DataFrame:
     return _out(out, ["log", "user", "event_id", "message"])
 
 
+@helper()
 @_partitionwise
 def accounts_created(data: Any) -> pd.DataFrame:
     """Accounts created (Security 4720).  Columns: ``account`` (the new one), ``user`` (who)."""
@@ -317,6 +414,7 @@ def accounts_created(data: Any) -> pd.DataFrame:
     return _out(out, ["account", "user", "event_id"])
 
 
+@helper()
 @_partitionwise
 def group_changes(data: Any) -> pd.DataFrame:
     """Group membership changes (4728/4729/4732/4733/4756/4757): ``group``, ``member``, ``change``, ``user``."""
@@ -329,6 +427,7 @@ def group_changes(data: Any) -> pd.DataFrame:
     return _out(out, ["group", "member", "change", "user", "event_id"])
 
 
+@helper()
 @_partitionwise
 def scheduled_tasks(data: Any) -> pd.DataFrame:
     """Scheduled tasks created, deleted, enabled, disabled or updated (4698-4702): ``task``, ``action``,
@@ -357,6 +456,7 @@ def _hexint(v: Any) -> int | None:
         return None
 
 
+@helper('spray_users=5')
 def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30min", *,
                       _logons: pd.DataFrame | None = None) -> pd.DataFrame:
     """Credential theft: LSASS memory opened for reading (Sysmon 10 with PROCESS_VM_READ), dump tools and
@@ -416,10 +516,25 @@ def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30mi
 _PSEXEC_PIPE = re.compile(r"(?:psexesvc|remcom|csexec|paexec)|-(?:stdin|stdout|stderr)$", re.I)
 
 
+# lateral_movement's methods -> ATT&CK technique
+LATERAL_TECHNIQUE = {"RDP": "T1021.001", "SMB/PsExec (named pipe)": "T1021.002", "SMB/PsExec (service)": "T1569.002",
+                     "network logon (SMB/WinRM)": "T1021", "SSH": "T1021.004"}
+# the methods whose edges the story tells (routine network logons and SSH sessions are not findings by themselves)
+LATERAL_IN_STORY = ("RDP", "SMB/PsExec (named pipe)", "SMB/PsExec (service)")
+_LATERAL_COLUMNS = ["source", "destination", "method", "user", "first", "last", "count", "technique"] + PROVENANCE
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """A column as text ("" where missing) whatever its dtype: an empty frame's columns may be float."""
+    return series.astype(object).where(series.notna(), "").astype(str)
+
+
+@helper()
 def lateral_movement(data: Any) -> pd.DataFrame:
     """Who moved where, how: edges ``source`` → ``destination`` with ``method`` (RDP, SMB/PsExec incl. renamed
     PsExec seen through its 5145 pipes and service installs, network logon, SSH), ``user``, ``first``,
-    ``last``, ``count``."""
+    ``last``, ``count``, ``technique`` (ATT&CK, :data:`LATERAL_TECHNIQUE`) and the provenance of the edge's
+    first record."""
     df = _frame(data, lambda tl: tl.where(event_id=[4624, 1149, 21, 25, 5145, 7045, 4697]))
     edges = []
     if len(df):
@@ -428,22 +543,28 @@ def lateral_movement(data: Any) -> pd.DataFrame:
                 & ~lg["src_ip"].isin(["-", "127.0.0.1", "::1", "LOCAL"])]
         rdp = lg[(lg["method"] == "RDP") | (lg["logon_type"] == 10)].assign(method="RDP")
         net = lg[(lg["logon_type"] == 3)].assign(method="network logon (SMB/WinRM)")
-        ssh = lg[lg["method"].fillna("").str.startswith("ssh")].assign(method="SSH")
+        ssh = lg[_text(lg["method"]).str.startswith("ssh")].assign(method="SSH")
         edges += [rdp, net, ssh]
-        pipes = df[_is(df, SEC, 5145) & df["path"].fillna("").str.contains(_PSEXEC_PIPE)]
+        pipes = df[_is(df, SEC, 5145) & _text(df["path"]).str.contains(_PSEXEC_PIPE)]
         edges.append(pipes.assign(method="SMB/PsExec (named pipe)"))
         svc = service_installs(df)
-        psx = svc[svc["service_name"].fillna("").str.contains(r"psexe|paexe|remcom|csexec", case=False)
-                  | svc["image_path"].fillna("").str.contains(r"\\ADMIN\$|%SystemRoot%\\[A-Za-z0-9]{8}\.exe", case=False)]
+        psx = svc[_text(svc["service_name"]).str.contains(r"psexe|paexe|remcom|csexec", case=False)
+                  | _text(svc["image_path"]).str.contains(r"\\ADMIN\$|%SystemRoot%\\[A-Za-z0-9]{8}\.exe", case=False)]
         edges.append(psx.assign(method="SMB/PsExec (service)", src_ip=None))
     edges = [e for e in edges if len(e)]
     if not edges:
-        return pd.DataFrame(columns=["source", "destination", "method", "user", "first", "last", "count"])
-    all_ = pd.concat(edges)
-    all_ = all_.assign(source=all_["src_ip"].fillna(all_.get("src_host")).fillna("?"), destination=all_["host"])
-    g = all_.groupby(["source", "destination", "method", all_["user"].fillna("?")], sort=True)
-    out = g["timestamp"].agg(first="min", last="max", count="size").reset_index()
-    return out.sort_values(["first", "source"]).reset_index(drop=True)
+        return pd.DataFrame(columns=_LATERAL_COLUMNS)
+    all_ = pd.concat(edges).sort_values("timestamp", kind="stable")
+    src = all_["src_ip"].astype(object)
+    if "src_host" in all_:
+        src = src.where(src.notna(), all_["src_host"].astype(object))
+    all_ = all_.assign(source=src.where(src.notna(), "?"), user=all_["user"].astype(object).where(all_["user"].notna(), "?"),
+                       destination=all_["host"].astype(object).where(all_["host"].notna(), UNKNOWN_HOST))
+    g = all_.groupby(["source", "destination", "method", "user"], sort=True)
+    out = g.agg(first=("timestamp", "min"), last=("timestamp", "max"), count=("timestamp", "size"),
+                **{c: (c, "first") for c in PROVENANCE}).reset_index()  # the records are in time order
+    out["technique"] = out["method"].map(LATERAL_TECHNIQUE)
+    return out.reindex(columns=_LATERAL_COLUMNS).sort_values(["first", "source"]).reset_index(drop=True)
 
 
 _CRADLE = re.compile(r"(?:net\.webclient|downloadstring|downloadfile|downloaddata|invoke-webrequest|\biwr\b|"
@@ -453,6 +574,7 @@ _OBFUSCATION = re.compile(r"(?:[a-z]`[a-z]|\[char\]\s*\d+|-join\s*\(|\(\s*'[^']{
                           r"-replace\s*'[^']*'\s*,\s*''.*-replace)", re.I)
 
 
+@helper()
 @_partitionwise
 def powershell(data: Any) -> pd.DataFrame:
     """PowerShell activity (4104 script blocks, 4103/800 pipelines, 400 engine starts) with flags:
@@ -467,6 +589,7 @@ def powershell(data: Any) -> pd.DataFrame:
     return _out(ps, ["user", "process", "command_line", "path", "download", "encoded", "obfuscated", "event_id"])
 
 
+@helper('"198.51.100.23"')
 def first_seen(data: Any, indicator: str) -> pd.DataFrame:
     """First and last appearance of an indicator (IP, user, file name, hash...) per host, and overall
     (the row with ``host`` = '*'), searching messages, attrs and the common columns."""
@@ -477,7 +600,9 @@ def first_seen(data: Any, indicator: str) -> pd.DataFrame:
     else:
         df = _frame(data)
         cols = ["message", "attrs", "user", "src_ip", "process", "command_line", "path"]
-        hay = df[[c for c in cols if c in df]].astype(str).agg(" ".join, axis=1)
+        # an empty cell is "" (pandas 3's str dtype keeps NaN through astype(str); pandas 2.2 writes 'None')
+        texts = [df[c].astype(object).where(df[c].notna(), "").astype(str) for c in cols if c in df]
+        hay = functools.reduce(lambda a, b: a + " " + b, texts) if texts else pd.Series("", index=df.index, dtype=object)
         df = df[hay.str.contains(indicator, case=False, regex=False)]
     if df.empty:
         return pd.DataFrame(columns=["host", "first", "last", "count", "first_evidence_path", "first_record_ref"])
@@ -494,32 +619,108 @@ def first_seen(data: Any, indicator: str) -> pd.DataFrame:
 
 _NOTE = re.compile(r"(?:readme|read_me|how[_ -]?to|decrypt|restore|recover|ransom|!!!)[^\\/]*\.(?:txt|html?|hta|url)$", re.I)
 _EXT = re.compile(r"\.([A-Za-z0-9]{1,16})$")
+USN = "ntfs:usnjrnl"
+# extensions of names that are renamed to their real name once written (installers, updates, downloads, editors'
+# saves): a rename from one of them is a file being finished, not a file being encrypted
+_TEMPORARY = frozenset({"", "tmp", "temp", "part", "partial", "crdownload", "download", "!ut", "new", "old", "bak",
+                        "~tmp", "$$$", "dwl", "dwl2", "swp"})
+_USN_KINDS = ("RENAME_NEW_NAME", "FILE_CREATE", "FILE_DELETE")
 
 
+def _usn_events(usn: pd.DataFrame, window: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(files, notes) from change-journal rows (``ntfs:usnjrnl``): a file counts when it was renamed to another
+    extension from a name that was not a temporary one (``scan.pdf`` -> ``scan.pdf.locked``), or created as
+    ``<name>.<ext>`` in a folder where ``<name>`` was deleted within ``window`` (copied encrypted, the original
+    deleted); each file once, at its first such record.  Notes: files created with a ransom-note name.  Columns:
+    timestamp, host, path, extension, directory (the parent's MFT record), renamed, note and the provenance."""
+    cols = ["timestamp", "host", "path", "extension", "directory", "renamed", "note"] + PROVENANCE
+    text = usn["attrs"].fillna("")
+    usn = usn[text.str.contains("|".join(_USN_KINDS), regex=True)]
+    if usn.empty:
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=cols)
+    docs = usn["attrs"].map(json.loads)
+    u = pd.DataFrame({
+        "timestamp": usn["timestamp"].to_numpy(), "host": usn["host"].to_numpy(), "path": usn["path"].to_numpy(),
+        "evidence_id": usn["evidence_id"].to_numpy(), "evidence_path": usn["evidence_path"].to_numpy(),
+        "record_ref": usn["record_ref"].to_numpy(),
+        "reasons": [set(d.get("reasons") or ()) for d in docs], "name": [d.get("name") or "" for d in docs],
+        "extension": [d.get("extension") or "" for d in docs], "old_name": [d.get("old_name") for d in docs],
+        "old_extension": [d.get("old_extension") for d in docs],
+        "file": [(d.get("file_record"), d.get("file_sequence")) for d in docs],
+        "parent": [d.get("parent_record") for d in docs]}).sort_values("timestamp", kind="stable")
+    u["h"] = u["host"].fillna("").astype(str)
+    u["directory"] = u["evidence_id"].astype(str) + ":" + u["parent"].astype(str)
+    renamed = u[u["reasons"].map(lambda r: "RENAME_NEW_NAME" in r) & u["old_name"].notna()
+                & (u["extension"] != "") & (u["extension"] != u["old_extension"].fillna(""))
+                & ~u["old_extension"].fillna("").isin(_TEMPORARY)]
+    renamed = renamed.drop_duplicates(["h", "evidence_id", "file", "name"])
+    created = u[u["reasons"].map(lambda r: "FILE_CREATE" in r)].drop_duplicates(["h", "evidence_id", "file"])
+    deleted = u[u["reasons"].map(lambda r: "FILE_DELETE" in r)]
+    gone: dict[tuple, list[int]] = {}
+    for key, ns in zip(zip(deleted["h"], deleted["directory"], deleted["name"].str.lower()),
+                       deleted["timestamp"].astype("int64")):
+        gone.setdefault(key, []).append(int(ns))
+    span = pd.Timedelta(window).value
+
+    def replaced(r) -> bool:
+        ext = r["extension"]
+        stem = r["name"][: -len(ext) - 1] if ext else ""
+        if not ext or "." not in stem or stem.rsplit(".", 1)[1].lower() in _TEMPORARY:
+            return False
+        t = int(pd.Timestamp(r["timestamp"]).value)
+        return any(abs(d - t) <= span for d in gone.get((r["h"], r["directory"], stem.lower()), ()))
+
+    note = created["name"].str.contains(_NOTE) if len(created) else pd.Series([], dtype=bool)
+    copies = created[~note & created.apply(replaced, axis=1)] if len(created) else created
+    files = pd.concat([renamed.assign(renamed=True), copies.assign(renamed=False)])
+    notes = created[note].assign(renamed=False)
+    return (files.assign(note=False).reindex(columns=cols).sort_values("timestamp"),
+            notes.assign(note=True).reindex(columns=cols))
+
+
+@helper('window="10min", min_files=100')
 def encryption_burst(data: Any, window: str = "10min", min_files: int = 100) -> pd.DataFrame:
     """Mass encryption: per host, at least ``min_files`` files written or renamed to one extension inside
     ``window``, that extension not seen on that host before the burst; with the ransom notes (README /
-    DECRYPT / HOW_TO ... .txt/.html) that appeared.  Reads file events: Sysmon 11 (file created), Sysmon 2
-    and, with the file-system collector, ``source == "FILE"`` rows (``path`` is the file)."""
+    DECRYPT / HOW_TO ... .txt/.html) that appeared.  Reads file events: Sysmon 11 (file created), Sysmon 2,
+    the file-system timeline (``source == "FILE"``, ``path`` is the file, at its content modification) and,
+    where the NTFS change journal was collected (``artifact == "ntfs:usnjrnl"``), its renames to a new extension
+    and its encrypted copies (created as ``<name>.<ext>`` where ``<name>`` was deleted); there the journal is the
+    record: over the time it covers on a host, the other file events of that host are not counted again.
+    ``renamed``: how many of the burst's files the journal shows renamed; ``directories`` counts parent folders
+    (by MFT record for the journal's rows)."""
     df = _frame(data, lambda tl: tl._with(
         "(source = 'FILE' OR (channel = 'Microsoft-Windows-Sysmon/Operational' AND event_id IN (2, 11)))"))
     files = df[df["path"].notna() & ((df.get("source") == "FILE") | _is(df, SYSMON, 2, 11))] if len(df) else df
+    cols = ["host", "extension", "first", "last", "files", "directories", "notes", "first_note", "renamed"] + PROVENANCE
+    journal = files[files["artifact"] == USN] if len(files) and "artifact" in files else files.iloc[0:0]
+    files = files[files["artifact"] != USN] if len(journal) else files
     if len(files) and (files["source"] == "FILE").any():
         # a file-system timeline has a row per time kind: a file counts once, at its content modification
         # (encryption rewrites the content; inode change and birth times may be those of the acquisition)
         fs = files[(files["source"] == "FILE") & (files["timestamp_desc"] == "Content Modification Time")]
         fs = fs.sort_values("timestamp").drop_duplicates(["host", "path"], keep="last")
         files = pd.concat([files[files["source"] != "FILE"], fs])
-    cols = ["host", "extension", "first", "last", "files", "directories", "notes", "first_note",
-            "evidence_path", "record_ref"]
-    if files.empty:
-        return pd.DataFrame(columns=cols)
     files = files.assign(extension=files["path"].str.extract(_EXT)[0].str.lower(),
                          directory=files["path"].str.replace(r"[\\/][^\\/]*$", "", regex=True),
-                         note=files["path"].str.contains(_NOTE)).sort_values("timestamp")
+                         note=files["path"].str.contains(_NOTE), renamed=False) if len(files) else files
+    if len(journal):
+        usn_files, usn_notes = _usn_events(journal, window)
+        hosts = journal["host"].fillna("").astype(str)
+        covered = pd.DataFrame({"h": hosts, "ts": journal["timestamp"]}).groupby("h")["ts"].agg(["min", "max"])
+        if len(files):
+            fh = files["host"].fillna("").astype(str)
+            lo, hi = fh.map(covered["min"]), fh.map(covered["max"])
+            files = files[~(lo.notna() & (files["timestamp"] >= lo) & (files["timestamp"] <= hi))]
+        parts = [f for f in (files, usn_files, usn_notes) if len(f)]
+        files = pd.concat(parts) if parts else usn_files
+    if files.empty:
+        return pd.DataFrame(columns=cols)
+    files = files.assign(h=files["host"].fillna("").astype(str)).sort_values("timestamp", kind="stable")
+    note = files["note"].astype(bool)
     span = pd.Timedelta(window).value
     rows = []
-    for (host, ext), g in files[files["extension"].notna() & ~files["note"]].groupby(["host", "extension"], sort=True):
+    for (host, ext), g in files[files["extension"].notna() & ~note].groupby(["h", "extension"], sort=True):
         ns = g["timestamp"].astype("int64").to_numpy()
         ends = np.searchsorted(ns, ns + span, side="right")
         counts = ends - np.arange(len(ns))
@@ -529,13 +730,14 @@ def encryption_burst(data: Any, window: str = "10min", min_files: int = 100) -> 
         if i > 0 and len(g.iloc[:i]) > max(5, min_files // 20):  # the extension was common before: not new
             continue
         burst = g.iloc[i:]
-        notes = files[(files["host"] == host) & files["note"] & (files["timestamp"] >= burst["timestamp"].iloc[0]
-                                                                - pd.Timedelta(window))]
-        rows.append({"host": host, "extension": ext, "first": burst["timestamp"].iloc[0],
+        notes = files[(files["h"] == host) & note & (files["timestamp"] >= burst["timestamp"].iloc[0]
+                                                     - pd.Timedelta(window))]
+        rows.append({"host": host or None, "extension": ext, "first": burst["timestamp"].iloc[0],
                      "last": burst["timestamp"].iloc[-1], "files": len(burst),
                      "directories": burst["directory"].nunique(), "notes": len(notes),
                      "first_note": notes["path"].iloc[0] if len(notes) else None,
-                     "evidence_path": burst["evidence_path"].iloc[0], "record_ref": burst["record_ref"].iloc[0]})
+                     **{c: burst[c].iloc[0] for c in PROVENANCE},
+                     "renamed": int(burst["renamed"].astype(bool).sum())})
     return pd.DataFrame(rows, columns=cols).sort_values("first").reset_index(drop=True) if rows else pd.DataFrame(columns=cols)
 
 
@@ -551,7 +753,7 @@ def story_rows(tl: Any) -> pd.DataFrame:
     story over a case far larger than memory reads only candidates: the rare families whole; of the
     frequent ones (logons, Kerberos, process starts, Sysmon) only what a finding can come from —
     failures, RDP logons, logons from sources that failed, LSASS access, service keys, inhibit-recovery
-    and dump commands, RC4 service tickets."""
+    and dump commands, RC4 service tickets, PsExec's named pipes (5145)."""
     whole = ", ".join(str(i) for i in _STORY_WHOLE)
     failed_sources = "SELECT DISTINCT src_ip FROM timeline_all WHERE event_id IN (4625, 4771) AND src_ip IS NOT NULL"
     clause = (
@@ -563,12 +765,14 @@ def story_rows(tl: Any) -> pd.DataFrame:
         " OR (channel = 'Microsoft-Windows-Sysmon/Operational' AND ((event_id = 10 AND lower(path) LIKE '%lsass.exe')"
         "     OR (event_id = 13 AND path ILIKE '%\\services\\%\\imagepath')))"
         " OR ((event_id IN (1, 4688) OR source = 'SHELL') AND regexp_matches(coalesce(command_line, ''), ?))"
+        " OR (event_id = 5145 AND regexp_matches(coalesce(path, ''), ?))"
         " OR source IN ('SYSLOG', 'WEB', 'LOGIN'))"
     )
+    pipes = r"(?i)(?:psexesvc|remcom|csexec|paexec)|-(?:stdin|stdout|stderr)$"  # _PSEXEC_PIPE, in RE2
     pattern = r"(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy|comsvcs|procdump|sekurlsa|lsadump|ntdsutil|reg(\.exe)?\s+save"
     # attrs is the biggest column: keep it only where a helper reads a field from it
     need = ", ".join(str(i) for i in (4625, 4768, 4771, 4776, 7045, 4697, 10, 13, 4769, 1102, 104))
-    return tl._with(clause, pattern).to_pandas(
+    return tl._with(clause, pattern, pipes).to_pandas(
         replace={"attrs": f"CASE WHEN event_id IN ({need}) OR source IN ('WEB', 'SERVICE') THEN attrs END"})
 
 
@@ -579,77 +783,183 @@ def _txt(series: pd.Series) -> pd.Series:
 _ROOT_SHELL = re.compile(r"(?:^|/)(?:ba|z|da|k|c|tc|fi)?sh(?:\s+-[il]+)?\s*$|(?:^|/)su(?:\s+-)?\s*$|(?:^|/)su\s+-?\s*root\s*$")
 
 
-def story(data: Any) -> pd.DataFrame:
-    """The attack as one ordered table of findings from every helper: time (UTC and local), host,
-    ATT&CK technique, finding, and a reference back to the supporting row (evidence, record)."""
-    from forensics.query import Timeline
+# --- levels of the curated findings -------------------------------------------------------------------
 
+# The level of each curated finding, on Sigma's scale (sigma.LEVELS), defined once.  Looked up as
+# "detector:technique", then the technique, its parent technique, the detector; else DEFAULT_LEVEL.
+FINDING_LEVELS = {
+    "T1110": "medium",  # brute force
+    "T1110.003": "medium",  # password spraying
+    "T1543.003": "low",  # a service installed (most are software being installed)
+    "T1053.005": "medium",  # a scheduled task created
+    # accounts and group memberships change routinely at installation and domain promotion (clean baselines):
+    # low; Sigma's rules raise the privileged cases (a user added to Administrators: medium)
+    "T1136": "low",  # an account created
+    "T1098": "low",  # a group membership changed
+    "T1003": "high",  # a credential-dumping command
+    "T1003.001": "high",  # LSASS memory read
+    "T1558.003": "high",  # Kerberoasting (RC4 service tickets)
+    "T1070.001": "high",  # a log cleared
+    "T1490": "high",  # recovery inhibited (shadow copies deleted...)
+    "T1059.001": "medium",  # PowerShell downloading, encoded or obfuscated
+    "T1486": "critical",  # mass encryption
+    "T1595": "low",  # a web scanner
+    "T1105": "medium",  # an upload to a web server
+    "T1505.003": "high",  # a web shell
+    "T1572": "high",  # a tunnel through a web script
+    "T1548.003": "medium",  # sudo to a root shell
+    "T1021.001": "low",  # an RDP logon
+    "T1021.002": "high",  # PsExec's named pipes
+    "T1569.002": "high",  # a PsExec-style service
+}
+DEFAULT_LEVEL = "medium"
+
+
+def finding_level(technique: Any, detector: str | None = None) -> str:
+    """The level of a curated finding (:data:`FINDING_LEVELS`)."""
+    t = str(technique) if isinstance(technique, str) and technique else ""
+    for key in (f"{detector}:{t}", t, t.split(".")[0], detector):
+        if key and key in FINDING_LEVELS:
+            return FINDING_LEVELS[key]
+    return DEFAULT_LEVEL
+
+
+STORY_COLUMNS = ["timestamp", "local_time", "host", "level", "technique", "finding", "detector", "rule_id", "count",
+                 "first", "last"] + PROVENANCE  # local_time only when the zone is known
+
+
+def _story_frame(parts: list[pd.DataFrame], zone: Any) -> pd.DataFrame:
+    """The story's columns and dtypes (the same for an empty story, under pandas 2 and 3)."""
+    cols = [c for c in STORY_COLUMNS if c != "local_time" or zone is not None]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    for c in ("timestamp", "first", "last"):
+        out[c] = pd.to_datetime(out[c], utc=True).astype("datetime64[ns, UTC]")
+    if zone is not None:
+        out["local_time"] = out["timestamp"].dt.tz_convert(zone)
+    host = out["host"].astype(object)
+    out["host"] = host.where(host.notna() & (host.astype(str).str.strip() != ""), UNKNOWN_HOST)
+    out["count"] = out["count"].astype("int64")
+    for c in ("level", "technique", "finding", "detector", "rule_id", *PROVENANCE):
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
+    return out.reindex(columns=cols)
+
+
+def _sigma_findings(data: Any, df: pd.DataFrame, rules: Any, burst: str) -> pd.DataFrame | None:
+    """Sigma's findings for the story: ``rules`` paths (run now), a SigmaRun, None (the detections saved in
+    the case, if any) or False (none)."""
+    if rules is None:
+        if not isinstance(data, Timeline) or not data._detection_files():
+            return None
+        run = _sigma.saved(data)
+    elif rules is False:
+        return None
+    elif isinstance(rules, _sigma.SigmaRun):
+        run = rules
+    else:
+        run = _sigma.run(data if isinstance(data, Timeline) else df, rules)
+    f = _sigma.findings(run, burst=burst)
+    if f.empty:
+        return None
+    f = f.assign(level=f["level"].where(f["level"].isin(LEVELS), "informational"))
+    return f.drop(columns=["techniques", "title"])
+
+
+@helper('sigma="rules/windows", min_level="medium"')
+def story(data: Any, sigma: Any = None, *, min_level: str | None = None, burst: str = "1h") -> pd.DataFrame:
+    """The attack as one ordered table: the findings of every curated helper and Sigma's, in time order.
+
+    ``sigma``: Sigma rules to apply (a file or folder, or a list of them), or a :class:`forensics.sigma.SigmaRun`
+    already made; ``None`` (default) takes the detections saved in the case (``forensics hunt --sigma ...
+    --save``), if any; ``False`` leaves Sigma out.  Sigma's findings are one row per rule, host and burst
+    (matches less than ``burst`` apart).  ``min_level``: keep the findings of this level or above
+    (``informational`` < ``low`` < ``medium`` < ``high`` < ``critical``).
+
+    Columns: ``timestamp`` (UTC), ``local_time`` (the case's zone, when known), ``host`` (never empty:
+    ``(unknown host)``), ``level``, ``technique`` (ATT&CK), ``finding``, ``detector`` (the helper's name, or
+    ``sigma``), ``rule_id`` (Sigma), ``count``, ``first``, ``last`` (the events the finding stands for), and the
+    provenance of its first supporting record: ``evidence_id``, ``evidence_path``, ``record_ref``.  Curated
+    findings take their level from :data:`FINDING_LEVELS`, Sigma's from the rule."""
+    from forensics.query import _duration
+
+    if min_level is not None and min_level not in LEVELS:
+        raise QueryError(f"unknown level {min_level!r}; levels are: {', '.join(LEVELS)}")
+    _duration(burst)  # a bad burst fails before anything is read
     df = story_rows(data) if isinstance(data, Timeline) else _frame(data)
-    findings: list[pd.DataFrame] = []
+    parts: list[pd.DataFrame] = []
 
-    def add(frame: pd.DataFrame, technique: Any, finding: Callable[[pd.DataFrame], pd.Series]) -> None:
-        if frame is not None and not frame.empty:
-            findings.append(frame.assign(technique=technique if isinstance(technique, str) else technique,
-                                         finding=finding(frame)))
+    def add(frame: pd.DataFrame, detector: str, technique: Any, finding: Callable[[pd.DataFrame], pd.Series], *,
+            time: str = "timestamp", host: str = "host", count: str | None = None) -> None:
+        """Findings of ``detector``, one per row of ``frame``; ``technique``: an ATT&CK id or a function of the
+        frame; ``time``/``count``: the columns of the first time and of how many events (else 1)."""
+        if frame is None or frame.empty:
+            return
+        f = frame.reset_index(drop=True)
+        spans = count is not None and "last" in f
+        parts.append(pd.DataFrame({
+            "timestamp": f[time], "host": f[host] if host in f else None,
+            "technique": technique(f) if callable(technique) else technique, "finding": finding(f),
+            "detector": detector, "rule_id": None, "count": f[count] if count is not None else 1,
+            "first": f[time], "last": f["last"] if spans else f[time],
+            **{c: f[c] if c in f else None for c in PROVENANCE}}))
 
-    lg = logons(df)  # once: brute force, spraying and RDP findings all read it
-    bf = brute_force(df, _logons=lg)
-    if not bf.empty:
-        findings.append(pd.DataFrame({
-            "timestamp": bf["first"], "host": bf["host"], "technique": "T1110",
-            "finding": "brute force from " + _txt(bf["source"]) + ": " + bf["attempts"].astype(str) + " failures, "
-                       + bf["users"].astype(str) + " accounts" + bf["success_after"].map({True: ", then a success", False: ""})}))
+    lg = logons(df)  # once: brute force and spraying read it
+    add(brute_force(df, _logons=lg), "brute_force", "T1110",
+        lambda f: "brute force from " + _txt(f["source"]) + ": " + f["attempts"].astype(str) + " failures, "
+                  + f["users"].astype(str) + " accounts" + f["success_after"].map({True: ", then a success", False: ""}),
+        time="first", count="attempts")
     si = service_installs(df)
     if not si.empty:  # of the services read from disk, only admin-installed systemd units tell a story
         disk = si["event_id"].isna()
-        si = si[~disk | si["evidence_path"].astype(str).str.startswith("/etc/systemd/system/")]
-    add(si, "T1543.003",
+        si = si[~disk | _text(si["evidence_path"]).str.startswith("/etc/systemd/system/")]
+    add(si, "service_installs", "T1543.003",
         lambda f: "service installed: " + _txt(f["service_name"]) + " -> " + _txt(f["image_path"]))
     st = scheduled_tasks(df)
-    add(st[st["action"] == "created"] if not st.empty else st, "T1053.005",
+    add(st[st["action"] == "created"] if not st.empty else st, "scheduled_tasks", "T1053.005",
         lambda f: "scheduled task created: " + _txt(f["task"]) + " " + _txt(f["command_line"]))
-    add(accounts_created(df), "T1136", lambda f: "account created: " + _txt(f["account"]))
-    add(group_changes(df), "T1098",
+    add(accounts_created(df), "accounts_created", "T1136", lambda f: "account created: " + _txt(f["account"]))
+    add(group_changes(df), "group_changes", "T1098",
         lambda f: "group change: " + _txt(f["member"]) + " " + _txt(f["change"]) + " " + _txt(f["group"]))
-    ca = credential_access(df, _logons=lg)
-    add(ca, ca["technique"] if not ca.empty else "", lambda f: f["finding"])
-    add(log_cleared(df), "T1070.001", lambda f: "log cleared: " + _txt(f["log"]) + " by " + _txt(f["user"]))
-    add(shadow_copy_deletion(df), "T1490",
+    add(credential_access(df, _logons=lg), "credential_access", lambda f: f["technique"], lambda f: _txt(f["finding"]))
+    add(log_cleared(df), "log_cleared", "T1070.001", lambda f: "log cleared: " + _txt(f["log"]) + " by " + _txt(f["user"]))
+    add(shadow_copy_deletion(df), "shadow_copy_deletion", "T1490",
         lambda f: "recovery inhibited: " + _txt(f["command_line"]).str.strip().str.slice(0, 160))
     ps = powershell(df)
     if not ps.empty:
-        flagged = ps[ps["download"] | ps["encoded"] | ps["obfuscated"]]
-        add(flagged, "T1059.001", lambda f: "PowerShell " + f.apply(
-            lambda r: "/".join(k for k in ("download", "encoded", "obfuscated") if r[k]), axis=1)
-            + ": " + _txt(f["command_line"]).str.slice(0, 160))
-    eb = encryption_burst(data if isinstance(data, Timeline) else df)
-    if not eb.empty:
-        findings.append(pd.DataFrame({
-            "timestamp": eb["first"], "host": eb["host"], "technique": "T1486",
-            "finding": "encryption burst: " + eb["files"].astype(str) + " files to ." + eb["extension"] + " in "
-                       + eb["directories"].astype(str) + " folders, " + eb["notes"].astype(str) + " ransom notes",
-            "evidence_path": eb["evidence_path"], "record_ref": eb["record_ref"]}))
-    wa = web_attacks(df)
-    _WEB_TECH = {"scanner": "T1595", "upload": "T1105", "web shell": "T1505.003", "tunnel": "T1572"}
-    add(wa, wa["finding"].map(_WEB_TECH) if not wa.empty else "",
-        lambda f: f["finding"] + ": " + _txt(f["url"]) + " from " + _txt(f["src_ip"]) + " (" + f["requests"].astype(str)
-                  + " requests; " + _txt(f["detail"]) + ")")
+        ps = ps[ps["download"] | ps["encoded"] | ps["obfuscated"]]
+    add(ps, "powershell", "T1059.001", lambda f: "PowerShell " + f.apply(
+        lambda r: "/".join(k for k in ("download", "encoded", "obfuscated") if r[k]), axis=1).astype(str)
+        + ": " + _txt(f["command_line"]).str.slice(0, 160))
+    add(encryption_burst(data if isinstance(data, Timeline) else df), "encryption_burst", "T1486",
+        lambda f: "encryption burst: " + f["files"].astype(str) + " files to ." + _txt(f["extension"]) + " in "
+                  + f["directories"].astype(str) + " folders, " + f["notes"].astype(str) + " ransom notes",
+        time="first", count="files")
+    web_technique = {"scanner": "T1595", "upload": "T1105", "web shell": "T1505.003", "tunnel": "T1572"}
+    add(web_attacks(df), "web_attacks", lambda f: f["finding"].map(web_technique),
+        lambda f: _txt(f["finding"]) + ": " + _txt(f["url"]) + " from " + _txt(f["src_ip"]) + " ("
+                  + f["requests"].astype(str) + " requests; " + _txt(f["detail"]) + ")", count="requests")
     sudo = df[(df["source"] == "SYSLOG") & (df["provider"] == "sudo") & (df["target_user"] == "root")
-              & df["command_line"].fillna("").str.contains(_ROOT_SHELL)] if len(df) and "provider" in df else df.iloc[0:0]
-    add(sudo, "T1548.003", lambda f: "sudo to a root shell by " + _txt(f["user"]) + ": " + _txt(f["command_line"]))
-    rdp = lg[(lg["method"] == "RDP") & (lg["outcome"] == "success")] if not lg.empty else lg
-    add(rdp, "T1021.001", lambda f: "RDP logon by " + _txt(f["user"]) + " from " + _txt(f["src_ip"]))
+              & _text(df["command_line"]).str.contains(_ROOT_SHELL)] if len(df) and "provider" in df else df.iloc[0:0]
+    add(sudo, "sudo_root_shell", "T1548.003",
+        lambda f: "sudo to a root shell by " + _txt(f["user"]) + ": " + _txt(f["command_line"]))
+    lm = lateral_movement(df)
+    add(lm[lm["method"].isin(LATERAL_IN_STORY)] if not lm.empty else lm, "lateral_movement", lambda f: f["technique"],
+        lambda f: _txt(f["method"]) + " from " + _txt(f["source"]) + " to " + _txt(f["destination"]) + " as "
+                  + _txt(f["user"]) + " (" + f["count"].astype(str) + " event" + (f["count"] != 1).map({True: "s", False: ""})
+                  + ")", time="first", host="destination", count="count")
+    for p in parts:
+        p["level"] = [finding_level(t, d) for t, d in zip(p["technique"], p["detector"])]
+    found = _sigma_findings(data, df, sigma, burst)
+    if found is not None:
+        parts.append(found)
     zone = data.tz if isinstance(data, Timeline) else (df["local_time"].dt.tz if "local_time" in df else None)
-    cols = ["timestamp"] + (["local_time"] if zone is not None else []) + ["host", "technique", "finding"] + PROVENANCE
-    if not findings:
-        return pd.DataFrame(columns=cols)
-    out = pd.concat(findings, ignore_index=True)
-    out["finding"] = out["finding"].astype(str).str.replace(r"\s+", " ", regex=True)
-    if zone is not None:
-        out["local_time"] = out["timestamp"].dt.tz_convert(zone)
-    return out.reindex(columns=cols).sort_values(["timestamp", "host"], kind="stable").reset_index(drop=True)
+    out = _story_frame(parts, zone)
+    out["finding"] = out["finding"].astype(str).str.replace(r"\s+", " ", regex=True).astype(object)
+    if min_level is not None:
+        out = out[out["level"].map(LEVELS.index) >= LEVELS.index(min_level)]
+    return out.sort_values(["timestamp", "host"], kind="stable").reset_index(drop=True)
 
 
+@helper()
 def onset(data: Any) -> pd.DataFrame:
     """The estimated start of the attack: the first finding of :func:`story` per host and overall ('*'),
     with the finding that supports it."""
@@ -663,153 +973,246 @@ def onset(data: Any) -> pd.DataFrame:
     return out.reindex(columns=["host", "onset", "technique", "finding"] + PROVENANCE)
 
 
+_SIGMA_COUNT = re.compile(r" \(\d+ events?\)$")  # sigma.findings' "<title> (N events)"
+
+
+def summary(st: pd.DataFrame, top: int = 10) -> dict[str, Any]:
+    """A story's summary, as Hayabusa prints one before its timeline: ``findings`` and ``events`` (the events
+    they stand for), ``by_detector`` (curated / sigma), ``levels`` (findings per level, highest first, every
+    level present), ``hosts`` (per host: findings, events and findings per level; the hosts with the highest
+    findings first), ``top`` (the ``top`` detections, a Sigma rule or a curated helper's technique, by level then
+    findings: ``level``, ``detection``, ``detector``, ``rule_id``, ``technique``, ``findings``, ``events``,
+    ``hosts``), and the ``first`` and ``last`` findings (rows of the story as dicts, None when empty)."""
+    order = list(reversed(LEVELS))
+    out: dict[str, Any] = {"findings": len(st), "events": int(st["count"].sum()) if len(st) else 0,
+                           "by_detector": {"curated": int((st["detector"] != "sigma").sum()),
+                                           "sigma": int((st["detector"] == "sigma").sum())},
+                           "levels": {lv: int((st["level"] == lv).sum()) for lv in order},
+                           "hosts": [], "top": [], "first": None, "last": None}
+    if st.empty:
+        return out
+    rank = st["level"].map(lambda lv: LEVELS.index(lv) if lv in LEVELS else 0)
+    for host, g in st.assign(_rank=rank).groupby("host", sort=True):
+        levels = {lv: int((g["level"] == lv).sum()) for lv in order if (g["level"] == lv).any()}
+        out["hosts"].append({"host": host, "findings": len(g), "events": int(g["count"].sum()), "levels": levels,
+                             "_key": (-int(g["_rank"].max()), -len(g), str(host))})
+    out["hosts"] = [{k: v for k, v in h.items() if k != "_key"} for h in sorted(out["hosts"], key=lambda h: h["_key"])]
+    sig = st["detector"] == "sigma"
+    name = st["finding"].astype(str).str.replace(_SIGMA_COUNT, "", regex=True).where(
+        sig, st["detector"].astype(str) + " " + st["technique"].astype(object).where(st["technique"].notna(), "").astype(str))
+    key = st["rule_id"].astype(object).where(sig, st["detector"].astype(str) + ":" + st["technique"].astype(str))
+    rows = []
+    for _, g in st.assign(_name=name, _key=key, _rank=rank).groupby("_key", sort=False):
+        first = g.iloc[0]
+        rows.append({"level": first["level"], "detection": str(first["_name"]).strip(), "detector": first["detector"],
+                     "rule_id": first["rule_id"], "technique": first["technique"], "findings": len(g),
+                     "events": int(g["count"].sum()), "hosts": int(g["host"].nunique()),
+                     "_key": (-int(g["_rank"].max()), -len(g), -int(g["count"].sum()), str(first["_name"]))})
+    rows.sort(key=lambda r: r["_key"])
+    out["top"] = [{k: v for k, v in r.items() if k != "_key"} for r in rows[:top]]
+    ordered = st.sort_values("timestamp", kind="stable")
+    out["first"], out["last"] = ordered.iloc[0].to_dict(), ordered.iloc[-1].to_dict()
+    return out
+
+
 # --- web ---------------------------------------------------------------------------------------
 
-_SCRIPT = re.compile(r"\.(?:jsp|jspx|asp|aspx|ashx|asmx|php\d?|phtml|cgi|pl|cfm)$", re.I)
+_SCRIPT = re.compile(r"\.(?:jsp|jspx|jspf|asp|aspx|ashx|asmx|php\d?|phtml|phar|cgi|pl|cfm)/?$", re.I)
 _SCANNER = re.compile(r"sqlmap|nikto|nmap|masscan|zgrab|gobuster|dirbuster|dirb/|wfuzz|ffuf|feroxbuster|wpscan|"
                       r"nuclei|acunetix|netsparker|openvas|nessus|whatweb|burp|jaeles|httpx|arachni|w3af|zmeu|"
                       r"morfeus|hydra|python-requests|go-http-client|libwww-perl|curl/|wget/", re.I)
 _UPLOAD = re.compile(r"/manager/(?:html/upload|text/deploy)|(?:^|/)(?:file_?)?upload(?:er|file)?(?:\.\w+)?$|"
                      r"/wp-admin/(?:update|plugin-install)\.php|/admin/[^?]*(?:upload|deploy)[^/]*$", re.I)
-_TUNNEL_Q = re.compile(r"(?:^|&)(?:cmd=(?:connect|forward|read|disconnect)|(?:target|ip|host|remote_?ip|rhost)=[^&]+"
-                       r"&(?:.*&)?(?:port|rport|remote_?port)=\d+)", re.I)
-_CMD_Q = re.compile(r"(?:^|&)(?:cmd|exec|command|c|code|shell|pass|z0|e)=", re.I)
+# Parameters that carry a command (their name), and values that read as one (URL-decoded), GET or POST query
+_CMD_NAMES = frozenset({"cmd", "exec", "execute", "command", "cmdline", "shell", "run", "system", "passthru", "z0",
+                        "z1", "z2", "code", "payload"})
+_CMD_VALUE = re.compile(
+    r"(?:^|[;&|`$(]\s*)(?:whoami|id|uname(?:\s+-\w+)?|ipconfig|ifconfig|hostname|systeminfo|pwd|ver|tasklist|netstat"
+    r"|net\s+(?:user|group|localgroup|view|use|share)|cat\s+/|type\s+\S|ls(?:\s+-?\w*)?|dir(?:\s+\S+)?|cd\s+\S"
+    r"|echo\s|ping\s|nslookup\s|/bin/\w*sh|(?:ba|z)?sh\s+-c|cmd(?:\.exe)?\s+/c|powershell|certutil|bitsadmin"
+    r"|wget\s|curl\s|nc\s+-|ncat\s|python\d?\s+-c|perl\s+-e|chmod\s|rm\s+-)(?:\s|;|&|\||$)", re.I)
+# Tunnels through a script: reGeorg/Neo-reGeorg-style verbs, Tunna's "proxy" requests, reDuh's actions; the
+# requests that open a connection name the address (ip/target/host + port) or the action that opens it
+_TUNNEL_VERB = re.compile(r"(?:^|&)(?:cmd|action|op)=(?:connect|read|forward|disconnect|send|recv)(?:&|$)|(?:^|&)proxy(?:&|=|$)",
+                          re.I)
+_TUNNEL_REDUH = re.compile(r"(?:^|&)action=(?:getdata|newdata|killsocket)(?:&|$)", re.I)
+_TUNNEL_OPEN = re.compile(r"(?:^|&)(?:cmd=connect|action=(?:createsocket|checkport))(?:&|$)|"
+                          r"(?:^|&)(?:target|ip|host|remote_?ip|remote_?host|rhost|remotehost)=[^&]+"
+                          r"&(?:.*&)?(?:port|rport|remote_?port|remoteport)=\d+", re.I)
+
+
+def _command_like(query: str) -> bool:
+    """The query string (GET, or POST with a query) carries a command: a parameter named like one (``cmd=``,
+    ``exec=``...) with a value, or any value that reads as a shell command once URL-decoded."""
+    if not query:
+        return False
+    from urllib.parse import parse_qsl
+
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True)
+    except ValueError:
+        return False
+    return any((k.lower() in _CMD_NAMES and v.strip()) or _CMD_VALUE.search(v) for k, v in pairs)
 
 
 def _web(df: pd.DataFrame) -> pd.DataFrame:
+    """The web rows with their request fields (method, status, user agent, query, url); a row of an unknown host
+    under :data:`timeline.schema.UNKNOWN_HOST`, so that grouping by host keeps it."""
+    from timeline.schema import UNKNOWN_HOST
+
     w = df[df["source"] == "WEB"].copy() if len(df) else df.iloc[0:0].copy()
     if not len(w):
         return w.assign(method=None, status=None, user_agent=None, query=None, url=None)
-    a = w["attrs"].map(lambda t: json.loads(t) if isinstance(t, str) else {})
-    w["method"] = a.map(lambda x: (x.get("method") or "").upper() or None)
-    w["status"] = a.map(lambda x: x.get("status"))
-    w["user_agent"] = a.map(lambda x: x.get("user_agent"))
-    w["query"] = a.map(lambda x: x.get("query") or "")
-    w["url"] = w["path"].fillna(a.map(lambda x: x.get("uri")))
+    w["host"] = w["host"].astype(object).where(w["host"].notna() & (w["host"].astype(object) != ""), UNKNOWN_HOST)
+    if "src_host" in w:  # a client logged by name
+        w["src_ip"] = w["src_ip"].astype(object).where(w["src_ip"].notna(), w["src_host"].astype(object))
+    if "uri" in w and "method" in w:  # the fields were read out of attrs already (DuckDB)
+        w["status"] = pd.to_numeric(w["status"], errors="coerce")
+        w["query"] = w["query"].astype(object).where(w["query"].notna(), "")
+        w["url"] = w["path"].astype(object).where(w["path"].notna(), w["uri"].astype(object))
+        return w
+    import orjson
+
+    def fields(text: Any) -> tuple:  # one pass over attrs: (method, status, user agent, query, uri)
+        try:
+            x = orjson.loads(text) if isinstance(text, str) else None
+        except orjson.JSONDecodeError:
+            x = None
+        if not isinstance(x, dict):
+            return None, None, None, "", None
+        return (str(x.get("method") or "").upper() or None, x.get("status"), x.get("user_agent"),
+                x.get("query") or "", x.get("uri"))
+
+    method, status, agent, query, uri = (list(c) for c in zip(*map(fields, w["attrs"].tolist())))
+    w["method"] = pd.Series(method, index=w.index, dtype=object)
+    w["status"] = pd.to_numeric(pd.Series(status, index=w.index, dtype=object), errors="coerce")
+    w["user_agent"] = pd.Series(agent, index=w.index, dtype=object)
+    w["query"] = pd.Series([q if isinstance(q, str) else str(q) for q in query], index=w.index, dtype=object)
+    w["url"] = w["path"].astype(object).where(w["path"].notna(), pd.Series(uri, index=w.index, dtype=object))
     return w
 
 
-def web_attacks(data: Any, tunnel_hits: int = 1000, baseline: str = "1D") -> pd.DataFrame:
-    """Web attacks seen in web server logs (``source == "WEB"``), one row per finding:
+@helper('tunnel_hits=500')
+def web_attacks(data: Any, tunnel_hits: int = 200, baseline: str = "1D", driven_hits: int = 3) -> pd.DataFrame:
+    """Web attacks seen in web server logs (``source == "WEB"``), one row per finding, per host (rows of an
+    unknown host under ``(unknown host)``):
 
     - ``scanner``: requests whose user agent is a known scanner or attack tool, per source and agent;
-    - ``upload``: POST/PUT to an upload or deploy endpoint (Tomcat manager, WordPress, ``/upload``);
-    - ``web shell``: POSTs to a script (``.jsp/.aspx/.php``...) first requested after the log's first
-      ``baseline`` (newly seen), or after an upload from the same source, or with command-like parameters;
-    - ``tunnel``: one script hit ``tunnel_hits`` times or more with ``ip``/``port`` (reGeorg-style) parameters.
+    - ``upload``: POST/PUT to an upload or deploy endpoint (Tomcat manager, WordPress, ``/upload``), or a PUT
+      of a script itself (``PUT /x.jsp/``);
+    - ``web shell``: requests to a script (``.jsp/.aspx/.php``...) that were answered (status below 400) and
+
+      - come from the source of an upload, after it, to a script nobody requested before that upload (a new
+        script URL after an upload), or
+      - carry a command in their query (``cmd=``, ``exec=``... or a value such as ``whoami``, ``uname -a``;
+        GET or POST), or
+      - go to a script first requested after the log's first ``baseline`` (newly seen), and are POSTs or come
+        from one source that sent at least ``driven_hits`` of them and nine in ten of all (one source driving
+        a newly seen script);
+    - ``tunnel``: at least ``tunnel_hits`` requests to one script with tunnel-style parameters (reGeorg's
+      ``cmd=connect|read|forward|disconnect``, Tunna's ``proxy``, reDuh's actions, ip/target + port), of which
+      at least one is a reGeorg/Tunna verb or opens a connection: the request shape, even when only a few
+      requests carry the address.
 
     Columns: ``finding``, ``url``, ``src_ip``, ``requests``, ``first``, ``last``, ``user_agent``, ``detail``
     (and the provenance of the first supporting row)."""
-    df = _frame(data, lambda tl: tl._with("source = 'WEB'"))
+    from forensics.query import Timeline
+
+    if isinstance(data, Timeline):  # only the web rows, only the fields read here, taken out of attrs by DuckDB
+        df = data._with("source = 'WEB'").sql(
+            "SELECT timestamp, host, source, path, src_ip, src_host, evidence_id, evidence_path, record_ref, "
+            "nullif(upper(json_extract_string(attrs, '$.method')), '') AS method, "
+            "TRY_CAST(json_extract_string(attrs, '$.status') AS DOUBLE) AS status, "
+            "json_extract_string(attrs, '$.user_agent') AS user_agent, "
+            "coalesce(json_extract_string(attrs, '$.query'), '') AS query, json_extract_string(attrs, '$.uri') AS uri "
+            "FROM timeline ORDER BY timestamp, event_hash")
+    else:
+        df = _frame(data)
     w = _web(df)
     cols = ["finding", "url", "src_ip", "requests", "first", "last", "user_agent", "detail"]
     if not len(w):
         return pd.DataFrame(columns=["timestamp", "host"] + cols + PROVENANCE)
     w = w.sort_values("timestamp", kind="stable")
-    found: list[pd.DataFrame] = []
+    found: list[dict[str, Any]] = []
 
     def emit(rows: pd.DataFrame, keys: list[str], finding: str, detail: Callable[[pd.DataFrame], str]) -> None:
+        """One finding per group of ``rows`` (in time order): its first row's fields and provenance."""
         if rows.empty:
             return
-        for _, g in rows.groupby(keys, dropna=False, sort=False):
-            first = g.iloc[0]
-            found.append(pd.DataFrame([{
-                "timestamp": first["timestamp"], "host": first["host"], "finding": finding, "url": first["url"],
-                "src_ip": first["src_ip"], "requests": len(g), "first": first["timestamp"],
-                "last": g["timestamp"].iloc[-1], "user_agent": first["user_agent"], "detail": detail(g),
-                **{k: first[k] for k in PROVENANCE if k in g}}]))
+        first_cols = ["host", "url", "src_ip", "user_agent"] + [k for k in PROVENANCE if k in rows]
+        values = {c: rows[c].to_numpy(dtype=object) for c in first_cols}
+        ts = rows["timestamp"]
+        narrow = rows[["timestamp", "url", "status", "method", "src_ip"]]  # what the details read
+        for pos in rows.groupby(keys, dropna=False, sort=False).indices.values():
+            i0 = pos[0]
+            found.append({"timestamp": ts.iloc[i0], "host": values["host"][i0], "finding": finding,
+                          "url": values["url"][i0], "src_ip": values["src_ip"][i0], "requests": len(pos),
+                          "first": ts.iloc[i0], "last": ts.iloc[pos[-1]], "user_agent": values["user_agent"][i0],
+                          "detail": detail(narrow.iloc[pos]), **{k: values[k][i0] for k in PROVENANCE if k in values}})
 
-    scan = w[w["user_agent"].fillna("").str.contains(_SCANNER)]
+    url = w["url"].fillna("").astype(str)
+    answered = w["status"].isna() | (w["status"] < 400)
+    scan = w[w["user_agent"].fillna("").astype(str).str.contains(_SCANNER)]
     emit(scan, ["host", "src_ip", "user_agent"], "scanner",
          lambda g: f"{g['url'].nunique()} distinct URLs, statuses {sorted(set(g['status'].dropna().astype(int)))[:6]}")
-    up = w[w["method"].isin(["POST", "PUT"]) & w["url"].fillna("").str.contains(_UPLOAD)]
-    emit(up, ["host", "src_ip", "url"], "upload", lambda g: f"{g['method'].iloc[0]} status {g['status'].iloc[0]}")
+    is_script = url.str.contains(_SCRIPT)
+    up = w[((w["method"].isin(["POST", "PUT"]) & url.str.contains(_UPLOAD)) | ((w["method"] == "PUT") & is_script))
+           & answered]
+    emit(up, ["host", "src_ip", "url"], "upload", lambda g: f"{g['method'].iloc[0]} status {_status(g['status'].iloc[0])}")
 
-    script = w[w["url"].fillna("").str.contains(_SCRIPT)]
+    script = w[is_script & ~w.index.isin(up.index)]
     if len(script):
-        start = w.groupby("host")["timestamp"].transform("min")
+        start = w.groupby("host")["timestamp"].transform("min").loc[script.index]
         first_seen = script.groupby(["host", "url"])["timestamp"].transform("min")
-        new = first_seen > start.loc[script.index] + pd.Timedelta(baseline)
+        new = first_seen > start + pd.Timedelta(baseline)
+        ok = answered.loc[script.index]
+        # a new script URL after an upload: from the uploading source, after it, to a script first requested after it
         uploaded = pd.Series(False, index=script.index)
-        for (host, ip), u in up.groupby(["host", "src_ip"]):
+        for (host, ip), u in up.groupby(["host", "src_ip"], dropna=False):
             t0 = u["timestamp"].min()
-            uploaded |= (script["host"] == host) & (script["src_ip"] == ip) & (script["timestamp"] > t0)
-        cmd = script["query"].str.contains(_CMD_Q)
-        posts = script[(script["method"] == "POST") & (new | uploaded | cmd)]
-        shell = pd.concat([posts, script[cmd & ~script.index.isin(posts.index)]]).sort_values("timestamp")
-        emit(shell, ["host", "url"], "web shell",
-             lambda g: f"{(g['method'] == 'POST').sum()} POST(s) from {g['src_ip'].nunique()} source(s)"
-                       + ("; first requested after the baseline" if bool(new.loc[g.index].any()) else "")
-                       + ("; after an upload" if bool(uploaded.loc[g.index].any()) else "")
-                       + ("; command parameters" if bool(cmd.loc[g.index].any()) else ""))
-        tun = script[script["query"].str.contains(_TUNNEL_Q)]
+            uploaded |= ((script["host"] == host) & (script["src_ip"].astype(object) == ip) & (script["timestamp"] > t0)
+                         & (first_seen >= t0))
+        queries = script["query"].astype(str)
+        memo: dict[str, bool] = {}
+        cmd = queries.map(lambda q: memo[q] if q in memo else memo.setdefault(q, _command_like(q))).astype(bool)
+        # one source driving a newly seen script
+        per_src = script.groupby(["host", "url", "src_ip"], dropna=False)["timestamp"].transform("size")
+        per_url = script.groupby(["host", "url"])["timestamp"].transform("size")
+        driven = new & (per_src >= driven_hits) & (per_src >= 0.9 * per_url)
+        shell_rows = ok & (uploaded | cmd | (new & ((script["method"] == "POST") | driven)))
+        shell = script[shell_rows]
+
+        def shell_detail(g: pd.DataFrame) -> str:
+            i = g.index
+            why = [w_ for w_, m in (("a new script after an upload from the same source", uploaded),
+                                    ("command parameters", cmd), ("first requested after the baseline", new),
+                                    ("one source driving it", driven)) if bool(m.loc[i].any())]
+            return (f"{(g['method'] == 'POST').sum()} POST(s), {(g['method'] == 'GET').sum()} GET(s) from "
+                    f"{g['src_ip'].nunique()} source(s); " + "; ".join(why))
+
+        emit(shell, ["host", "url"], "web shell", shell_detail)
+        verb = queries.str.contains(_TUNNEL_VERB)
+        opens = queries.str.contains(_TUNNEL_OPEN)
+        tun_rows = verb | opens | queries.str.contains(_TUNNEL_REDUH)
+        tun = script[tun_rows]
         if len(tun):
-            hits = tun.groupby(["host", "url"])["timestamp"].transform("size")
-            emit(tun[hits >= tunnel_hits], ["host", "url"], "tunnel",
-                 lambda g: f"{len(g)} requests with ip/port parameters")
+            keys = [tun["host"], tun["url"]]
+            hits = tun.groupby(keys)["timestamp"].transform("size")
+            strong = (verb | opens).loc[tun.index].groupby(keys).transform("any")
+            tun = tun[(hits >= tunnel_hits) & strong]
+
+            def tunnel_detail(g: pd.DataFrame) -> str:
+                addr = int(opens.loc[g.index].sum())
+                srcs = g["src_ip"].value_counts()
+                return (f"{len(g)} requests with tunnel parameters, {addr} opening a connection (address or connect); "
+                        f"{int(srcs.iloc[0])} from {srcs.index[0]}" + (f", {len(srcs) - 1} other source(s)" if len(srcs) > 1 else ""))
+
+            emit(tun, ["host", "url"], "tunnel", tunnel_detail)
     if not found:
         return pd.DataFrame(columns=["timestamp", "host"] + cols + PROVENANCE)
-    out = pd.concat(found, ignore_index=True)
-    return out.reindex(columns=["timestamp", "host"] + cols + PROVENANCE).sort_values(["timestamp", "host"]).reset_index(drop=True)
+    out = pd.DataFrame(found)
+    return out.reindex(columns=["timestamp", "host"] + cols + PROVENANCE).sort_values(["timestamp", "host"], kind="stable").reset_index(drop=True)
 
 
-# --- df.fx accessor ------------------------------------------------------------------------------
-
-
-@pd.api.extensions.register_dataframe_accessor("fx")
-class FxAccessor:
-    """``df.fx.logons()`` and friends: thin shims over the functions of :mod:`forensics.hunt`."""
-
-    def __init__(self, df: pd.DataFrame):
-        self._df = df
-
-    def logons(self, success: bool | None = None) -> pd.DataFrame:
-        return logons(self._df, success=success)
-
-    def brute_force(self, threshold: int = 10, window: str = "10min") -> pd.DataFrame:
-        return brute_force(self._df, threshold=threshold, window=window)
-
-    def service_installs(self) -> pd.DataFrame:
-        return service_installs(self._df)
-
-    def process_executions(self) -> pd.DataFrame:
-        return process_executions(self._df)
-
-    def log_cleared(self) -> pd.DataFrame:
-        return log_cleared(self._df)
-
-    def shadow_copy_deletion(self) -> pd.DataFrame:
-        return shadow_copy_deletion(self._df)
-
-    def accounts_created(self) -> pd.DataFrame:
-        return accounts_created(self._df)
-
-    def group_changes(self) -> pd.DataFrame:
-        return group_changes(self._df)
-
-    def scheduled_tasks(self) -> pd.DataFrame:
-        return scheduled_tasks(self._df)
-
-    def credential_access(self, spray_users: int = 5, spray_window: str = "30min") -> pd.DataFrame:
-        return credential_access(self._df, spray_users=spray_users, spray_window=spray_window)
-
-    def lateral_movement(self) -> pd.DataFrame:
-        return lateral_movement(self._df)
-
-    def powershell(self) -> pd.DataFrame:
-        return powershell(self._df)
-
-    def first_seen(self, indicator: str) -> pd.DataFrame:
-        return first_seen(self._df, indicator)
-
-    def encryption_burst(self, window: str = "10min", min_files: int = 100) -> pd.DataFrame:
-        return encryption_burst(self._df, window=window, min_files=min_files)
-
-    def web_attacks(self, tunnel_hits: int = 1000, baseline: str = "1D") -> pd.DataFrame:
-        return web_attacks(self._df, tunnel_hits=tunnel_hits, baseline=baseline)
-
-    def story(self) -> pd.DataFrame:
-        return story(self._df)
-
-    def onset(self) -> pd.DataFrame:
-        return onset(self._df)
+def _status(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else str(int(v))

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from timeline.errors import ParserUnavailable, QueryError
+from timeline.schema import UNKNOWN_HOST
 
 __all__ = ["Activity", "Window", "activity_counts", "activity_heatmap", "story_timeline", "technique_colour",
            "time_window"]
@@ -42,7 +43,7 @@ _FREQS = ("1min", "5min", "15min", "30min", "1h", "3h", "6h", "12h", "1D", "7D",
 _FLAG_SQL = """CASE WHEN contains(attrs, '"time_flag"') THEN json_extract_string(attrs, '$.time_flag') END"""
 _LEVEL_SIZE = {"critical": 90, "high": 70, "medium": 50, "low": 36, "informational": 30}
 _GREY = "#9e9e9e"
-NO_HOST = "(no host)"  # the lane of rows without a host
+NO_HOST = UNKNOWN_HOST  # the lane of rows without a host (timeline.schema.UNKNOWN_HOST, defined there once)
 
 
 def _plt():

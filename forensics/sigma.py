@@ -50,9 +50,11 @@ import pandas as pd
 import pyarrow as pa
 
 from timeline.errors import ParserUnavailable, QueryError
+from timeline.schema import to_pandas
+from timeline.schema import UNKNOWN_HOST  # re-exported: the one placeholder of an unknown host
 
 __all__ = ["FINDING_COLUMNS", "LEVELS", "RULES_ENV", "UNKNOWN_HOST", "SigmaRun", "default_rules", "findings",
-           "load_rules", "run", "save"]
+           "load_rules", "run", "save", "saved"]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,6 @@ _MATCH_COLUMNS = ["rule_id", "title", "level", "tags", "timestamp", "local_time"
                   "evidence_id", "evidence_path", "record_ref", "event_hash"]
 FINDING_COLUMNS = ["timestamp", "host", "level", "technique", "techniques", "finding", "detector", "rule_id", "title",
                    "count", "first", "last", "evidence_id", "evidence_path", "record_ref"]
-UNKNOWN_HOST = "(unknown host)"
 
 
 @dataclass
@@ -713,7 +714,8 @@ def _timeline_matches(tl: Any, plan: list[_Group], failed: dict[int, str], spill
         con.register("__hits", pa.table({"event_hash": sorted(set(pairs["event_hash"]))}))
         cols = ", ".join(f"t.{_ident(c)}" for c in _CARRY)
         rows = con.sql(f"SELECT {cols} FROM timeline_all t SEMI JOIN __hits h USING (event_hash) "
-                       f"WHERE {where}").to_arrow_table().to_pandas()
+                       f"WHERE {where}").to_arrow_table()
+        rows = to_pandas(rows)  # the timeline's dtypes (event_id Int32), as Timeline.to_pandas() and the dask engine
     finally:
         con.close()
     rows = rows.drop_duplicates("event_hash")
@@ -921,3 +923,35 @@ def save(timeline: Any, result: SigmaRun, rules: Any = None) -> dict[str, Any]:
                         rules_loaded=result.rules_loaded, rules_converted=result.rules_converted,
                         rules_matched=result.rules_matched, rows_tagged=int(m["event_hash"].nunique()) if len(m) else 0,
                         conversion_errors=len(result.conversion_errors), evaluation_errors=len(result.evaluation_errors))
+
+
+def saved(timeline: Any) -> SigmaRun:
+    """The detections saved in the case (:func:`save`, ``forensics hunt --sigma ... --save``) on the rows of
+    this view of the timeline, as a :class:`SigmaRun` whose ``matches`` are those of the runs saved (one row
+    per rule and matched row); :func:`findings` and ``story(sigma=...)`` read it like a fresh run.  Empty when
+    nothing was saved.  Needs no Sigma rules and no pySigma."""
+    files = timeline._detection_files()
+    if not files:
+        return SigmaRun(matches=pd.DataFrame(columns=_MATCH_COLUMNS))
+    con, where = timeline._con()
+    try:
+        cols = ", ".join(f"t.{_ident(c)}" for c in _CARRY)
+        # the view's filters apply to the timeline's rows alone (a filter on tags reads the rows' merged tags)
+        found = con.sql(f"SELECT d.rule_id, d.title, d.level, d.tags AS rule_tags, {cols} "
+                        f"FROM (SELECT * FROM timeline_all WHERE {where}) t "
+                        "JOIN detection_files d USING (event_hash)").to_arrow_table().to_pandas()
+    except Exception as exc:  # duckdb's errors: one clear message
+        raise QueryError(f"reading the saved detections failed: {exc}") from exc
+    finally:
+        con.close()
+    if not len(found):
+        return SigmaRun(matches=pd.DataFrame(columns=_MATCH_COLUMNS))
+    m = found.assign(tags=[list(t) for t in found.pop("rule_tags")])
+    m["timestamp"] = pd.to_datetime(m["timestamp"], utc=True)
+    m["local_time"] = m["timestamp"].dt.tz_convert(timeline.tz)
+    m["event_id"] = m["event_id"].astype("Int32")
+    for c in ("rule_id", "title", "level", "host", "message", "evidence_id", "evidence_path", "record_ref", "event_hash"):
+        m[c] = m[c].astype(object)
+    m = m.drop_duplicates(["rule_id", "event_hash"])  # a rule saved by two runs matched each row once
+    m = m[_MATCH_COLUMNS].sort_values(["timestamp", "rule_id", "event_hash"]).reset_index(drop=True)
+    return SigmaRun(matches=m, rules_matched=int(m["rule_id"].nunique()), rows=len(timeline))

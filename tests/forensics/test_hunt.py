@@ -169,8 +169,8 @@ def test_first_seen(tl):
 def test_story_and_onset(tl):
     st = tl.story()
     assert st.groupby("technique").size().to_dict() == {
-        "T1003.001": 5, "T1021.001": 6, "T1059.001": 2, "T1070.001": 2, "T1098": 22, "T1136": 5, "T1490": 3,
-        "T1543.003": 116}
+        "T1003.001": 5, "T1021.001": 4, "T1059.001": 2, "T1070.001": 2, "T1098": 22, "T1136": 5, "T1490": 3,
+        "T1543.003": 116, "T1569.002": 1}
     assert st["timestamp"].is_monotonic_increasing
     assert st["finding"].str.contains("\n").sum() == 0
     ransomware = st[st["technique"] == "T1490"]
@@ -239,3 +239,33 @@ def test_row_wise_helpers_give_the_same_columns_empty_or_not(tl):
                hunt.log_cleared, hunt.accounts_created, hunt.group_changes, hunt.scheduled_tasks, hunt.powershell):
         full = fn(tl)
         assert list(fn(empty).columns) == list(full.columns), fn.__name__
+
+
+def test_story_with_sigma_on_the_corpus(tl, sigma_dir):
+    """SigmaHQ's System-log rules merged into the corpus's story: one row per rule, host and burst, with the
+    rule's level and first ATT&CK technique, and the provenance of the burst's first record."""
+    pytest.importorskip("sigma")
+    st = tl.story(sigma=sigma_dir / "rules/windows/builtin/system")
+    assert st["timestamp"].is_monotonic_increasing and st["host"].notna().all() and len(st) == 187
+    assert st["evidence_path"].notna().all() and st["record_ref"].notna().all()
+    sig = st[st["detector"] == "sigma"]
+    assert sig["level"].value_counts().to_dict() == {"low": 15, "informational": 6, "medium": 5, "high": 1}
+    psexec = sig[sig["rule_id"] == "42c575ea-e41e-41f1-b248-8093c3e82a28"]  # PsExec Service Installation
+    assert [(_times(psexec.iloc[[i]])[0], r.host, r.level, r.technique, r.finding, r.count, iso_ns(r.last.value),
+             r.evidence_path, r.record_ref) for i, r in enumerate(psexec.itertuples())] == [
+        ("2012-04-05T17:03:51.757686600Z", "WKS-WIN764BITB.shieldbase.local", "medium", "T1569.002",
+         "PsExec Service Installation (3 events)", 3, "2012-04-05T17:23:04.648311600Z",
+         "python-evtx/tests/data/system.evtx", "record=13304 offset=0x730d0"),
+        ("2012-04-06T18:09:48.760666400Z", "WKS-WIN764BITB.shieldbase.local", "medium", "T1569.002",
+         "PsExec Service Installation (1 event)", 1, "2012-04-06T18:09:48.760666400Z",
+         "python-evtx/tests/data/system.evtx", "record=13510 offset=0x84d58")]
+    # the same services as lateral movement: one edge of 4 events, a curated finding of level high
+    edge = st[(st["detector"] == "lateral_movement") & (st["technique"] == "T1569.002")]
+    assert edge[["level", "count", "record_ref"]].to_dict("records") == [
+        {"level": "high", "count": 4, "record_ref": "record=13304 offset=0x730d0"}]
+    assert list(st["detector"].iloc[[i for i in range(len(st)) if st["record_ref"].iloc[i] == "record=13304 offset=0x730d0"]]) \
+        == ["service_installs", "lateral_movement", "sigma"]
+    untagged = sig[sig["technique"].isna()]  # a rule without ATT&CK tags: no technique, still in the story
+    assert set(untagged["rule_id"]) == {"acfa2210-0d71-4eeb-b477-afab494d596c"} and untagged["count"].sum() == 17
+    pd.testing.assert_frame_equal(st[st["level"].isin(["high", "critical"])].reset_index(drop=True),
+                                  tl.story(sigma=sigma_dir / "rules/windows/builtin/system", min_level="high"))

@@ -45,7 +45,7 @@ def test_story_timeline_and_cli_png(corpus_case, tmp_path, capsys):
     st = forensics.open(case.path).story()
     fig = plots.story_timeline(st)
     ax = fig.axes[0]
-    assert sum(len(c.get_offsets()) for c in ax.collections) == len(st) == 161
+    assert sum(len(c.get_offsets()) for c in ax.collections) == len(st) == 160
     out = tmp_path / "story.png"
     assert main(["plot", str(case.path), "--kind", "story", "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
@@ -106,7 +106,7 @@ def test_a_1970_finding_is_left_out_of_the_story_figure(evidence, tmp_path):
     assert [str(t) for t in st["timestamp"]] == ["1970-01-01 00:00:00+00:00", "2016-01-13 17:31:20+00:00"]
     ax = plots.story_timeline(st).axes[0]
     assert ax.get_title(loc="left") == "1 finding left out of the time axis: 1 before 1990"
-    assert [t.get_text() for t in ax.texts] == ["T1505.003"]
+    assert [t.get_text() for t in ax.texts] == ["T1505.003 ×4"]  # the web shell's finding stands for 4 requests
     lo, hi = _xlim(ax)
     assert lo < datetime.datetime(2016, 1, 13, 17, 31, 20) < hi and hi - lo < datetime.timedelta(minutes=10)
     only_1970 = plots.story_timeline(st.iloc[:1]).axes[0]
@@ -210,11 +210,11 @@ def _marks(ax):
 def test_sample_story_colours_labels_and_stacking(sample_case):
     tl = forensics.open(sample_case)
     st = tl.story()
-    assert len(st) == 16
+    assert len(st) == 15
     fig = plots.story_timeline(st)
     ax = fig.axes[0]
     marks = _marks(ax)
-    assert len(marks) == 16
+    assert len(marks) == 15
     # the same technique has the same colour in another figure with other techniques (no order of appearance)
     later = plots.story_timeline(st[st["technique"].isin(["T1486", "T1490", "T1070.001"])])
     colours = {t: c for t, c, _, _ in marks}
@@ -222,7 +222,7 @@ def test_sample_story_colours_labels_and_stacking(sample_case):
     assert all(c == plots.technique_colour(t) for t, c in colours.items())
     # every finding labelled; findings seconds apart stacked within their host's lane, labels never overlapping
     labels = [t for t in ax.texts if t.get_text().startswith("T")]
-    assert sorted(t.get_text() for t in labels) == sorted(st["technique"])
+    assert sorted(t.get_text() for t in labels) == sorted(t + (f" ×{n}" if n > 1 else "") for t, n in zip(st["technique"], st["count"]))
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     boxes = [t.get_window_extent(renderer) for t in labels]
@@ -232,7 +232,7 @@ def test_sample_story_colours_labels_and_stacking(sample_case):
     ys = {(t, round(x, 9), y) for t, _, x, y in marks}
     same_time = st[st["technique"] == "T1490"]  # vssadmin twice, 3 ms apart, on FS01
     assert len(same_time) == 2 and len({y for t, _, _, y in marks if t == "T1490"}) == 2
-    assert len(ys) == 16
+    assert len(ys) == 15
     xs = {round(x, 6) for _, _, x, _ in marks}
     assert min(xs) == round(mdates.date2num(pd.Timestamp("2022-11-23 07:00:03")), 6)  # local time on the axis
     assert ax.get_xlabel() == "time (Asia/Kolkata)"
@@ -256,7 +256,7 @@ def test_story_with_and_without_the_detection_columns(sample_case):
     bare = st[["timestamp", "host", "technique", "finding"]].copy()
     bare["host"] = pd.Series([None] * len(bare), dtype=object)
     fig = plots.story_timeline(bare, tz="UTC")
-    assert fig.axes[0].get_xlabel() == "time (UTC)" and sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 16
+    assert fig.axes[0].get_xlabel() == "time (UTC)" and sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 15
 
 
 def test_stacks_higher_than_the_lane_end_in_a_count_not_in_hiding():
