@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import forensics
@@ -209,7 +211,7 @@ def test_report_of_the_corpus_renders_and_matches_info(corpus_case, chromium, tm
     assert all(width > 500 for _, width in got["images"])
     story = forensics.open(case_dir).story()
     assert f"{len(story):,} findings, in time order" in got["text"]
-    assert "T1490" in got["text"] and "Lateral movement" in got["text"]
+    assert "Lateral movement" in got["text"] and ">T1490<" in out.read_text(encoding="utf-8")  # past the first 100: collapsed
     first = story.iloc[0]
     assert first["local_time"].isoformat() in got["text"] and first["timestamp"].isoformat() in got["text"]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
@@ -256,6 +258,10 @@ def test_hostile_evidence_stays_text(hostile_case, chromium, tmp_path):
     assert "success\tremote interactive (RDP)\tडॉक्टर<u>\t203.0.113.7\t1" in text  # Hindi and markup as written
     assert '"><b>HOSP</b>' in text and "হাসপাতাল-SRV" in text
     assert "2022-11-23T07:00:00+05:30" in text and "2022-11-23T01:30:00+00:00" in text  # local and UTC
+    # two-line times (Asia/Kolkata and UTC), Bengali and Hindi text: still no squeezed cell, no sideways scroll
+    got = layout(chromium, out, tmp_path, tmp_path / "hostile-1400.png")
+    assert got["narrow"] == [] and got["width"] <= 1400 and got["sideways"] == [] and len(got["first"]) == 2
+    assert all(bottom <= 900 for _, bottom, _ in got["first"]) and not [t for t in got["texts"] if t in BAD_CELLS]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / "hostile.png", ARTIFACTS / "report-hostile.png")
     print(f"report screenshot: {ARTIFACTS / 'report-hostile.png'}")
@@ -273,8 +279,9 @@ def test_report_is_self_contained_and_custody_logged(hostile_case, tmp_path, cap
     html = out.read_text(encoding="utf-8")
     assert "http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:;" in html
     tags, urls = _markup(html)  # nothing to fetch: images are data: URIs, links are in-page anchors
-    assert tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "span", "nav", "ul", "li",
-                    "a", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption"}
+    assert tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "span", "nav", "a", "br",
+                    "section", "div", "details", "summary", "table", "colgroup", "col", "thead", "tbody", "tr", "th", "td",
+                    "figure", "img", "figcaption"}
     assert all(u.startswith(("data:image/png;base64,", "#")) for u in urls) and any(u.startswith("#") for u in urls)
     assert "@media print" in html
     assert main(["verify", str(hostile_case)]) == 0
@@ -288,3 +295,236 @@ def test_render_report_of_an_empty_case(tmp_path):
     forensics.Case(tmp_path / "c", create=True)
     html = render_report(tmp_path / "c")
     assert 'data-info="rows" data-value="0">0<' in html and "no findings" in html
+
+
+# --- layout, cells, scope ------------------------------------------------------------------------------------
+
+# SigmaHQ rules that match the corpus: PsExec service, shadow copy deletion, event log cleared, PowerShell
+# invocations, shadow copy mounts (many, low), failed logon reasons
+SIGMA_RULES = ["windows/builtin/system/service_control_manager/win_system_service_install_sysinternals_psexec.yml",
+               "windows/process_creation/proc_creation_win_susp_shadow_copies_deletion.yml",
+               "windows/builtin/system/microsoft_windows_eventlog/win_system_susp_eventlog_cleared.yml",
+               "windows/powershell/powershell_script/posh_ps_susp_invocation_specific.yml",
+               "windows/builtin/system/microsoft_windows_ntfs/win_system_volume_shadow_copy_mount.yml",
+               "windows/builtin/security/win_security_susp_failed_logon_reasons.yml"]
+SECTIONS = ["Attack story", "Activity", "Logons and brute force", "Lateral movement", "Credential access",
+            "Persistence: services and tasks", "PowerShell", "Log clearing and recovery inhibition", "Web attacks",
+            "Encryption", "Sigma detections", "Case data", "Evidence and hashes", "Custody log"]
+
+
+@pytest.fixture(scope="module")
+def sigma_case(corpus_case, sigma_dir, tmp_path_factory):
+    """A copy of the corpus case with the matches of six SigmaHQ rules saved (``hunt --sigma --save``), and
+    the run itself (to compare the report with)."""
+    from forensics import sigma
+
+    case, _ = corpus_case
+    case_dir = tmp_path_factory.mktemp("sigma-case") / "case"
+    shutil.copytree(case.path, case_dir)
+    rules = [sigma_dir / "rules" / r for r in SIGMA_RULES]
+    result = sigma.run(forensics.open(case_dir), rules=rules)
+    sigma.save(forensics.open(case_dir), result, rules=rules)
+    return case_dir, result
+
+
+LAYOUT_JS = r"""(() => {
+  const probe = el => { const s = document.createElement('span'); s.textContent = '00000000';
+    s.style.cssText = 'position:absolute;visibility:hidden;white-space:nowrap;font:inherit'; el.appendChild(s);
+    const w = s.getBoundingClientRect().width; s.remove(); return w; };
+  const first = [...document.querySelectorAll('#story-table tbody tr')].slice(0, 3).map(r => {
+    const b = r.getBoundingClientRect(); return [b.top, b.bottom, r.cells[4].textContent]; });
+  const shut = [...document.querySelectorAll('details')].filter(d => !d.open);
+  shut.forEach(d => d.open = true);  // every table and provenance cell open: all measured
+  const narrow = []; let cells = 0;
+  for (const c of document.querySelectorAll('td, th')) {
+    const r = c.getBoundingClientRect(); if (!r.width) continue; cells++;
+    const cs = getComputedStyle(c);
+    const inner = r.width - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight)
+                  - parseFloat(cs.borderLeftWidth) - parseFloat(cs.borderRightWidth);
+    const need = probe(c);  // eight digits in the cell's own font
+    if (inner + 0.5 < need) narrow.push([c.closest('section')?.id, c.cellIndex, Math.round(inner), Math.round(need),
+                                         c.textContent.slice(0, 40)]);
+  }
+  const texts = [...document.querySelectorAll('td')].map(c => c.textContent.trim());
+  const width = document.documentElement.scrollWidth;
+  const sideways = [...document.querySelectorAll('.wrap')].filter(w => w.scrollWidth > w.clientWidth + 1)
+                   .map(w => w.closest('section')?.id);  // tables scrolling inside their frame
+  shut.forEach(d => d.open = false);
+  return JSON.stringify({first, narrow, cells, width, sideways, texts, viewport: innerWidth,
+    height: document.documentElement.scrollHeight,
+    sections: [...document.querySelectorAll('h2')].map(h => h.textContent),
+    story: [...document.querySelectorAll('tr[data-detector]')].map(r => [r.dataset.detector, r.dataset.level]),
+    rules: document.querySelectorAll('#sigma-rules tbody tr').length});
+})()"""
+
+
+def layout(exe: Path, page: Path, tmp: Path, screenshot: Path) -> dict:
+    """The report as a 1400x900 screen shows it, measured in the page."""
+    browser = Chromium(exe, tmp / "chromium-layout")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        sid = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.send("Page.enable", session=sid)
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=sid)
+        browser.send("Page.navigate", {"url": page.as_uri()}, session=sid)
+        browser.wait_for("Page.loadEventFired")
+        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=sid)
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        got = browser.send("Runtime.evaluate", {"returnByValue": True, "expression": LAYOUT_JS}, session=sid)
+    finally:
+        browser.close()
+    return json.loads(got["result"]["value"])
+
+
+BAD_CELLS = {"None", "nan", "NaN", "NaT", "<NA>", "null"}
+
+
+def test_report_reads_at_1400px(sigma_case, chromium, tmp_path):
+    """The summary and the story's first rows fit the first 1400x900 screen; no cell (every collapsed table
+    and provenance cell opened) is narrower than eight characters; nothing scrolls sideways; sections in
+    order; the Sigma detections saved in the case are in the story (with levels) and grouped by rule."""
+    from forensics import sigma
+
+    case_dir, result = sigma_case
+    out = tmp_path / "report.html"
+    write_report(case_dir, out)
+    shot = tmp_path / "report-1400.png"
+    got = layout(chromium, out, tmp_path, shot)
+    assert got["viewport"] == 1400 and got["width"] <= 1400 and got["sideways"] == []
+    assert len(got["first"]) == 3 and all(0 < top and bottom <= 900 for top, bottom, _ in got["first"])
+    assert got["narrow"] == [] and got["cells"] > 1000
+    assert got["sections"] == SECTIONS
+    assert not [t for t in got["texts"] if t in BAD_CELLS]
+    html = out.read_text(encoding="utf-8")
+    assert "&amp;gt;" not in html and "&amp;lt;" not in html and "&amp;amp;" not in html
+    # the story: the curated findings and the saved Sigma detections in bursts, with their levels
+    expected = sigma.findings(result)
+    curated = forensics.open(case_dir).story(sigma=False)
+    assert result.rules_matched == 6 and len(result.matches) == 23 and len(expected) == 16
+    assert len(got["story"]) == len(curated) + len(expected) == 176
+    assert sorted(lv for d, lv in got["story"] if d == "sigma") == sorted(expected["level"])
+    from forensics import hunt
+
+    detectors = {d for d, _ in got["story"]}  # the helper that found each curated finding, or sigma
+    assert "sigma" in detectors and len(detectors) > 5 and detectors - {"sigma"} <= set(hunt.HELPERS)
+    assert got["rules"] == 6
+    assert got["height"] < 16_000  # the corpus's report was 31,577 px tall before (story 4,167 px down)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / "report-1400x900.png")
+
+
+def _cells(text: str) -> list[str]:
+    """The text of every table cell, as a browser's parser decodes it (entities once)."""
+    from html.parser import HTMLParser
+
+    cells: list[str] = []
+
+    class P(HTMLParser):
+        depth = 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("td", "th"):
+                cells.append("")
+                self.depth += 1
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.depth -= 1
+
+        def handle_data(self, data):
+            if self.depth:
+                cells[-1] += data
+
+    P(convert_charrefs=True).feed(text)
+    return [c.strip() for c in cells]
+
+
+def test_no_none_nan_or_double_escaped_cells(tmp_path):
+    """Rows without a host, a scheduled task whose command holds > and &, and missing users: the cells show
+    the unknown-host placeholder, the command as written (escaped once), and empty cells, never None/nan."""
+    from forensics.sigma import UNKNOWN_HOST
+
+    store = CaseStore.create(tmp_path / "case", tz="Asia/Kolkata")
+    rb = RowBuilder()
+    common = dict(timestamp_desc="Event Logged", source="EVTX", attrs="{}", tags=[], tz_source="source_utc",
+                  evidence_id="ev1", parser="test")
+    cmd = r"cmd.exe /c whoami > C:\o.txt && echo <ok>"
+    rb.add(timestamp=1_669_167_000_000_000_000, host=None, artifact="evtx:Security", event_id=4698, channel="Security",
+           service_name="\\Dump", command_line=cmd, user="CORP\\admin", message="4698 scheduled task",
+           evidence_path="Security.evtx", record_ref="record=1", event_hash="a" * 32, **common)
+    rb.add(timestamp=1_669_167_060_000_000_000, host=None, artifact="evtx:System", event_id=7045, channel="System",
+           service_name="svc&co", path="C:\\x.exe", message="7045", evidence_path="System.evtx", record_ref="record=2",
+           event_hash="b" * 32, **common)
+    rb.add(timestamp=1_669_167_120_000_000_000, host="SRV1", artifact="evtx:Security", event_id=4625, channel="Security",
+           logon_type=3, src_ip="203.0.113.7", message="4625", evidence_path="Security.evtx", record_ref="record=3",
+           event_hash="c" * 32, **common)
+    staging = store.staging_dir("r1")
+    write_parquet(rb.to_table(), staging / "tl-0.parquet")
+    store.commit("r1", [staging / "tl-0.parquet"], [])
+    html = render_report(tmp_path / "case", figures=False)
+    cells = _cells(html)
+    assert not [c for c in cells if c in BAD_CELLS]
+    assert "&amp;gt;" not in html and "&amp;lt;" not in html and "&amp;amp;" not in html
+    assert "scheduled task created: \\Dump " + cmd in cells  # the story: decoded once, escaped once
+    assert "cmd.exe /c whoami &gt; C:\\o.txt &amp;&amp; echo &lt;ok&gt;" in html
+    assert cmd in cells and "svc&co" in cells  # the persistence section
+    hosts = re.findall(r'data-story-host="([^"]*)"', html)
+    assert hosts == [UNKNOWN_HOST, UNKNOWN_HOST]
+    assert cells.count(UNKNOWN_HOST) >= 4  # story and persistence tables; never an empty host cell
+    assert cells[cells.index("scheduled task created: \\Dump " + cmd) - 4] == "2022-11-23T07:00:00+05:302022-11-23T01:30:00+00:00"
+
+
+def _story_rows(html: str) -> list[tuple[pd.Timestamp, str, str]]:
+    return [(pd.Timestamp(t), h, d) for d, t, h in
+            re.findall(r'data-detector="([^"]*)" data-utc="([^"]*)" data-story-host="([^"]*)"', html)]
+
+
+def test_report_limited_to_a_window_and_hosts(sigma_case, tmp_path, capsys):
+    from forensics import hunt, sigma
+
+    case_dir, result = sigma_case
+    tl = forensics.open(case_dir)
+    m = result.matches
+
+    def expected(view, keep) -> int:
+        return len(hunt.story(view, sigma=False)) + len(sigma.findings(sigma.SigmaRun(matches=m[keep].reset_index(drop=True))))
+
+    a, b = pd.Timestamp("2017-07-12", tz="UTC"), pd.Timestamp("2017-07-21", tz="UTC")
+    both = _story_rows(render_report(case_dir, figures=False, start="2017-07-12", end="2017-07-21"))
+    assert len(both) == expected(tl.between(a, b), (m["timestamp"] >= a) & (m["timestamp"] < b)) == 40
+    assert all(a <= t < b for t, _, _ in both) and {h for _, h, _ in both} == {"DESKTOP-2KGM189", "WIN-P4SIAA0SQCO"}
+    after = _story_rows(render_report(case_dir, figures=False, start="2018-01-01T00:00Z"))  # one-sided
+    c = pd.Timestamp("2018-01-01", tz="UTC")
+    assert len(after) == expected(tl._with("timestamp >= ?", c.to_pydatetime()), m["timestamp"] >= c) == 36
+    assert all(t >= c for t, _, _ in after)
+    before = _story_rows(render_report(case_dir, figures=False, end="2013-01-01"))
+    d = pd.Timestamp("2013-01-01", tz="UTC")
+    assert len(before) == expected(tl._with("timestamp < ?", d.to_pydatetime()), m["timestamp"] < d) == 15
+    assert all(t < d for t, _, _ in before)
+    # a naive time is read in the zone given (05:30 in Kolkata is midnight UTC)
+    html = render_report(case_dir, figures=False, tz="Asia/Kolkata", start="2017-07-12 05:30", end="2017-07-21 05:30")
+    assert _story_rows(html) == both
+    assert "from 2017-07-12T05:30:00+05:30 (2017-07-12T00:00:00+00:00); to 2017-07-21T05:30:00+05:30" in html
+    one = _story_rows(render_report(case_dir, figures=False, host="DESKTOP-2KGM189"))
+    assert {h for _, h, _ in one} == {"DESKTOP-2KGM189"}
+    assert len(one) == expected(tl.where(host="DESKTOP-2KGM189"), m["host"] == "DESKTOP-2KGM189") == 54
+    html = render_report(case_dir, figures=False, host=["DESKTOP-2KGM189"], start="2017-07-12", end="2017-07-21")
+    assert len(_story_rows(html)) == 27 and 'data-summary="rows">' in html
+    rows = tl.sql("SELECT count(*) AS n FROM timeline WHERE host = 'DESKTOP-2KGM189' AND timestamp >= "
+                  "TIMESTAMPTZ '2017-07-12 00:00:00+00' AND timestamp < TIMESTAMPTZ '2017-07-21 00:00:00+00'")["n"][0]
+    assert f'data-summary="rows">{rows:,}</span> of 25,805 in the case' in html
+    # the command line: recorded with its scope; a host the case lacks and a reversed window are bad queries
+    out = tmp_path / "window.html"
+    argv = ["report", str(case_dir), "-o", str(out), "--from", "2017-07-12", "--host", "DESKTOP-2KGM189", "--no-figures"]
+    assert main(argv) == 0
+    entry = list(CaseStore(case_dir).custody.entries())[-1]
+    assert entry["action"] == "report" and entry["command"] == ["forensics", *argv]
+    assert entry["scope"] == "from 2017-07-12T00:00:00+00:00; hosts DESKTOP-2KGM189"
+    assert entry["filters"] == ["timestamp >= TIMESTAMPTZ '2017-07-12 00:00:00.000000+00'", "(host IN ('DESKTOP-2KGM189'))"]
+    assert all(t >= a for t, _, _ in _story_rows(out.read_text(encoding="utf-8")))
+    capsys.readouterr()
+    assert main(["report", str(case_dir), "-o", str(tmp_path / "x.html"), "--host", "NOPE"]) == 9
+    assert "no host 'NOPE' in the case" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
+    assert main(["report", str(case_dir), "-o", str(tmp_path / "x.html"), "--from", "2018-01-01", "--to", "2017-01-01"]) == 9
+    assert not (tmp_path / "x.html").exists()
