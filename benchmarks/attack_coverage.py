@@ -67,6 +67,13 @@ CURATED_LEVEL = "medium"  # the story's own findings, until it gives a level
 _TID = re.compile(r"^(T\d{4}(?:\.\d{3})?)\b")
 _TAG = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.I)
 
+
+def _technique_tag(tag: Any) -> str | None:
+    """``attack.t1003.002`` -> ``T1003.002`` (None for a tag that is no technique)."""
+    m = _TAG.match(str(tag))
+    return m.group(1).upper() if m else None
+
+
 TACTICS = {"TA0043": "Reconnaissance", "TA0042": "Resource Development", "TA0001": "Initial Access",
            "TA0002": "Execution", "TA0003": "Persistence", "TA0004": "Privilege Escalation",
            "TA0005": "Defense Evasion", "TA0006": "Credential Access", "TA0007": "Discovery",
@@ -400,8 +407,10 @@ def hunt(view: Any, sigma_run: Any = None, plain: Any = None) -> Any:
         s["level"] = None
     s["level"] = [lv if isinstance(lv, str) and lv else (CURATED_LEVEL if d != "sigma" else "informational")
                   for lv, d in zip(s["level"], s["detector"])]
-    if "techniques" not in s:
-        s["techniques"] = None
+    if "techniques" not in s:  # the story's technique is a Sigma rule's first tag: count every tag the rule has
+        tags = {} if sigma_run is None else {
+            rid: [t for x in ts if (t := _technique_tag(x))] for rid, ts in zip(sigma_run.matches["rule_id"], sigma_run.matches["tags"])}
+        s["techniques"] = [tags.get(r) if d == "sigma" else None for r, d in zip(s.get("rule_id", [None] * len(s)), s["detector"])]
     s["techniques"] = [list(ts) if isinstance(ts, (list, tuple)) and len(ts) else
                        ([str(t)] if isinstance(t, str) and t else [])
                        for ts, t in zip(s["techniques"], s["technique"])]

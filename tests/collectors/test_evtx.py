@@ -93,7 +93,7 @@ def test_exact_times_to_100ns(corpus_case):
     assert ts("omerbenamram-evtx/samples/new-user-security.evtx", "record=4 offset=0x2598") == "2013-10-23T16:22:40.004750000Z"
     m = t.filter(pc.equal(t["record_ref"], "record=4 offset=0x2598"))
     m = m.filter(pc.equal(m["evidence_path"], "omerbenamram-evtx/samples/new-user-security.evtx"))
-    assert m["attrs"][0].as_py().startswith('{"Record":{"written_time":"2013-10-23T16:22:40.036000000Z"},"Event":{')
+    assert m["attrs"][0].as_py().startswith('{"host_source":"log","Record":{"written_time":"2013-10-23T16:22:40.036000000Z"},"Event":{')
 
 
 def test_row_provenance_and_constants(corpus_case):
@@ -115,7 +115,7 @@ def test_row_provenance_and_constants(corpus_case):
         "event_hash": "b4eb19e6cdbeddf376b70d5dbbbc6624",
     }
     attrs = m["attrs"][0].as_py()
-    assert attrs.startswith('{"Event":{') and '"param1":"Windows Event Log"' in attrs
+    assert attrs.startswith('{"host_source":"log","Event":{') and '"param1":"Windows Event Log"' in attrs
 
 
 # One real record per family: (evidence path, record_ref) -> the extracted fields.

@@ -483,7 +483,7 @@ def test_the_collector_reads_every_record_without_a_problem(written, tmp_path):
         assert (r["event_id"], r["channel"], r["provider"], r["host"]) == (ev.event_id, ev.channel, ev.provider, ev.computer)
         assert r["parser"].startswith("evtx-rs/") and r["tz_source"] == "source_utc"
         written_later = exp["written"] != exp["created"]
-        assert r["attrs"].startswith('{"Record":{"written_time":') == written_later
+        assert r["attrs"].startswith('{"host_source":"log","Record":{"written_time":') == written_later
         if ev.event_id == 21:
             assert r["message"].startswith("21 RDP session logon of ")
             assert f"(session {ev.user_data.values['SessionID'][1]})" in r["message"]

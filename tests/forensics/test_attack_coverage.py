@@ -168,9 +168,9 @@ def test_a_baseline_counts_findings_per_host_and_level(measured):
     by, _ = measured
     b = by[("splunk", "as a baseline")]
     assert b["hosts"] == {"ar-win-1": 17}
-    # the story's one finding (curated: medium until the story gives levels); Sigma adds a high and a medium
-    assert b["story_levels"] == {"ar-win-1": {"medium": 1}}
-    assert b["sigma_levels"] == {"ar-win-1": {"medium": 1, "high": 1}}
+    # the story's one finding (a credential-dumping command: high in hunt.FINDING_LEVELS); Sigma adds a high one
+    assert b["story_levels"] == {"ar-win-1": {"high": 1}}
+    assert b["sigma_levels"] == {"ar-win-1": {"high": 2}}
     assert len(b["sigma_medium_up"]) == 2
 
 
