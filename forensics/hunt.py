@@ -62,7 +62,6 @@ __all__ = [
     "FINDING_LEVELS",
     "finding_level",
     "STORY_COLUMNS",
-    "LATERAL_TECHNIQUE",
 ]
 
 SEC = "Security"
@@ -444,9 +443,42 @@ def scheduled_tasks(data: Any) -> pd.DataFrame:
 
 # --- credentials, movement, scripts -------------------------------------------------------------
 
-_DUMP_CMD = re.compile(r"comsvcs(?:\.dll)?[\s,#]+(?:minidump|#24)|procdump(?:64)?(?:\.exe)?\s.*-ma\s.*lsass"
-                       r"|sekurlsa::|lsadump::|ntdsutil.*\bifm\b|reg(?:\.exe)?\s+save\s+hklm\\(?:sam|security|system)",
+_DUMP_CMD = re.compile(r"comsvcs(?:\.dll)?[\s,#\"']+(?:minidump|#\+?24)|procdump(?:64)?(?:\.exe)?[\"']?\s.*-ma\s"
+                       r"|sekurlsa::|lsadump::|ntdsutil.*\bifm\b|reg(?:\.exe)?[\"']?\s+save\s+hklm\\(?:sam|security|system)"
+                       r"|esentutl(?:\.exe)?\s.*(?:/vss|config[\\/](?:sam|security|system)\b|ntds\.dit)"
+                       r"|(?:copy|copy-item|cp)\s.*(?:harddiskvolumeshadowcopy\d*|\$snap_)[^\s]*\\(?:ntds\.dit|config\\(?:sam|security|system)\b)"
+                       r"|vssadmin(?:\.exe)?\s+create\s+shadow|out-minidump|invoke-mimikatz|mimikatz(?:\.exe)?\s|pypykatz|nanodump"
+                       r"|\\windows\\ntds\\ntds\.dit",
                        re.I | re.S)
+# what each command pattern means, by the first that matches (ATT&CK id, what it is)
+_DUMP_KIND = [
+    (re.compile(r"ntdsutil|ntds\.dit|vssadmin(?:\.exe)?\s+create\s+shadow", re.I), "T1003.003", "NTDS.dit copy"),
+    (re.compile(r"hklm\\security|config[\\/]security\b|lsadump::(?:secrets|cache)", re.I), "T1003.004", "LSA secrets dump"),
+    (re.compile(r"hklm\\sam|config[\\/]sam\b|lsadump::sam", re.I), "T1003.002", "SAM hive dump"),
+    (re.compile(r"lsadump::dcsync", re.I), "T1003.006", "DCSync"),
+    (re.compile(r"comsvcs|procdump|sekurlsa|out-minidump|mimikatz|pypykatz|nanodump", re.I), "T1003.001", "LSASS memory dump"),
+    (re.compile(r"hklm\\system|config[\\/]system\b", re.I), "T1003.002", "SYSTEM hive save (boot key)"),
+]
+
+
+# words one of the dump patterns needs: texts without any are not searched with _DUMP_CMD (long script blocks)
+_DUMP_HINT = re.compile(r"comsvcs|procdump|sekurlsa|lsadump|ntdsutil|save|esentutl|shadowcopy|\$snap_|vssadmin|minidump|"
+                        r"mimikatz|pypykatz|nanodump|ntds\.dit", re.I)
+
+
+def _matching(text: pd.Series, rx: re.Pattern, hint: re.Pattern) -> pd.Series:
+    """``text.str.contains(rx)``, searching with ``rx`` only the texts that contain one of ``hint``'s words."""
+    text = text.fillna("").astype(str)
+    hit = text.str.contains(hint)
+    out = pd.Series(False, index=text.index)
+    if hit.any():
+        out[hit] = text[hit].str.contains(rx)
+    return out
+
+
+def _dump_kind(cmd: Any) -> tuple[str, str]:
+    text = cmd if isinstance(cmd, str) else ""
+    return next(((t, k) for rx, t, k in _DUMP_KIND if rx.search(text)), ("T1003", "credential dumping"))
 
 
 def _hexint(v: Any) -> int | None:
@@ -456,16 +488,149 @@ def _hexint(v: Any) -> int | None:
         return None
 
 
+def _base(path: pd.Series) -> pd.Series:
+    """The lower-case file name of each process path (``C:\\x\\PowerShell.exe`` -> ``powershell.exe``)."""
+    return path.fillna("").astype(str).str.lower().str.replace(r"^.*[\\/]", "", regex=True)
+
+
+def _machine(user: pd.Series) -> pd.Series:
+    """Machine (computer) accounts end with ``$``; the well-known system identities count as machine too."""
+    u = user.fillna("").astype(str)
+    return u.str.endswith("$") | u.str.upper().str.contains(r"(?:^|\\)(?:SYSTEM|LOCAL SERVICE|NETWORK SERVICE|ANONYMOUS LOGON)$",
+                                                             regex=True)
+
+
+_LOCAL_ADDR = ("", "-", "127.0.0.1", "::1", "0.0.0.0", "::", "LOCAL", "localhost")
+
+
+def _remote(ip: pd.Series) -> pd.Series:
+    return ip.notna() & ~ip.fillna("").astype(str).isin(_LOCAL_ADDR)
+
+
+def _found(rows: pd.DataFrame, technique: Any, level: Any, finding: Any, **extra: Any) -> pd.DataFrame:
+    return rows.assign(technique=technique, level=level, finding=finding, **extra)
+
+
+# DS-Replication-Get-Changes, -Get-Changes-All, -Get-Changes-In-Filtered-Set (extended rights GUIDs), as 4662 gives them
+_REPLICATION = re.compile(r"1131f6aa-9c07-11d1-f79f-00c04fc2dcd2|1131f6ad-9c07-11d1-f79f-00c04fc2dcd2"
+                          r"|89e95b76-444d-4c62-991a-0facbeda640c|Replicating Directory Changes", re.I)
+# processes that open LSASS for their work: a read by them is not theft (Defender, SCOM, Windows itself)
+_LSASS_TRUSTED = {"msmpeng.exe", "mssense.exe", "healthservice.exe", "monitoringhost.exe", "wininit.exe", "csrss.exe",
+                  "lsm.exe", "services.exe", "svchost.exe", "lsass.exe", "wmiprvse.exe", "vmtoolsd.exe", "taskhostw.exe",
+                  "sysmon.exe", "sysmon64.exe", "mrt.exe", "sense.exe", "searchindexer.exe", "system",
+                  "collectguestlogs.exe", "windowsazureguestagent.exe", "waappagent.exe"}
+# script hosts and tools that have no business reading LSASS at all
+_LSASS_TOOLS = re.compile(r"^(?:powershell|pwsh|cmd|rundll32|regsvr32|mshta|wscript|cscript|taskmgr|procdump(?:64)?|"
+                          r"python\d*|mimikatz|dumpert|outflank-dumpert|nanodump|sqldumper|createdump)\.exe$")
+_DUMP_FILE = re.compile(r"lsass[^\\/]*\.dmp$|\\(?:dumpert|lsass|debug\d*|mini\w*)\.dmp$", re.I)
+
+
+# credential objects in 4656/4663 attrs (JSON: backslashes doubled), for DuckDB
+_CRED_OBJECTS = r"lsass\.exe|ntds\.dit|\\\\config\\\\(sam|security)\b"
+
+
+def _cred_rows(tl):
+    return tl._with(
+        "(event_id IN (10, 11, 1, 4688, 4104, 4103, 800, 4769, 4768, 4625, 4771, 4776, 4648)"
+        " OR (event_id = 4662 AND regexp_matches(coalesce(attrs, ''), ?, 'i'))"
+        " OR (event_id IN (4656, 4663) AND regexp_matches(lower(coalesce(attrs, '')), ?)))",
+        _REPLICATION.pattern, _CRED_OBJECTS)
+
+
+def _credential_detections(df: pd.DataFrame) -> list[pd.DataFrame]:
+    """The curated credential-theft detections of :func:`credential_access`, one frame each (rows = events)."""
+    parts = []
+    # DCSync: directory replication rights exercised by an account that is not a domain controller (4662)
+    rep = df[_is(df, SEC, 4662)]
+    if len(rep):
+        props = _attr(rep, "Properties").fillna("").astype(str)
+        rep = rep[props.str.contains(_REPLICATION) & ~_machine(rep["user"])]
+        parts.append(_found(rep, "T1003.006", "high", "DCSync: directory replication rights used by " + _txt(rep["user"])))
+    # LSASS and the credential stores through object-access auditing (4656 handle requested, 4663 access made)
+    obj = df[_is(df, SEC, 4656, 4663)]
+    if len(obj):
+        name = _attr(obj, "ObjectName").fillna("").astype(str)
+        mask = _attr(obj, "AccessMask").map(_hexint).fillna(0).astype("int64")
+        proc = _base(obj["process"])
+        lsass = name.str.lower().str.endswith("\\lsass.exe") & ((mask & 0x10) != 0) & ~proc.isin(_LSASS_TRUSTED)
+        parts.append(_found(obj[lsass], "T1003.001", "high", "LSASS handle with memory read (" + obj.loc[lsass, "event_id"].astype(str)
+                            + ") by " + _txt(obj.loc[lsass, "process"])))
+        store = name.str.contains(r"\\ntds\.dit$|\\config\\(?:sam|security)$", case=False, regex=True) & ~proc.isin(
+            {"lsass.exe", "svchost.exe", "system", "vssvc.exe", "wbengine.exe", "searchindexer.exe", "msmpeng.exe"})
+        stores = obj[store]
+        parts.append(_found(stores, name[store].str.contains("ntds", case=False).map({True: "T1003.003", False: "T1003.002"}),
+                            "high", "credential store " + name[store] + " opened by " + _txt(stores["process"])))
+    # Sysmon 10: LSASS opened by a script host or tool with any access that can read or clone it
+    s10 = df[_is(df, SYSMON, 10) & df["path"].fillna("").str.lower().str.endswith("lsass.exe")]
+    if len(s10):
+        access = _attr(s10, "GrantedAccess").map(_hexint).fillna(0).astype("int64")
+        proc = _base(s10["process"])
+        unusual = proc.str.match(_LSASS_TOOLS) | ~s10["process"].fillna("").str.lower().str.contains(
+            r"^c:\\windows\\|^c:\\program files", regex=True)
+        tool = s10[unusual & ((access & 0x10) == 0) & ((access & 0x40) != 0) & ~proc.isin(_LSASS_TRUSTED)]
+        if len(tool):  # a tool walks the handles many times: one finding per process and access, with the count
+            key = [tool["host"].fillna("?"), tool["process"].fillna("?"), access[tool.index]]
+            opens = tool.groupby(key, sort=False)["timestamp"].transform("size")
+            first = tool[~pd.DataFrame(key).T.set_axis(tool.index).duplicated().to_numpy()]
+            parts.append(_found(first, "T1003.001", "high", "LSASS handle duplicated/cloned (access "
+                                + _attr(first, "GrantedAccess").astype(str) + ") by " + _txt(first["process"]) + ", "
+                                + opens[first.index].astype(str) + " opens"))
+    # dump files written (Task Manager "Create dump file", procdump, comsvcs, Dumpert)
+    s11 = df[_is(df, SYSMON, 11) & df["path"].fillna("").str.contains(_DUMP_FILE)]
+    parts.append(_found(s11, "T1003.001", "high", "LSASS dump file written: " + _txt(s11["path"]) + " by " + _txt(s11["process"])))
+    # AS-REP roasting: a TGT issued without Kerberos pre-authentication (4768 PreAuthType 0)
+    tgt = df[_is(df, SEC, 4768)]
+    if len(tgt):
+        pre = _attr(tgt, "PreAuthType").astype(str)
+        status = _attr(tgt, "Status").map(_hexint)
+        tgt = tgt[(pre == "0") & (status.fillna(0) == 0)]
+        parts.append(_found(tgt, "T1558.004", "medium", "AS-REP roasting: TGT without pre-authentication for " + _txt(tgt["user"])
+                            + " from " + _txt(tgt["src_ip"])))
+    return [p for p in parts if len(p)]
+
+
+def _explicit_spray(df: pd.DataFrame, many: int, window: str) -> pd.DataFrame:
+    """Explicit credentials (4648) used by one account for ``many`` remote servers or ``many`` accounts in ``window``."""
+    ex = df[_is(df, SEC, 4648)]
+    if not len(ex):
+        return ex
+    server = _attr(ex, "TargetServerName").fillna("").astype(str).str.lower()
+    own = ex["host"].fillna("").astype(str).str.lower().str.split(".").str[0]
+    remote = ~server.isin(["", "-", "localhost", "127.0.0.1", "::1"]) & (server.str.split(".").str[0] != own)
+    ex = ex.assign(_server=server)[remote & ~_machine(ex["user"])]
+    span = pd.Timedelta(window).value
+    rows = []
+    for (host, user), g in ex.groupby(["host", "user"], sort=True):
+        ns = g["timestamp"].astype("int64").to_numpy()
+        for i in range(len(g)):
+            w = g.iloc[i:int(np.searchsorted(ns, ns[i] + span, side="right"))]
+            servers, accounts = w["_server"].nunique(), w["target_user"].nunique()
+            if servers >= many or accounts >= many:
+                rows.append(_found(g.iloc[[i]], "T1110.003", "high",
+                                   f"explicit credentials (4648) by {user}: {accounts} accounts against {servers} servers, "
+                                   f"{len(w)} uses"))
+                break
+    return pd.concat(rows).drop(columns="_server") if rows else ex.iloc[0:0].drop(columns="_server")
+
+
 @helper('spray_users=5')
 def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30min", *,
                       _logons: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Credential theft: LSASS memory opened for reading (Sysmon 10 with PROCESS_VM_READ), dump tools and
-    comsvcs MiniDump on command lines, Kerberoasting (4769 service tickets with RC4, 0x17), and password
-    spraying (failed 4625/4771/4776/4648 against at least ``spray_users`` accounts from one source).
+    """Credential theft, one row per supporting event, each with its ATT&CK ``technique`` and a ``level``:
 
-    Columns: ``technique`` (ATT&CK id), ``finding``, ``user``, ``process``, ``src_ip``.
+    - LSASS memory: Sysmon 10 with PROCESS_VM_READ (any process) or a handle duplicated by a script host or tool,
+      4656/4663 handles on lsass.exe with memory read by a process that is not Windows' own or an AV's,
+      dump files written (``lsass*.dmp``, Dumpert), dump commands (comsvcs MiniDump, procdump -ma, mimikatz);
+    - credential stores: SAM/SECURITY/SYSTEM hive saves (``reg save``, ``esentutl /vss``), NTDS.dit copies
+      (``ntdsutil ifm``, shadow-copy paths) and 4656/4663 handles on ntds.dit/SAM by other processes;
+    - DCSync: 4662 directory replication rights (``1131f6aa``/``1131f6ad``/``89e95b76``) used by a non-machine account;
+    - Kerberos: Kerberoasting (4769 service tickets with RC4, 0x17), AS-REP roasting (4768 without pre-authentication);
+    - spraying: failed 4625/4771/4776/4648 against at least ``spray_users`` accounts from one source, and explicit
+      credentials (4648) used by one account for ``spray_users`` remote servers or accounts, in ``spray_window``.
+
+    Columns: ``technique`` (ATT&CK id), ``level``, ``finding``, ``user``, ``process``, ``src_ip``, ``event_id``.
     """
-    df = _frame(data, lambda tl: tl.where(event_id=[10, 1, 4688, 4104, 4769, 4625, 4771, 4776, 4648]))
+    df = _frame(data, _cred_rows)
     parts = []
     if len(df):
         lsass = df[_is(df, SYSMON, 10) & df["path"].str.lower().str.endswith("lsass.exe", na=False)].copy()
@@ -473,10 +638,13 @@ def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30mi
             access = _attr(lsass, "GrantedAccess").map(_hexint)
             lsass = lsass[access.notna() & (access.fillna(0).astype(int) & 0x10 != 0)].copy()
             lsass["technique"], lsass["finding"] = "T1003.001", "LSASS memory opened for reading by " + lsass["process"].fillna("?")
+            lsass["level"] = _base(lsass["process"]).isin(_LSASS_TRUSTED).map({True: "medium", False: "high"})
             parts.append(lsass)
-        cmd = df[df["command_line"].fillna("").str.contains(_DUMP_CMD)].copy()
+        cmd = df[_matching(df["command_line"], _DUMP_CMD, _DUMP_HINT)].copy()
         if len(cmd):
-            cmd["technique"], cmd["finding"] = "T1003", "credential dumping command: " + cmd["command_line"].str.slice(0, 200)
+            kind = cmd["command_line"].map(_dump_kind)
+            cmd["technique"], cmd["level"] = kind.str[0], "high"
+            cmd["finding"] = kind.str[1] + " command: " + cmd["command_line"].str.slice(0, 200)
             parts.append(cmd)
         tgs = df[_is(df, SEC, 4769)].copy()
         if len(tgs):
@@ -484,10 +652,17 @@ def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30mi
             svc = tgs["service_name"].fillna("")
             tgs = tgs[(enc == 0x17) & ~svc.str.endswith("$") & (svc.str.lower() != "krbtgt")].copy()
             tgs["technique"], tgs["finding"] = "T1558.003", "RC4 service ticket (Kerberoasting) for " + tgs["service_name"]
+            tgs["level"] = "medium"
             parts.append(tgs)
+        parts += _credential_detections(df)
+        parts.append(_explicit_spray(df, spray_users, spray_window))
     fails = (logons(df) if _logons is None else _logons) if len(df) else pd.DataFrame()
     if len(fails):
-        fails = fails[fails["outcome"] == "failure"].assign(source=lambda x: x["src_ip"].fillna(x["src_host"]))
+        fails = fails[fails["outcome"] == "failure"]
+        # a console's failures (0.0.0.0, ::1, the machine itself) are someone typing, not a spray from elsewhere
+        fails = fails.assign(source=fails["src_ip"].where(_remote(fails["src_ip"])).fillna(fails["src_host"]))
+        own = fails["host"].fillna("").astype(str).str.split(".").str[0].str.lower()
+        fails = fails[fails["source"].notna() & (fails["source"].astype(str).str.split(".").str[0].str.lower() != own)]
         span = pd.Timedelta(spray_window).value
         for src, g in fails.groupby("source"):
             g = g.sort_values("timestamp")
@@ -502,26 +677,170 @@ def credential_access(data: Any, spray_users: int = 5, spray_window: str = "30mi
                     j += 1
                 if len(counts) >= spray_users:
                     row = g.iloc[[i]].copy()
-                    row["technique"] = "T1110.003"
+                    row["technique"], row["level"] = "T1110.003", "high"
                     row["finding"] = f"password spraying from {src}: {len(counts)} accounts, {j - i} failures"
                     parts.append(row)
                     break
                 counts[users[i]] -= 1
                 if not counts[users[i]]:
                     del counts[users[i]]
-    out = pd.concat(parts) if parts else df.iloc[0:0].assign(technique=None, finding=None)
-    return _out(out, ["technique", "finding", "user", "process", "src_ip", "event_id"])
+    parts = [p for p in parts if len(p)]
+    out = pd.concat(parts) if parts else df.iloc[0:0].assign(technique=None, level=None, finding=None)
+    return _out(out, ["technique", "level", "finding", "user", "process", "src_ip", "event_id"])
 
 
 _PSEXEC_PIPE = re.compile(r"(?:psexesvc|remcom|csexec|paexec)|-(?:stdin|stdout|stderr)$", re.I)
+_PSEXEC_SVC = re.compile(r"psexe|paexe|remcom|csexec", re.I)
+# service images that run a command, not a program: smbexec/Empire/Impacket/Metasploit psexec and the like
+_SHELL_SVC = re.compile(r"%comspec%|\bcmd(?:\.exe)?\"?\s+/[ck]\s|powershell|pwsh|\\\\127\.0\.0\.1\\|\\ADMIN\$|\\C\$\\"
+                        r"|rundll32(?:\.exe)?\s+[^,]*\\(?:temp|users|programdata)\\|mshta|\\\\\.\\pipe\\"
+                        r"|%SystemRoot%\\[A-Za-z0-9]{8}\.exe$|^[A-Za-z]:\\Windows\\[A-Za-z0-9]{8}\.exe$", re.I)
+_ADMIN_SHARE = re.compile(r"(?:^|\\)(?:ADMIN|[A-Z])\$$", re.I)
+_EXE_PATH = re.compile(r"\.(?:exe|dll|sys|bat|cmd|ps1|vbs|js|hta|msi|scr)$", re.I)
+_WMI_BENIGN = {"wmiprvse.exe", "wmiadap.exe", "wmiapsrv.exe", "werfault.exe", "mofcomp.exe", "wbemtest.exe"}
+_OFFICE_DCOM = re.compile(r"\\(?:explorer|mmc|excel|winword|powerpnt|outlook|visio|onenote)\.exe$", re.I)
+_SHELLISH = re.compile(r"^(?:cmd|powershell|pwsh|rundll32|regsvr32|mshta|wscript|cscript|msbuild|certutil|bitsadmin|"
+                       r"net|net1|whoami|schtasks|sc|reg|wmic)\.exe$")
+_LAUNCHER = re.compile(r"%+comspec%+|start\s+/b\s|\s-nop?\s|\s-w(?:indowstyle)?\s+(?:1|h)|\s-e(?:nc(?:odedcommand)?)?\s+"
+                       r"[A-Za-z0-9+/=]{20}|downloadstring|frombase64string", re.I)
+# the source side: commands that reach another machine
+_REMOTE_CMD = [
+    (re.compile(r"psexec(?:64)?(?:\.exe)?[\"']?\s+(?:-\S+\s+)*\\\\[^\\\s]+", re.I), "T1569.002", "PsExec to a remote host"),
+    (re.compile(r"paexec(?:\.exe)?[\"']?\s+\\\\[^\\\s]+", re.I), "T1569.002", "PAExec to a remote host"),
+    (re.compile(r"wmic(?:\.exe)?[\"']?\s+.*?/node:\s*\S+.*\bprocess\s+call\s+create", re.I),
+     "T1047", "WMI process created on a remote host (wmic /node)"),
+    (re.compile(r"(?:invoke-wmimethod|invoke-cimmethod)\b.*-computername\s+\S+", re.I), "T1047",
+     "WMI method invoked on a remote host"),
+    (re.compile(r"schtasks(?:\.exe)?[\"']?\s+.*/create\b.*\s/s\s+\S+", re.I), "T1053.005", "scheduled task created on a remote host"),
+    (re.compile(r"\bsc(?:\.exe)?[\"']?\s+\\\\\S+\s+(?:create|config)\b", re.I), "T1021.002", "service created on a remote host (sc)"),
+    (re.compile(r"(?:invoke-command|enter-pssession|new-pssession)\b.*-computername\s+\S+|winrs(?:\.exe)?\s+-r(?:emote)?:", re.I),
+     "T1021.006", "PowerShell remoting / WinRM to a remote host"),
+    (re.compile(r"mmc20\.application|9ba05972-f6a8-11cf-a442-00a0c90a8f39|c08afd90-f2a1-11d1-8455-00a0c91f3880|"
+                r"shellwindows|shellbrowserwindow|excel\.application.*registerxll", re.I), "T1021.003",
+     "DCOM object of a remote host used (MMC20/ShellWindows/Excel)"),
+]
+_REMOTE_CMD_ANY = re.compile("|".join(rx.pattern for rx, _, _ in _REMOTE_CMD), re.I)
+_REMOTE_HINT = re.compile(r"psexec|paexec|/node:|schtasks|\\\\|computername|winrs|mmc20|9ba05972|c08afd90|shellwindows|"
+                          r"shellbrowserwindow|registerxll", re.I)
+# the machine a source-side command reaches
+_REMOTE_TARGET = re.compile(r"\\\\([^\\\s\"']+)|/node:\s*\"?([^\s\"',]+)|\s/s\s+\"?([^\s\"']+)"
+                            r"|-computername\s+[\"'@(]*([A-Za-z0-9][^\s\"';),]*)|winrs(?:\.exe)?\s+-r(?:emote)?:([^\s\"']+)", re.I)
+WINRM = "Microsoft-Windows-WinRM/Operational"
+WMI = "Microsoft-Windows-WMI-Activity/Operational"
 
 
-# lateral_movement's methods -> ATT&CK technique
-LATERAL_TECHNIQUE = {"RDP": "T1021.001", "SMB/PsExec (named pipe)": "T1021.002", "SMB/PsExec (service)": "T1569.002",
-                     "network logon (SMB/WinRM)": "T1021", "SSH": "T1021.004"}
-# the methods whose edges the story tells (routine network logons and SSH sessions are not findings by themselves)
-LATERAL_IN_STORY = ("RDP", "SMB/PsExec (named pipe)", "SMB/PsExec (service)")
-_LATERAL_COLUMNS = ["source", "destination", "method", "user", "first", "last", "count", "technique"] + PROVENANCE
+def _lm_rows(tl):
+    return tl._with(
+        "(event_id IN (4624, 1149, 21, 25, 5140, 5145, 7045, 4697, 4698, 5861, 19, 20, 6, 91, 4103, 400)"
+        " OR (event_id IN (1, 4688) AND (regexp_matches(lower(coalesce(parent_process, '') || '|' || coalesce(process, '')),"
+        "     'wmiprvse|wsmprovhost|scrcons|mmc\\.exe|excel\\.exe|winword\\.exe|explorer\\.exe') OR regexp_matches(coalesce(command_line, ''), ?, 'i')))"
+        " OR (event_id = 4104 AND regexp_matches(coalesce(command_line, ''), ?, 'i'))"
+        " OR (event_id = 3 AND regexp_matches(lower(coalesce(process, '')), '\\\\(explorer|mmc|excel|winword|powerpnt|outlook|visio|onenote)\\.exe$')))",
+        _REMOTE_CMD_ANY.pattern, _REMOTE_CMD_ANY.pattern)
+
+
+def _lateral_detections(df: pd.DataFrame) -> list[pd.DataFrame]:
+    """The curated lateral-movement detections, one frame per kind; each row has ``method``, ``technique``, ``level``,
+    ``src_ip`` (the source when known) and is one supporting event."""
+    parts: list[pd.DataFrame] = []
+
+    def emit(rows: pd.DataFrame, method: Any, technique: Any, level: Any, **cols: Any) -> None:
+        if len(rows):
+            parts.append(rows.assign(method=method, technique=technique, level=level, **cols))
+
+    share = df[_is(df, SEC, 5140, 5145)]
+    if len(share):
+        target = share["path"].fillna("").astype(str)
+        name = share["service_name"].fillna("").astype(str)
+        remote, human = _remote(share["src_ip"]), ~_machine(share["user"])
+        emit(share[(share["event_id"] == 5145) & target.str.contains(_PSEXEC_PIPE)], "SMB/PsExec (named pipe)", "T1569.002", "high")
+        emit(share[(share["event_id"] == 5145) & (target.str.lower() == "svcctl") & remote & human],
+             "SMB service control (svcctl pipe)", "T1021.002", "medium")
+        admin = share[name.str.contains(_ADMIN_SHARE) & remote & human]
+        if len(admin):
+            mask = _attr(admin, "AccessMask").map(_hexint).fillna(0).astype("int64")
+            written = (admin["event_id"] == 5145) & ((mask & 0x6) != 0) & admin["path"].fillna("").str.contains(_EXE_PATH)
+            emit(admin[written], "admin share (file written)", "T1021.002", "high")
+            emit(admin[~written], "admin share", "T1021.002", "medium")
+    svc = service_installs(df)
+    if len(svc):
+        svc = svc[svc["event_id"].isin([7045, 4697])]
+        name, image = svc["service_name"].fillna(""), svc["image_path"].fillna("")
+        emit(svc[name.str.contains(_PSEXEC_SVC) | image.str.contains(r"\\ADMIN\$|%SystemRoot%\\[A-Za-z0-9]{8}\.exe", case=False)
+                 & ~name.str.contains(_PSEXEC_SVC)].assign(src_ip=None),
+             "SMB/PsExec (service)", "T1569.002", "high")
+        emit(svc[image.str.contains(_SHELL_SVC) & ~name.str.contains(_PSEXEC_SVC)
+                 & ~image.str.contains(r"\\ADMIN\$|%SystemRoot%\\[A-Za-z0-9]{8}\.exe", case=False)].assign(src_ip=None),
+             "service running a command (smbexec/psexec-style)", "T1569.002", "high")
+    # tasks and services created by a session that logged on over the network
+    made = df[_is(df, SEC, 4698, 4697)]
+    ok = df[_is(df, SEC, 4624)]
+    if len(made) and len(ok):
+        net = ok[(ok["logon_type"] == 3) & _remote(ok["src_ip"]) & ~_machine(ok["user"])]
+        if len(net):
+            ids = _attr(net, "TargetLogonId").astype(str).str.lower()
+            sessions = dict(zip(zip(net["host"], ids), net["src_ip"]))
+            key = list(zip(made["host"], _attr(made, "SubjectLogonId").astype(str).str.lower()))
+            src = pd.Series([sessions.get(k) for k in key], index=made.index, dtype=object)
+            hit = made[src.notna()].assign(src_ip=src[src.notna()])
+            emit(hit[hit["event_id"] == 4698], "scheduled task created remotely", "T1053.005", "high")
+            emit(hit[hit["event_id"] == 4697], "service created remotely", "T1021.002", "high")
+    procs = df[_is(df, SYSMON, 1) | _is(df, SEC, 4688)]
+    if len(procs):  # 4688: the account the process runs as, as Sysmon 1 tells it (not the creating session)
+        procs = procs.assign(user=procs["target_user"].where((procs["event_id"] == 4688) & procs["target_user"].notna(),
+                                                              procs["user"]))
+        parent, child = _base(procs["parent_process"]), _base(procs["process"])
+        wmi = procs[(parent == "wmiprvse.exe") & ~child.isin(_WMI_BENIGN)]
+        emit(wmi, "WMI (WmiPrvSE child)", "T1047", child[wmi.index].str.match(_SHELLISH).map({True: "high", False: "medium"}))
+        emit(procs[child == "scrcons.exe"], "WMI event consumer (scrcons)", "T1546.003", "high")
+        emit(procs[child == "wsmprovhost.exe"], "WinRM/PowerShell remoting (wsmprovhost)", "T1021.006", "medium")
+        emit(procs[parent == "wsmprovhost.exe"], "WinRM/PowerShell remoting (wsmprovhost child)", "T1021.006", "high")
+        pcmd = _attr(procs, "ParentCommandLine").fillna("").astype(str)
+        dcom = ((parent == "mmc.exe") & pcmd.str.contains("-embedding", case=False)) | (
+            parent.isin(["excel.exe", "winword.exe", "powerpnt.exe", "outlook.exe"]) & pcmd.str.contains("/automation|-embedding", case=False)
+            & child.str.match(_SHELLISH))
+        emit(procs[dcom], "DCOM (MMC20/Office child)", "T1021.003", "high")
+        shellwin = (parent == "explorer.exe") & child.isin(["cmd.exe", "powershell.exe", "pwsh.exe", "rundll32.exe", "mshta.exe"]) \
+            & procs["command_line"].fillna("").str.contains(_LAUNCHER)
+        emit(procs[shellwin], "DCOM (ShellWindows/ShellBrowserWindow) or launcher", "T1021.003", "medium")
+        emit(procs[child.isin(["mmc.exe", "excel.exe"]) & procs["command_line"].fillna("").str.contains(
+            r"-embedding|/automation", case=False) & (parent == "svchost.exe")], "DCOM server started (MMC20/Excel)", "T1021.003",
+             "medium")
+    net3 = df[_is(df, SYSMON, 3) & df["process"].fillna("").str.contains(_OFFICE_DCOM)]
+    if len(net3):
+        inbound = _attr(net3, "Initiated").astype(str).str.lower() == "false"
+        emit(net3[inbound & _remote(net3["src_ip"])], "DCOM (inbound RPC to " + _base(net3["process"]) + ")", "T1021.003", "high")
+    cmds = df[(_is(df, SYSMON, 1) | _is(df, SEC, 4688) | _is(df, "Microsoft-Windows-PowerShell/Operational", 4103, 4104))
+              & _matching(df["command_line"], _REMOTE_CMD_ANY, _REMOTE_HINT)]
+    for rx, technique, what in _REMOTE_CMD:
+        hit = cmds[cmds["command_line"].str.contains(rx)]
+        if len(hit):  # a command aimed at this very machine (localhost, 127.0.0.1, its own name) is no movement
+            target = hit["command_line"].str.extract(_REMOTE_TARGET).bfill(axis=1).iloc[:, 0]
+            name = target.fillna("").astype(str).str.lower().str.split(".").str[0]
+            local = target.fillna("").astype(str).str.lower().isin(["localhost", "127.0.0.1", ".", "::1"]) | (
+                name == hit["host"].fillna("").astype(str).str.lower().str.split(".").str[0])
+            emit(hit[~local].assign(src_ip=lambda f: f["host"]), what, technique, "medium", _dest=target[~local])
+        cmds = cmds.drop(hit.index)
+    wmi_evt = df[_is(df, WMI, 5861) & df["message"].fillna("").str.contains(r"ActiveScriptEventConsumer|CommandLineEventConsumer",
+                                                                             case=False)]
+    emit(wmi_evt, "WMI event subscription (5861)", "T1546.003", "high")
+    emit(df[_is(df, SYSMON, 19, 20, 21)], "WMI event subscription (Sysmon)", "T1546.003", "high")
+    winrm = df[_is(df, WINRM, 91)]
+    emit(winrm, "WinRM shell created (91)", "T1021.006", "medium")
+    client = df[_is(df, WINRM, 6)]
+    emit(client.assign(src_ip=lambda f: f["host"]), "WinRM session to a remote host (6)", "T1021.006", "low")
+    ps = df[(_is(df, "Microsoft-Windows-PowerShell/Operational", 4103) | _is(df, "Windows PowerShell", 400))
+            & df["process"].fillna("").str.contains("wsmprovhost", case=False)]
+    emit(ps, "PowerShell remoting session (wsmprovhost)", "T1021.006", "medium")
+    if len(ok):
+        lp = _attr(ok, "LogonProcessName").fillna("").astype(str).str.strip().str.lower()
+        emit(ok[(ok["logon_type"] == 9) & (lp == "seclogo")], "new-credentials logon (pass-the-hash/overpass)", "T1550.002", "high")
+        key = _attr(ok, "KeyLength").astype(str)
+        emit(ok[(ok["logon_type"] == 3) & (lp == "ntlmssp") & (key == "0") & _remote(ok["src_ip"]) & ~_machine(ok["user"])],
+             "NTLM network logon without session key (pass-the-hash)", "T1550.002", "medium")
+    return parts
+
+
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -531,40 +850,41 @@ def _text(series: pd.Series) -> pd.Series:
 
 @helper()
 def lateral_movement(data: Any) -> pd.DataFrame:
-    """Who moved where, how: edges ``source`` → ``destination`` with ``method`` (RDP, SMB/PsExec incl. renamed
-    PsExec seen through its 5145 pipes and service installs, network logon, SSH), ``user``, ``first``,
-    ``last``, ``count``, ``technique`` (ATT&CK, :data:`LATERAL_TECHNIQUE`) and the provenance of the edge's
-    first record."""
-    df = _frame(data, lambda tl: tl.where(event_id=[4624, 1149, 21, 25, 5145, 7045, 4697]))
+    """Who moved where, how: edges ``source`` → ``destination`` with ``method``, ``technique`` (ATT&CK), ``level``,
+    ``user``, ``first``, ``last``, ``count`` and the provenance of the edge's first supporting event.
+
+    Methods: RDP (4624 type 10, 1149, LocalSessionManager 21/25), network logons, SSH; PsExec/PAExec/RemCom seen
+    through their 5145 pipes and service installs, services running commands (smbexec-style); svcctl pipe and admin
+    shares (5140/5145 ADMIN$, C$, files written to them) by accounts from another machine; tasks and services created
+    by a network logon session (4698/4697 linked to 4624 type 3 by logon id); WMI (WmiPrvSE children, scrcons,
+    WMI-Activity 5861 and Sysmon 19-21 event subscriptions); WinRM (wsmprovhost and its children, WinRM 91/6,
+    PowerShell sessions hosted by wsmprovhost); DCOM (MMC20/Office children, inbound RPC to explorer/mmc/Office,
+    ShellWindows launchers); pass-the-hash (4624 type 9 seclogo, NTLM type 3 logons without a session key); and the
+    source side's commands (psexec \\\\host, wmic /node, schtasks /s, sc \\\\host, Invoke-Command -ComputerName...).
+    """
+    df = _frame(data, _lm_rows)
+    cols = ["source", "destination", "method", "technique", "level", "user", "first", "last", "count"] + PROVENANCE
     edges = []
     if len(df):
         lg = logons(df)
-        lg = lg[(lg["outcome"] == "success") & lg["src_ip"].notna()
-                & ~lg["src_ip"].isin(["-", "127.0.0.1", "::1", "LOCAL"])]
-        rdp = lg[(lg["method"] == "RDP") | (lg["logon_type"] == 10)].assign(method="RDP")
-        net = lg[(lg["logon_type"] == 3)].assign(method="network logon (SMB/WinRM)")
-        ssh = lg[_text(lg["method"]).str.startswith("ssh")].assign(method="SSH")
+        good = lg[(lg["outcome"] == "success") & _remote(lg["src_ip"])]
+        rdp = good[(good["method"] == "RDP") | (good["logon_type"] == 10)].assign(method="RDP", technique="T1021.001", level="low")
+        net = good[(good["logon_type"] == 3)].assign(method="network logon (SMB/WinRM)", technique="T1021", level="informational")
+        ssh = good[good["method"].fillna("").str.startswith("ssh")].assign(method="SSH", technique="T1021.004", level="low")
         edges += [rdp, net, ssh]
-        pipes = df[_is(df, SEC, 5145) & _text(df["path"]).str.contains(_PSEXEC_PIPE)]
-        edges.append(pipes.assign(method="SMB/PsExec (named pipe)"))
-        svc = service_installs(df)
-        psx = svc[_text(svc["service_name"]).str.contains(r"psexe|paexe|remcom|csexec", case=False)
-                  | _text(svc["image_path"]).str.contains(r"\\ADMIN\$|%SystemRoot%\\[A-Za-z0-9]{8}\.exe", case=False)]
-        edges.append(psx.assign(method="SMB/PsExec (service)", src_ip=None))
+        edges += _lateral_detections(df)
     edges = [e for e in edges if len(e)]
     if not edges:
-        return pd.DataFrame(columns=_LATERAL_COLUMNS)
+        return pd.DataFrame(columns=cols)
     all_ = pd.concat(edges).sort_values("timestamp", kind="stable")
-    src = all_["src_ip"].astype(object)
-    if "src_host" in all_:
-        src = src.where(src.notna(), all_["src_host"].astype(object))
-    all_ = all_.assign(source=src.where(src.notna(), "?"), user=all_["user"].astype(object).where(all_["user"].notna(), "?"),
-                       destination=all_["host"].astype(object).where(all_["host"].notna(), UNKNOWN_HOST))
-    g = all_.groupby(["source", "destination", "method", "user"], sort=True)
-    out = g.agg(first=("timestamp", "min"), last=("timestamp", "max"), count=("timestamp", "size"),
-                **{c: (c, "first") for c in PROVENANCE}).reset_index()  # the records are in time order
-    out["technique"] = out["method"].map(LATERAL_TECHNIQUE)
-    return out.reindex(columns=_LATERAL_COLUMNS).sort_values(["first", "source"]).reset_index(drop=True)
+    src = all_["src_ip"].where(_remote(all_["src_ip"]), None)
+    dest = all_["_dest"] if "_dest" in all_ else pd.Series(None, index=all_.index, dtype=object)
+    all_ = all_.assign(source=src.fillna(all_.get("src_host")).fillna("?"), destination=dest.fillna(all_["host"]).fillna("?"),
+                       user=all_["user"].fillna("?"))
+    g = all_.groupby(["source", "destination", "method", "technique", "level", "user"], sort=True)
+    out = g["timestamp"].agg(first="min", last="max", count="size")
+    out = out.join(g[PROVENANCE].first()).reset_index()
+    return out.reindex(columns=cols).sort_values(["first", "source"], kind="stable").reset_index(drop=True)
 
 
 _CRADLE = re.compile(r"(?:net\.webclient|downloadstring|downloadfile|downloaddata|invoke-webrequest|\biwr\b|"
@@ -600,12 +920,14 @@ def first_seen(data: Any, indicator: str) -> pd.DataFrame:
     else:
         df = _frame(data)
         cols = ["message", "attrs", "user", "src_ip", "process", "command_line", "path"]
-        # an empty cell is "" (pandas 3's str dtype keeps NaN through astype(str); pandas 2.2 writes 'None')
-        texts = [df[c].astype(object).where(df[c].notna(), "").astype(str) for c in cols if c in df]
-        hay = functools.reduce(lambda a, b: a + " " + b, texts) if texts else pd.Series("", index=df.index, dtype=object)
-        df = df[hay.str.contains(indicator, case=False, regex=False)]
+        hit = pd.Series(False, index=df.index)
+        for c in (c for c in cols if c in df):  # missing values are no text (never "nan"/"None", never a float)
+            hit |= df[c].astype(object).where(df[c].notna(), "").astype(str).str.contains(indicator, case=False,
+                                                                                        regex=False).astype(bool)
+        df = df[hit]
     if df.empty:
-        return pd.DataFrame(columns=["host", "first", "last", "count", "first_evidence_path", "first_record_ref"])
+        return pd.DataFrame(columns=["host", "first", "last", "count", "first_evidence_path", "first_record_ref",
+                                     "first_message"])
     df = df.sort_values("timestamp")
     rows = []
     for host, g in [("*", df)] + list(df.groupby("host", sort=True)):
@@ -751,28 +1073,46 @@ _STORY_WHOLE = (7045, 4697, 4698, 4699, 4700, 4701, 4702, 4720, 4728, 4729, 4732
 def story_rows(tl: Any) -> pd.DataFrame:
     """The rows :func:`story` can use, read from a Timeline with the filter pushed down to DuckDB, so a
     story over a case far larger than memory reads only candidates: the rare families whole; of the
-    frequent ones (logons, Kerberos, process starts, Sysmon) only what a finding can come from —
-    failures, RDP logons, logons from sources that failed, LSASS access, service keys, inhibit-recovery
-    and dump commands, RC4 service tickets, PsExec's named pipes (5145)."""
+    frequent ones (logons, Kerberos, process starts, Sysmon, object access, shares) only what a finding can
+    come from — failures, RDP, new-credentials and NTLM network logons, logons from sources that failed or
+    whose session created a task or service, LSASS and credential-store access, replication rights, admin
+    shares and service pipes, WMI/WinRM/DCOM hosts and their children, dump files, service keys,
+    inhibit-recovery, dump and remote-execution commands, RC4 service tickets, TGTs without pre-authentication."""
     whole = ", ".join(str(i) for i in _STORY_WHOLE)
     failed_sources = "SELECT DISTINCT src_ip FROM timeline_all WHERE event_id IN (4625, 4771) AND src_ip IS NOT NULL"
+    logon_id = "json_extract_string(attrs, '$.Event.EventData.{}')"
+    remote_sessions = f"SELECT {logon_id.format('SubjectLogonId')} FROM timeline_all WHERE event_id IN (4697, 4698)"
     clause = (
         f"(event_id IN ({whole})"
         " OR (event_id IN (4768, 4776) AND lower(coalesce(json_extract_string(attrs, '$.Event.EventData.Status'), '0x0'))"
         " NOT IN ('0x0', '0'))"
+        " OR (event_id = 4768 AND json_extract_string(attrs, '$.Event.EventData.PreAuthType') = '0')"
         " OR (event_id = 4769 AND json_extract_string(attrs, '$.Event.EventData.TicketEncryptionType') = '0x17')"
-        f" OR (event_id = 4624 AND (logon_type = 10 OR src_ip IN ({failed_sources})))"
+        f" OR (event_id = 4624 AND (logon_type IN (9, 10) OR src_ip IN ({failed_sources})"
+        "     OR (logon_type = 3 AND (attrs LIKE '%NtLmSsp%'"
+        f"         OR {logon_id.format('TargetLogonId')} IN ({remote_sessions})))))"
+        " OR (event_id = 4662 AND regexp_matches(coalesce(attrs, ''), ?, 'i'))"
+        " OR (event_id IN (4656, 4663) AND regexp_matches(lower(coalesce(attrs, '')), ?))"
+        " OR (event_id IN (5140, 5145) AND (regexp_matches(coalesce(service_name, ''), '(^|\\\\)(ADMIN|[A-Za-z])\\$$')"
+        "     OR regexp_matches(lower(coalesce(path, '')), 'psexesvc|remcom|csexec|paexec|-(stdin|stdout|stderr)$|^svcctl$')))"
         " OR (channel = 'Microsoft-Windows-Sysmon/Operational' AND ((event_id = 10 AND lower(path) LIKE '%lsass.exe')"
-        "     OR (event_id = 13 AND path ILIKE '%\\services\\%\\imagepath')))"
-        " OR ((event_id IN (1, 4688) OR source = 'SHELL') AND regexp_matches(coalesce(command_line, ''), ?))"
-        " OR (event_id = 5145 AND regexp_matches(coalesce(path, ''), ?))"
+        "     OR (event_id = 13 AND path ILIKE '%\\services\\%\\imagepath') OR event_id IN (19, 20, 21)"
+        "     OR (event_id = 11 AND regexp_matches(coalesce(path, ''), ?, 'i'))"
+        "     OR (event_id = 3 AND regexp_matches(coalesce(process, ''), ?, 'i'))))"
+        f" OR (channel IN ('{WMI}', '{WINRM}') AND event_id IN (5861, 6, 91))"
+        " OR ((event_id IN (1, 4688) OR source = 'SHELL') AND (regexp_matches(coalesce(command_line, ''), ?)"
+        "     OR regexp_matches(lower(coalesce(parent_process, '') || '|' || coalesce(process, '')),"
+        "                       'wmiprvse\\.exe|wsmprovhost|scrcons|mmc\\.exe|excel\\.exe|winword\\.exe')"
+        "     OR (lower(parent_process) LIKE '%explorer.exe' AND regexp_matches(coalesce(command_line, ''), ?))))"
         " OR source IN ('SYSLOG', 'WEB', 'LOGIN'))"
     )
-    pipes = r"(?i)(?:psexesvc|remcom|csexec|paexec)|-(?:stdin|stdout|stderr)$"  # _PSEXEC_PIPE, in RE2
-    pattern = r"(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy|comsvcs|procdump|sekurlsa|lsadump|ntdsutil|reg(\.exe)?\s+save"
+    pattern = (r"(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy|comsvcs|procdump|sekurlsa|lsadump|ntdsutil|reg(\.exe)?\s+save|"
+               + _DUMP_CMD.pattern + "|" + _REMOTE_CMD_ANY.pattern)
     # attrs is the biggest column: keep it only where a helper reads a field from it
-    need = ", ".join(str(i) for i in (4625, 4768, 4771, 4776, 7045, 4697, 10, 13, 4769, 1102, 104))
-    return tl._with(clause, pattern, pipes).to_pandas(
+    need = ", ".join(str(i) for i in (4625, 4768, 4771, 4776, 7045, 4697, 10, 13, 4769, 1102, 104, 4662, 4656, 4663, 5140,
+                                      5145, 4624, 4698, 4648, 1, 3, 11, 5861, 91, 6))
+    return tl._with(clause, _REPLICATION.pattern, _CRED_OBJECTS, _DUMP_FILE.pattern, _OFFICE_DCOM.pattern, pattern,
+                    "(?i)" + _LAUNCHER.pattern).to_pandas(
         replace={"attrs": f"CASE WHEN event_id IN ({need}) OR source IN ('WEB', 'SERVICE') THEN attrs END"})
 
 
@@ -896,7 +1236,7 @@ def story(data: Any, sigma: Any = None, *, min_level: str | None = None, burst: 
         f = frame.reset_index(drop=True)
         spans = count is not None and "last" in f
         parts.append(pd.DataFrame({
-            "timestamp": f[time], "host": f[host] if host in f else None,
+            "timestamp": f[time], "host": f[host] if host in f else None, "level": f["level"] if "level" in f else None,
             "technique": technique(f) if callable(technique) else technique, "finding": finding(f),
             "detector": detector, "rule_id": None, "count": f[count] if count is not None else 1,
             "first": f[time], "last": f["last"] if spans else f[time],
@@ -941,13 +1281,15 @@ def story(data: Any, sigma: Any = None, *, min_level: str | None = None, burst: 
               & _text(df["command_line"]).str.contains(_ROOT_SHELL)] if len(df) and "provider" in df else df.iloc[0:0]
     add(sudo, "sudo_root_shell", "T1548.003",
         lambda f: "sudo to a root shell by " + _txt(f["user"]) + ": " + _txt(f["command_line"]))
-    lm = lateral_movement(df)
-    add(lm[lm["method"].isin(LATERAL_IN_STORY)] if not lm.empty else lm, "lateral_movement", lambda f: f["technique"],
+    lm = lateral_movement(df)  # every edge but plain network logons and SSH, which are no finding alone
+    add(lm[~lm["method"].isin(["network logon (SMB/WinRM)", "SSH"])] if not lm.empty else lm, "lateral_movement",
+        lambda f: f["technique"],
         lambda f: _txt(f["method"]) + " from " + _txt(f["source"]) + " to " + _txt(f["destination"]) + " as "
                   + _txt(f["user"]) + " (" + f["count"].astype(str) + " event" + (f["count"] != 1).map({True: "s", False: ""})
                   + ")", time="first", host="destination", count="count")
-    for p in parts:
-        p["level"] = [finding_level(t, d) for t, d in zip(p["technique"], p["detector"])]
+    for p in parts:  # a helper that judges each row (credential_access, lateral_movement) gives its level
+        p["level"] = [lv if isinstance(lv, str) and lv in LEVELS else finding_level(t, d)
+                      for lv, t, d in zip(p["level"], p["technique"], p["detector"])]
     found = _sigma_findings(data, df, sigma, burst)
     if found is not None:
         parts.append(found)

@@ -171,6 +171,10 @@ def test_story_and_onset(tl):
     assert st.groupby("technique").size().to_dict() == {
         "T1003.001": 5, "T1021.001": 4, "T1059.001": 2, "T1070.001": 2, "T1098": 22, "T1136": 5, "T1490": 3,
         "T1543.003": 116, "T1569.002": 1}
+    psexec = st[st["technique"] == "T1569.002"].iloc[0]  # lateral_movement()'s PsExec edge reaches the story
+    assert (psexec["finding"], psexec["record_ref"]) == (
+        "SMB/PsExec (service) from ? to WKS-WIN764BITB.shieldbase.local as S-1-5-21-2036804247-3058324640-2116585241-1673"
+        " (4 events)", "record=13304 offset=0x730d0")
     assert st["timestamp"].is_monotonic_increasing
     assert st["finding"].str.contains("\n").sum() == 0
     ransomware = st[st["technique"] == "T1490"]

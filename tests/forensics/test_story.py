@@ -60,13 +60,13 @@ def test_the_story_of_the_sample_case(tl):
     assert list(st.columns) == CONTRACT
     assert _rows(st) == [
         ("2022-11-23 07:00:03+05:30", "ehosp-app01", "medium", "T1110", "brute_force", 240, "auth.log", "line=5"),
-        ("2022-11-23 07:00:03+05:30", "ehosp-app01", "medium", "T1110.003", "credential_access", 1, "auth.log", "line=5"),
+        ("2022-11-23 07:00:03+05:30", "ehosp-app01", "high", "T1110.003", "credential_access", 1, "auth.log", "line=5"),
         ("2022-11-23 07:18:12+05:30", "ehosp-app01", "medium", "T1105", "web_attacks", 1, "access.log", "line=39"),
         ("2022-11-23 07:18:52+05:30", "ehosp-app01", "high", "T1505.003", "web_attacks", 5, "access.log", "line=41"),
         ("2022-11-23 07:31:05+05:30", "ehosp-app01", "medium", "T1548.003", "sudo_root_shell", 1, "auth.log", "line=400"),
         ("2022-11-23 07:52:12+05:30", "DC01.hosp.local", "low", "T1021.001", "lateral_movement", 2,
          "Microsoft-Windows-TerminalServices-RemoteConnectionManager%4Operational.evtx", "record=1 offset=0x1200"),
-        ("2022-11-23 08:02:40.003000+05:30", "DC01.hosp.local", "high", "T1003", "credential_access", 1,
+        ("2022-11-23 08:02:40.003000+05:30", "DC01.hosp.local", "high", "T1003.001", "credential_access", 1,
          "Microsoft-Windows-Sysmon%4Operational.evtx", "record=4 offset=0x2b38"),
         ("2022-11-23 08:02:40.120000+05:30", "DC01.hosp.local", "high", "T1003.001", "credential_access", 1,
          "Microsoft-Windows-Sysmon%4Operational.evtx", "record=5 offset=0x3078"),
@@ -103,9 +103,9 @@ def test_the_story_of_the_sample_case(tl):
 
 def test_min_level_keeps_the_findings_of_that_level_or_above(tl):
     st = tl.story()
-    assert st["level"].value_counts().to_dict() == {"high": 7, "medium": 4, "critical": 2, "low": 2}
+    assert st["level"].value_counts().to_dict() == {"high": 8, "medium": 3, "critical": 2, "low": 2}
     high = tl.story(min_level="high")
-    assert high["level"].value_counts().to_dict() == {"high": 7, "critical": 2}
+    assert high["level"].value_counts().to_dict() == {"high": 8, "critical": 2}
     assert tl.story(min_level="critical")["detector"].tolist() == ["encryption_burst"] * 2
     pd.testing.assert_frame_equal(tl.story(min_level="informational"), st)
     with pytest.raises(QueryError, match="unknown level 'severe'; levels are: informational, low, medium, high, critical"):
@@ -255,14 +255,14 @@ def test_psexec_named_pipes_reach_the_story(tmp_path):
     lm = tl.lateral_movement()
     assert [(r.source, r.destination, r.method, r.user, r.count, r.technique, r.record_ref) for r in lm.itertuples()] == [
         ("10.0.0.5", "FS02.corp.local", "network logon (SMB/WinRM)", "CORP\\helpdesk", 1, "T1021", "record=1 offset=0x1200"),
-        ("10.0.0.5", "FS02.corp.local", "SMB/PsExec (named pipe)", "CORP\\helpdesk", 4, "T1021.002", PIPE_REF),
+        ("10.0.0.5", "FS02.corp.local", "SMB/PsExec (named pipe)", "CORP\\helpdesk", 4, "T1569.002", PIPE_REF),
         ("?", "FS02.corp.local", "SMB/PsExec (service)", "?", 1, "T1569.002", "record=1 offset=0x1200"),
     ]
     assert iso_ns(lm["last"].iloc[1].value) == "2023-03-14T09:26:55.750000000Z"
     st = tl.story()  # through story_rows' pushed-down filter
     assert [(r.host, r.level, r.technique, r.detector, r.count, r.evidence_path, r.record_ref.split()[0])
             for r in st.itertuples()] == [
-        ("FS02.corp.local", "high", "T1021.002", "lateral_movement", 4, "Logs/Security.evtx", "record=3"),
+        ("FS02.corp.local", "high", "T1569.002", "lateral_movement", 4, "Logs/Security.evtx", "record=3"),
         ("FS02.corp.local", "low", "T1543.003", "service_installs", 1, "Logs/System.evtx", "record=1"),
         ("FS02.corp.local", "high", "T1569.002", "lateral_movement", 1, "Logs/System.evtx", "record=1"),
     ]
