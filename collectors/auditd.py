@@ -47,7 +47,7 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, Collector, RecordError
-from collectors.text import lines, open_text, read_head
+from collectors.text import lines, open_lines, read_head
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_SOURCE_UTC, event_hash
 
@@ -256,7 +256,7 @@ class AuditdCollector(Collector):
                     yield self._rows.to_table()
 
         try:
-            with open_text(artifact.fs_path) as fh:
+            with open_lines(artifact.fs_path, rep) as fh:  # lines cut at LINE_MAX bytes (a counted warning)
                 for n, line in lines(fh):
                     if not line.strip():
                         continue
@@ -383,8 +383,6 @@ class AuditdCollector(Collector):
         if key:
             parts.append(f"key={key}")
         msg = " ".join(parts) + (f": {cmd}" if cmd else "")
-        if len(msg) > 400:
-            msg = msg[:399] + "…"
         self._rows.append((
             ev.ns, "Event Logged", host, "AUDIT", f"auditd:{primary}", None, None, "auditd", user, target, None,
             addr, None, None, None, process, None, cmd, path, None, msg, orjson.dumps(summary).decode(), [],

@@ -7,15 +7,18 @@ Engines:
     of (older records in a chunk's slack beyond the free-space offset, records in a
     truncated last chunk or behind a damaged chunk magic) are decoded by the same
     parser from a one-chunk copy whose header does not stop it
-    (:func:`collectors.evtx_format.recovery_file`); whatever is still missing is
+    (:func:`collectors.evtx_format.recovery_chunk`); whatever is still missing is
     decoded by ``dissect.eventlog`` from the same chunks.  Each record appears once.
 ``python-evtx``
     python-evtx alone, for comparison.  It trusts the header's chunk count and so
     loses records on dirty files: those losses are counted as errors.
 
 Whatever the engine, :func:`collectors.evtx_format.scan` first finds every record
-frame in the file; a frame no engine decodes is reported as an error with its
-record number, offset and the parsers' reason.  Nothing is lost silently.
+frame in the file, and the damaged stretches between them (:class:`collectors.evtx_format.Gap`);
+a frame no engine decodes is reported as an error with its record number, offset and the
+parsers' reason, a stretch as an error counting the records it must have held.  Frames that
+carry one number with different bytes are each read and counted on their own (a damaged
+number never hides an intact record).  Nothing is lost silently.
 
 Rows are accumulated across artifacts and turned into Arrow a batch at a time; the
 fields investigators need come from :mod:`collectors.evtx_events`.  For the Rust engine, the
@@ -26,12 +29,14 @@ same per-row logic as the other engines (:meth:`EvtxCollector._row_time`), and a
 column-wise step does not take (odd value types, a record with no time at all) goes row by row
 through :meth:`EvtxCollector._record` — the same rows either way (tested).
 
-``timestamp`` is the record's TimeCreated at the full 100 ns precision of a FILETIME
-(the parsers' renderings stop at microseconds): the record header's written time when
-it is the same instant, otherwise TimeCreated's own FILETIME read from the record's
-binary XML (:func:`collectors.evtx_format.created_filetime`), the written time then
-kept in ``attrs.Record.written_time``.  A record whose TimeCreated cannot be read to
-100 ns says so in ``attrs.Record.time_precision``.
+``timestamp`` is the record's TimeCreated at the full 100 ns precision of a FILETIME:
+the record header's written time when it is the same instant, otherwise TimeCreated
+itself, the written time then kept in ``attrs.Record.written_time``.  evtx renders
+TimeCreated with nine fraction digits, every one of them parsed (:func:`_created_ns`);
+python-evtx and dissect.eventlog stop at microseconds, so for them TimeCreated's own
+FILETIME is read from the record's binary XML
+(:func:`collectors.evtx_format.created_filetime`).  A record whose TimeCreated cannot be
+read to 100 ns says so in ``attrs.Record.time_precision``.
 """
 
 from __future__ import annotations
@@ -64,12 +69,13 @@ from collectors.evtx_format import (
     HEADER_BLOCK,
     Frame,
     created_filetime,
-    recovery_file,
+    SYNTHETIC,
+    recovery_chunk,
     scan,
 )
 from timeline.custody import open_evidence
 from timeline.errors import ParserUnavailable, UnknownFormat
-from timeline.schema import NS_MAX as _NS_MAX, NS_MIN as _NS_MIN, SCHEMA, TZ_SOURCE_UTC, RowBuilder, _array, iso_ns
+from timeline.schema import NS_MAX as _NS_MAX, NS_MIN as _NS_MIN, SCHEMA, TZ_SOURCE_UTC, RowBuilder, _array, cap_messages, iso_ns
 
 __all__ = ["EvtxCollector"]
 
@@ -253,20 +259,35 @@ def _as_int(v: Any) -> int | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _created_us(tc: Any) -> int | None:
-    """TimeCreated as microseconds since the epoch (the renderings stop at microseconds)."""
+_FRACTION = re.compile(r"\.(\d+)")
+_ZONE = re.compile(r"[+-]\d\d:?\d\d")
+
+
+def _created_ns(tc: Any) -> tuple[int | None, bool]:
+    """TimeCreated as nanoseconds since the epoch, and whether the rendering carries the 100 ns digit.
+
+    evtx renders SystemTime with nine fraction digits ('2021-12-16T10:25:32.351835800Z'), python-evtx and
+    dissect.eventlog stop at six: every digit given is kept (a FILETIME has seven; more are cut at nine).
+    """
     if not isinstance(tc, str) or len(tc) < 19:
-        return None
+        return None, False
+    m = _FRACTION.match(tc, 19)
+    digits = m.group(1) if m else ""
+    rest = tc[m.end() if m else 19:]
+    if rest == "Z":
+        rest = ""
+    elif rest and not _ZONE.fullmatch(rest):  # anything else after the time: not a time
+        return None, False
     try:
-        t = _dt.datetime.fromisoformat(tc[:26].rstrip("Z"))
+        t = _dt.datetime.fromisoformat(tc[:19] + rest)
     except ValueError:
-        return None
+        return None, False
     if t.tzinfo is not None:
         t = t.astimezone(_dt.timezone.utc).replace(tzinfo=None)
     if t.year < 1678 or t.year > 2261:  # FILETIME 0 (1601) or garbage: not representable, not a real time
-        return None
+        return None, False
     delta = t - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + int((digits + "000000000")[:9]), len(digits) >= 7
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,21 +312,22 @@ _MONTH_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 _SHA = sha256()
 
 
-def _iso_us(tc: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """TimeCreated strings as microseconds since the epoch, column-wise: (valid, us).
+def _iso_ns(tc: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TimeCreated strings as nanoseconds since the epoch, column-wise: (valid, ns, precise).
 
-    Valid only where the first 26 characters are exactly 'YYYY-MM-DDTHH:MM:SS.ffffff' naming a real
-    instant in 1678..2261, which is when :func:`_created_us` gives the same value; the rest is left
-    to :func:`_created_us`.
+    Valid only where the string is exactly 'YYYY-MM-DDTHH:MM:SS.ffffff', up to three more digits and an
+    optional 'Z', naming a real instant in 1678..2261, which is when :func:`_created_ns` gives the same
+    value; ``precise`` where it carries the 100 ns digit.  The rest is left to :func:`_created_ns`.
     """
     n = len(tc)
     valid = np.zeros(n, dtype=bool)
-    us = np.zeros(n, dtype=np.int64)
+    ns = np.zeros(n, dtype=np.int64)
+    precise = np.zeros(n, dtype=bool)
     head = pc.utf8_slice_codeunits(tc, 0, 26)
     lens = pc.fill_null(pc.binary_length(head), 0).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(lens == 26)
     if not len(rows):
-        return valid, us
+        return valid, ns, precise
     if len(rows) < n:
         head = head.take(pa.array(rows))
     offsets = np.frombuffer(head.buffers()[1], dtype=np.int32, count=len(head) + 1, offset=head.offset * 4)
@@ -330,9 +352,16 @@ def _iso_us(tc: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     yoe = y2 - era * 400
     doy = (153 * ((mo + 9) % 12) + 2) // 5 + day - 1
     days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    # what follows the microseconds: up to three more digits (evtx renders nine) and an optional 'Z'
+    tail = pc.utf8_slice_codeunits(tc.take(pa.array(rows)) if len(rows) < n else tc, 26)
+    ok &= pc.match_substring_regex(tail, r"^[0-9]{0,3}Z?$").to_numpy(zero_copy_only=False)
+    sub = pc.utf8_rpad(pc.utf8_slice_codeunits(pc.utf8_rtrim(tail, characters="Z"), 0, 3), 3, "0")
+    sub_ns = np.where(ok, pc.cast(pc.if_else(pa.array(ok), sub, "000"), pa.int64()).to_numpy(zero_copy_only=False), 0)
+    has_digit = pc.fill_null(pc.greater_equal(pc.utf8_length(pc.utf8_rtrim(tail, characters="Z")), 1), False)
     valid[rows] = ok
-    us[rows] = np.where(ok, (((days * 24 + hh) * 60 + mi) * 60 + ss) * 1_000_000 + frac, 0)
-    return valid, us
+    ns[rows] = np.where(ok, ((((days * 24 + hh) * 60 + mi) * 60 + ss) * 1_000_000 + frac) * 1000 + sub_ns, 0)
+    precise[rows] = ok & has_digit.to_numpy(zero_copy_only=False)
+    return valid, ns, precise
 
 
 def _fixed_strings(data: bytes, width: int, n: int) -> pa.Array:
@@ -441,16 +470,27 @@ class EvtxCollector(Collector):
         for dmg in sc.damage():
             rep.warn("damage", dmg)
         frames = _Frames(sc.records)
-        if frames.stale:
-            rep.warn("damage", f"{frames.stale} stale record frame(s) reuse numbers of records already read; not decoded twice")
-        rep.stats["frames"] = len(frames)
+        # Frames that carry one number: the same bytes (a stale copy) are one record; different bytes (a damaged
+        # number, a reused one) are different records, each read and counted on its own, never hiding another.
+        conflicts = _conflicts(sc.records, self._buf) if frames.stale else {}
+        copies = frames.stale - sum(len(v) - 1 for v in conflicts.values())
+        if copies:
+            rep.warn("damage", f"{copies} stale record frame(s) repeat records already read byte for byte; not decoded twice")
+        if conflicts:
+            rep.warn("damage", f"{len(conflicts)} record number(s) carried by frames of different content "
+                               f"({sum(map(len, conflicts.values()))} frames): each frame read on its own")
+        rep.stats["frames"] = len(frames) + sum(len(v) - 1 for v in conflicts.values())
         self._artifact = artifact
         self._rep = rep
         self._frames = frames
+        self._conflicts = conflicts
         self._done: set[int] = set()
+        self._done_frames: set[int] = set()  # offsets of the conflicting frames turned into rows
         self._covered = 0  # frames turned into rows (each record number once): all of them, nothing is missing
         self._engine_errors: dict[int, str] = {}
         self._batch_rows = batch_rows
+        # records that damaged stretches must have held (numbers no frame carries): decoded if a parser can
+        gap_numbers = {n for g in sc.gaps if g.numbers is not None for n in g.numbers if frames.get(n) is None}
 
         try:
             if engine == "evtx":
@@ -458,28 +498,45 @@ class EvtxCollector(Collector):
 
                 ver = _pkg_version("evtx")
                 with os.fdopen(open_evidence(artifact.fs_path), "rb") as src:  # O_NOATIME: not by path
-                    yield from self._run_rs(_rs, src, f"evtx-rs/{ver}")
+                    yield from self._run_rs(_rs, src, f"evtx-rs/{ver}", skip=conflicts)
+                # What the first pass left: each chunk again, from a copy in which every frame has a number of
+                # its own and damaged stretches are stepped over (recovery_chunk); evtx, then dissect.eventlog.
                 missing = self._missing()
-                if missing:
-                    buf = self._buf
-                    all_frames = sc.frames
-                    for ci in sorted({frames.get(n).chunk for n in missing}):
-                        image = recovery_file(lambda off, size: bytes(buf[off:off + size]), ci, all_frames)
-                        yield from self._run_rs(_rs, io.BytesIO(image), f"evtx-rs/{ver}+chunk-recovery", only=set(missing))
-                    missing = self._missing()
-                if missing:
-                    yield from self._run_dissect(missing, f"dissect.eventlog/{_pkg_version('dissect.eventlog')}")
+                chunks = {frames.get(n).chunk for n in missing}
+                chunks |= {f.chunk for fl in conflicts.values() for f in fl}
+                chunks |= {g.chunk for g in sc.gaps if g.numbers is not None and g.end - g.start < CHUNK_SIZE
+                           and any(n in gap_numbers and n not in self._done for n in g.numbers)}
+                buf = self._buf
+                all_frames = sc.frames
+                for ci in sorted(chunks):
+                    image, ids = recovery_chunk(lambda off, size: bytes(buf[off:off + size]), ci, all_frames, sc.gaps)
+                    yield from self._run_recovered(_rs, image, ids, gap_numbers, f"evtx-rs/{ver}+chunk-recovery",
+                                                   f"dissect.eventlog/{_pkg_version('dissect.eventlog')}")
             else:
                 yield from self._run_python_evtx(f"python-evtx/{_pkg_version('python-evtx')}")
 
             lost = [frames.get(n) for n in self._missing()]
+            lost += [fr for fl in conflicts.values() for fr in fl if fr.offset not in self._done_frames]
             for fr in lost:
                 why = self._engine_errors.get(fr.number, "no parser could decode this record frame")
                 rep.errors.append(RecordError(f"record={fr.number} offset=0x{fr.offset:x}", "undecodable_record", why))
+            gap_lost = 0
+            for g in sc.gaps:  # records in damaged stretches that no parser could read
+                gone = [n for n in g.numbers if n not in self._done and frames.get(n) is None] if g.numbers else None
+                if gone == []:
+                    continue
+                k = 1 if gone is None else len(gone)
+                which = ("record number unknown" if gone is None else f"record {gone[0]}" if k == 1
+                         else f"records {gone[0]}..{gone[-1]}" if gone[-1] - gone[0] == k - 1 else f"records {gone}")
+                rep.errors.append(RecordError(
+                    f"offset=0x{g.start:x}", "damaged_frames",
+                    f"bytes 0x{g.start:x}-0x{g.end:x} of chunk {g.chunk} hold no readable record frame: {k} record(s) "
+                    f"lost ({which})", count=k))
+                gap_lost += k
             for n, m in self._engine_errors.items():
                 if frames.get(n) is None or n in self._done:  # reported by a parser, but nothing was lost
                     rep.warn("parser_error", m, f"record={n}" if n >= 0 else None)
-            rep.stats.update(lost_frames=len(lost), engine_errors=len(self._engine_errors))
+            rep.stats.update(lost_frames=len(lost), lost_in_damage=gap_lost, engine_errors=len(self._engine_errors))
         finally:
             try:
                 self._seal()  # rows read before a failure are kept, as the records they are
@@ -493,10 +550,11 @@ class EvtxCollector(Collector):
             yield from self._flush()
 
     def _missing(self) -> list[int]:
-        """Numbers of the records no engine has turned into a row yet, in file order."""
+        """Numbers of the records no engine has turned into a row yet, in file order (conflicting numbers aside:
+        their frames are counted one by one)."""
         if self._covered == len(self._frames):
             return []
-        return self._frames.missing(self._done)
+        return [n for n in self._frames.missing(self._done) if n not in self._conflicts]
 
     # --- batching -------------------------------------------------------------------------------
 
@@ -532,9 +590,9 @@ class EvtxCollector(Collector):
         yield tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
     def _push(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
-              s: dict | None = None, d: dict | None = None) -> Iterator[pa.Table]:
+              s: dict | None = None, d: dict | None = None, frame: Frame | None = None) -> Iterator[pa.Table]:
         """One row (see :meth:`_record`), and the batch when it is full."""
-        self._record(number, parser, event_json, ts_fallback, s, d)
+        self._record(number, parser, event_json, ts_fallback, s, d, frame=frame)
         if len(self._rows) + self._pending_rows >= self._batch_rows:
             self._seal()
             yield from self._flush()
@@ -568,8 +626,10 @@ class EvtxCollector(Collector):
         ft = np.where(found, f_written[idx] if len(f_num) else 0, 0)
         written_ok = found & (ft >= _FT_LO) & (ft <= _FT_HI)
         written_ns = np.where(written_ok, (ft.astype(np.int64) - FILETIME_EPOCH) * 100, 0)
-        created_valid, created_us = _iso_us(S.field("TimeCreated"))
-        same = written_ok & created_valid & (written_ns // 1000 == created_us)
+        created_valid, created_ns, precise = _iso_ns(S.field("TimeCreated"))
+        # the same instant: to the 100 ns where TimeCreated's rendering has that digit, else to the microsecond
+        same = written_ok & created_valid & np.where(precise, written_ns == created_ns,
+                                                     written_ns // 1000 == created_ns // 1000)
         ts = written_ns
         attrs = pa.array(datas, type=pa.string())
         odd = np.flatnonzero(~same)
@@ -613,6 +673,7 @@ class EvtxCollector(Collector):
             extracted = [_array([f.get(name) for f in fs], _F_TYPE.field(name).type) for name in _EXTRACTED]
         if extracted[-1].null_count:
             raise ValueError("null values in non-nullable columns ['message']")
+        extracted[-1] = cap_messages(extracted[-1])
         in32 = pc.and_(pc.greater_equal(eid, -(2**31)), pc.less_equal(eid, 2**31 - 1))
         empty_channel = pc.fill_null(pc.equal(channel, ""), True)
         a = self._artifact
@@ -639,15 +700,21 @@ class EvtxCollector(Collector):
         written_ns = fr.written_ns if fr is not None else _rs_ts_ns(ts_fallback)
         if written_ns is not None and not _NS_MIN < written_ns < _NS_MAX:
             written_ns = None
-        created_us = _created_us(tc)
-        if created_us is None:
+        created_ns, precise = _created_ns(tc)
+        if created_ns is None:
             if written_ns is None:
                 return None, ""
             return written_ns, '{"Record":{"time_source":"record header written time (TimeCreated missing or invalid)"},'
-        if written_ns is not None and written_ns // 1000 == created_us:
+        created_us = created_ns // 1000
+        if written_ns is not None and (written_ns == created_ns if precise else written_ns // 1000 == created_us):
             return written_ns, ""  # same instant: the header keeps the 100 ns digits
-        # Written later than created: take TimeCreated's own FILETIME from the binary XML.
-        ft = created_filetime(self._buf, fr.offset, HEADER_BLOCK + fr.chunk * CHUNK_SIZE) if fr is not None else None
+        # Written later than created: TimeCreated's rendering when it has every digit (evtx: nine), else its
+        # own FILETIME read from the binary XML.
+        ft = None
+        if precise:
+            ft = created_ns // 100 + FILETIME_EPOCH
+        elif fr is not None:
+            ft = created_filetime(self._buf, fr.offset, HEADER_BLOCK + fr.chunk * CHUNK_SIZE)
         # (within 1 us: python-evtx's rendering rounds some FILETIMEs down by a microsecond)
         if ft is not None and abs((ft - FILETIME_EPOCH) // 10 - created_us) <= 1:
             ts = (ft - FILETIME_EPOCH) * 100
@@ -662,16 +729,18 @@ class EvtxCollector(Collector):
         return ts, ""
 
     def _record(self, number: int | None, parser: str, event_json: str, ts_fallback: Any,
-                s: dict | None = None, d: dict | None = None, f: dict | None = None) -> None:
+                s: dict | None = None, d: dict | None = None, f: dict | None = None, frame: Frame | None = None) -> None:
         """One timeline row from a record rendered as the Rust parser's JSON ('{"Event":{...}}').
 
         ``s``/``d`` (System fields, event data) are parsed from ``event_json`` when not given; ``f``
         (the extracted fields) computed when not given.  ``ts_fallback`` is the parser's rendering of
-        the written time, used only for a record that is not among the scanned frames.
+        the written time, used only for a record that is not among the scanned frames.  ``frame``: the
+        frame read (a recovery chunk tells it), else the frame of ``number``.
         """
         if s is None:
             s, d = _canon_rs(orjson.loads(event_json)["Event"])
-        fr = self._frames.get(number) if number is not None else None
+        conflict = number in self._conflicts
+        fr = frame if frame is not None or conflict else self._frames.get(number) if number is not None else None
         ts, note = self._row_time(fr, ts_fallback, s["TimeCreated"])
         if ts is None:
             self._rep.errors.append(RecordError(f"record={number}", "no_valid_time",
@@ -679,7 +748,7 @@ class EvtxCollector(Collector):
             return
         attrs = note + event_json[1:] if note else event_json
         if f is None:
-            f = extract(s, d)
+            f = self._extract(number, s, d)
         g = f.get
         channel = s["Channel"]
         computer = s["Computer"]
@@ -696,16 +765,30 @@ class EvtxCollector(Collector):
             sha256(f"EVTX\x1f{computer or ''}\x1f{channel or ''}\x1f{provider or ''}\x1f{'' if eid is None else eid}"
                    f"\x1f{number if rid is None else rid}\x1f{ts}".encode("utf-8", "surrogatepass")).hexdigest()[:32],
         ))  # the event_hash key, built inline: identical to timeline.schema.event_hash(...) (tested)
-        if number is not None:
-            self._done.add(number)
-        if fr is not None:
-            self._covered += 1
+        if conflict:
+            if fr is not None:
+                self._done_frames.add(fr.offset)
+        else:
+            if number is not None:
+                self._done.add(number)
+            if fr is not None:
+                self._covered += 1
         stats = self._rep.stats
         key = f"rows[{parser}]"
         stats[key] = stats.get(key, 0) + 1
         stats["rows"] = stats.get("rows", 0) + 1
 
-    def _run_rs(self, rs, source: Any, parser_name: str, only: set[int] | None = None) -> Iterator[pa.Table]:
+    def _extract(self, number: int | None, s: dict, d: dict) -> dict:
+        """The fields of one record (:func:`collectors.evtx_events.extract`); a record whose damaged fields the
+        extraction cannot take keeps its row, with a plain message, and the reason as a warning."""
+        try:
+            return extract(s, d)
+        except Exception as exc:
+            self._rep.warn("parser_error", f"fields not extracted: {exc!r}", f"record={number}")
+            return {"message": f"{s.get('EventID')} {s.get('Provider') or ''}".strip()}
+
+    def _run_rs(self, rs, source: Any, parser_name: str, only: set[int] | None = None,
+                skip: dict[int, Any] | None = None) -> Iterator[pa.Table]:
         self._seal()  # rows of other engines first: the batch keeps reading order
         self._hot_parser = parser_name
         it = rs.PyEvtxParser(source, number_of_threads=self.threads).records_json()
@@ -727,7 +810,7 @@ class EvtxCollector(Collector):
                 self._engine_errors.setdefault(key, msg)
                 continue
             number = r["event_record_id"]
-            if number in done or (only is not None and number not in only):
+            if number in done or (only is not None and number not in only) or (skip and number in skip):
                 continue
             data = r["data"]
             try:
@@ -736,7 +819,7 @@ class EvtxCollector(Collector):
                 self._engine_errors[number] = f"evtx-rs record could not be normalised: {exc!r}"
                 continue
             add(number)
-            append((number, data, r, s, extract(s, d)))
+            append((number, data, r, s, self._extract(number, s, d)))
             if len(hot) + self._pending_rows >= batch_rows:
                 self._seal()
                 hot = self._hot
@@ -746,36 +829,70 @@ class EvtxCollector(Collector):
 
     # --- dissect.eventlog fallback ---------------------------------------------------------------
 
-    def _run_dissect(self, missing: list[int], parser_name: str) -> Iterator[pa.Table]:
-        by_number = self._frames.by_number()
-        chunks = sorted({by_number[n].chunk for n in missing})
-        wanted = set(missing)
-        fd = open_evidence(self._artifact.fs_path)
-        with os.fdopen(fd, "rb") as fh:
-            for ci in chunks:
-                fh.seek(HEADER_BLOCK + ci * CHUNK_SIZE)
-                data = fh.read(CHUNK_SIZE)
-                data = data + b"\x00" * (CHUNK_SIZE - len(data))  # a truncated last chunk keeps its whole records
-                if data[:8] != CHUNK_MAGIC:
-                    data = CHUNK_MAGIC + data[8:]  # damaged magic: the string and template tables may still be good
+    def _run_recovered(self, rs, image: bytes, ids: dict[int, tuple[int, Frame | None]], gap_numbers: set[int],
+                       parser_name: str, dissect_name: str) -> Iterator[pa.Table]:
+        """The records of a recovery chunk (:func:`collectors.evtx_format.recovery_chunk`) still wanted: evtx,
+        then dissect.eventlog for what it could not decode.  ``ids``: synthetic number -> (number, frame)."""
+
+        def wanted(num: int, fr: Frame | None) -> bool:
+            if num in self._conflicts and fr is not None:
+                return fr.offset not in self._done_frames
+            if num in self._done:
+                return False
+            return fr is not None or num in gap_numbers
+
+        want = {sid for sid, (num, fr) in ids.items() if wanted(num, fr)}
+        if not want:
+            return
+        self._seal()  # rows of other engines first: the batch keeps reading order
+        it = rs.PyEvtxParser(io.BytesIO(image), number_of_threads=1).records_json()
+        while want:
+            try:
+                r = next(it)
+            except StopIteration:
+                break
+            except Exception as exc:  # per-record error: note it (by the record's own number) and go on
+                m = _NUM_ERR.search(str(exc))
+                sid = int(m.group(1)) if m else None
+                if sid in ids:
+                    num = ids[sid][0]
+                    msg = re.sub(r"record number \d+", f"record number {num}", str(exc))
+                    self._engine_errors.setdefault(num, f"evtx-rs: {msg}")
+                continue
+            sid = r["event_record_id"]
+            if sid not in want:
+                continue
+            num, fr = ids[sid]
+            data = r["data"]
+            try:
+                s, d = _canon_rs(orjson.loads(data)["Event"])
+            except Exception as exc:
+                self._engine_errors[num] = f"evtx-rs record could not be normalised: {exc!r}"
+                continue
+            want.discard(sid)
+            yield from self._push(num, parser_name, data, r["timestamp"], s, d, frame=fr)
+        want = {sid for sid in want if wanted(*ids[sid])}
+        if not want:
+            return
+        try:
+            for sid, rec in _dissect_chunk(image[HEADER_BLOCK:], set(want)):
+                if sid not in want:
+                    continue
+                num, fr = ids[sid]
                 try:
-                    for number, rec in _dissect_chunk(data):
-                        if number not in wanted or number in self._done:
-                            continue
-                        try:
-                            s, _, body = _canon_dissect(rec)
-                            event_json = _event_json(s, body)
-                        except Exception as exc:
-                            self._engine_errors[number] = (
-                                self._engine_errors.get(number, "") + f"; dissect.eventlog record not normalised: {exc!r}"
-                            ).lstrip("; ")
-                            continue
-                        yield from self._push(number, parser_name, event_json, None)
+                    s, _, body = _canon_dissect(rec)
+                    event_json = _event_json(s, body)
                 except Exception as exc:
-                    for n in wanted:
-                        if n not in self._done and by_number[n].chunk == ci:
-                            prev = self._engine_errors.get(n)
-                            self._engine_errors[n] = (f"{prev}; " if prev else "") + f"dissect.eventlog: chunk {ci}: {exc!r}"
+                    self._engine_errors[num] = (self._engine_errors.get(num, "")
+                                                + f"; dissect.eventlog record not normalised: {exc!r}").lstrip("; ")
+                    continue
+                want.discard(sid)
+                yield from self._push(num, dissect_name, event_json, None, frame=fr)
+        except Exception as exc:
+            for sid in want:
+                num = ids[sid][0]
+                prev = self._engine_errors.get(num)
+                self._engine_errors[num] = (f"{prev}; " if prev else "") + f"dissect.eventlog: {exc!r}"
 
     # --- python-evtx -----------------------------------------------------------------------------
 
@@ -798,7 +915,12 @@ class EvtxCollector(Collector):
                     except Exception as exc:
                         self._rep.warn("parser_error", f"python-evtx record header error: {exc!r}")
                         continue
-                    if number in self._done:
+                    fr = None
+                    if number in self._conflicts:  # told apart by where the record is
+                        fr = next((f for f in self._conflicts[number] if f.offset == record.offset()), None)
+                        if fr is None or fr.offset in self._done_frames:
+                            continue
+                    elif number in self._done:
                         continue
                     try:
                         s, _, body = _canon_xml(record.xml())
@@ -806,10 +928,26 @@ class EvtxCollector(Collector):
                     except Exception as exc:
                         self._engine_errors[number] = f"python-evtx: {exc!r}"
                         continue
-                    yield from self._push(number, parser_name, event_json, None)
+                    yield from self._push(number, parser_name, event_json, None, frame=fr)
         for n in self._frames.by_number():
             if n not in self._done and n not in self._engine_errors:
                 self._engine_errors[n] = "python-evtx did not yield this record (it trusts the header's chunk count)"
+
+
+def _conflicts(records: list[tuple[int, int, int, int, int]], buf: Any) -> dict[int, list[Frame]]:
+    """Numbers carried by frames whose bytes differ: number -> every frame carrying it, in file order."""
+    by: dict[int, list[tuple]] = {}
+    for r in records:
+        by.setdefault(r[1], []).append(r)
+    out = {}
+    for n, rs in by.items():
+        if len(rs) > 1:
+            distinct: dict[bytes, tuple] = {}
+            for r in rs:  # the first frame of each content (a byte-for-byte copy is the same record)
+                distinct.setdefault(bytes(buf[r[0]:r[0] + r[3]]), r)
+            if len(distinct) > 1:
+                out[n] = [Frame(*r) for r in distinct.values()]
+    return out
 
 
 def _rs_ts_ns(ts: Any) -> int | None:
@@ -826,8 +964,9 @@ def _rs_ts_ns(ts: Any) -> int | None:
     return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
-def _dissect_chunk(data: bytes) -> Iterator[tuple[int, Any]]:
-    """Every record dissect.eventlog decodes in one chunk, with the record number from its header."""
+def _dissect_chunk(data: bytes, wanted: set[int] | None = None) -> Iterator[tuple[int, Any]]:
+    """Every record dissect.eventlog decodes in one chunk (only those of ``wanted`` numbers when given), with the
+    record number from its header."""
     from dissect.eventlog.bxml import Bxml, EvtxNameReader, parse_bxml
     from dissect.eventlog.evtx import ElfChnk, c_evtx
 
@@ -841,7 +980,8 @@ def _dissect_chunk(data: bytes) -> Iterator[tuple[int, Any]]:
             break
         if r.signature != 0x2A2A:
             break
-        if r.size != r.size_copy:
+        if r.size != r.size_copy or (wanted is not None and r.record_id not in wanted):
+            stream.seek(offset + r.size)
             continue
         chunk.data_offset = offset + 24
         bxml = Bxml(bxml_stream=io.BytesIO(r.data), elf_chunk_stream=stream)

@@ -15,18 +15,18 @@ from typing import Any, Callable
 __all__ = ["extract", "EXTRACTORS", "one_line"]
 
 _EMPTY = {None, "", "-", "NULL", "%%1793", "(NULL)"}
-_MSG_MAX = 400
 
 
 _WS = re.compile(r"\s*[\r\n\t\v\f]\s*")
 
 
-def one_line(text: Any, limit: int = _MSG_MAX) -> str:
-    """Collapse a value to one readable line, cut at ``limit`` characters."""
+def one_line(text: Any, limit: int | None = None) -> str:
+    """Collapse a value to one readable line, cut at ``limit`` characters when given (the message column itself
+    is cut where every row is built: :func:`timeline.schema.cap_messages`)."""
     s = text if isinstance(text, str) else str(text)
     if "\n" in s or "\r" in s or "\t" in s or "\v" in s or "\f" in s:
         s = _WS.sub(" ", s).strip()
-    return s if len(s) <= limit else s[: limit - 1] + "…"
+    return s if limit is None or len(s) <= limit else s[: limit - 1] + "…"
 
 
 def _v(d: dict, *keys: str) -> Any:
@@ -422,7 +422,7 @@ _GENERIC_KEYS = frozenset({"SubjectUserName", "TargetUserName", "User", "IpAddre
 def _generic(s: dict, d: dict) -> dict:
     fields = []
     for k, v in d.items():
-        if v.__class__ in _SCALARS and k[0] != "#" and v not in _EMPTY:
+        if v.__class__ in _SCALARS and not k.startswith("#") and v not in _EMPTY:  # (a damaged record: k may be "")
             fields.append(f"{k}={v}")
             if len(fields) == 6:
                 break

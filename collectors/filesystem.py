@@ -44,7 +44,7 @@ import pyarrow as pa
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
 from collectors.evtx_format import FILETIME_EPOCH
 from timeline.errors import UnknownFormat
-from timeline.schema import SCHEMA, TZ_SOURCE_UTC
+from timeline.schema import SCHEMA, TZ_SOURCE_UTC, cap_messages
 
 __all__ = ["FS_LIBRARIES", "FS_READERS", "WHOLE", "Context", "Counts", "MftCollector", "Part", "Mft", "USN_JOURNAL", "fs_tables", "read_counts",
            "filetime_ns", "sniff", "sniff_file", "volume_stream", "volume_tables"]
@@ -623,8 +623,8 @@ def _table(per_entry: tuple[list, ...], per_row: tuple[list, ...], ctx: Context)
     }
     for v in per_entry + per_row:
         v.clear()
-    return pa.Table.from_arrays([arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in SCHEMA],
-                                schema=SCHEMA)
+    return cap_messages(pa.Table.from_arrays([arrays[f.name] if f.name in arrays else pa.nulls(n, f.type)
+                                              for f in SCHEMA], schema=SCHEMA))
 
 
 USN_JOURNAL = ("\\$Extend\\$UsnJrnl", "$J")  # where NTFS keeps its change journal: file and stream

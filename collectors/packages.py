@@ -48,7 +48,7 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError
-from collectors.text import MONTHS, Clock, lines, ns_of, open_text, read_head, syslog_years
+from collectors.text import MONTHS, Clock, lines, ns_of, open_lines, read_head, year_less_dating
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_EMBEDDED_OFFSET, event_hash
 
@@ -192,7 +192,7 @@ class PackagesCollector(Collector):
 
     def _apt(self, art: Artifact, rep: ArtifactReport, clock: Clock) -> Iterator[None]:
         block: list[tuple[int, str]] = []
-        with open_text(art.fs_path) as fh:
+        with open_lines(art.fs_path, rep) as fh:  # lines cut at LINE_MAX bytes (a counted warning)
             for n, line in _chain(lines(fh)):
                 if line.strip():
                     block.append((n, line.strip()))
@@ -261,7 +261,7 @@ class PackagesCollector(Collector):
             yield None
 
     def _dpkg(self, art: Artifact, rep: ArtifactReport, clock: Clock) -> Iterator[None]:
-        with open_text(art.fs_path) as fh:
+        with open_lines(art.fs_path, rep) as fh:  # lines cut at LINE_MAX bytes (a counted warning)
             for n, line in lines(fh):
                 if not line.strip():
                     continue
@@ -289,10 +289,8 @@ class PackagesCollector(Collector):
                 yield None
 
     def _yum(self, art: Artifact, rep: ArtifactReport, clock: Clock) -> Iterator[None]:
-        from collectors.syslog import _gzip_mtime
-
         parsed = []
-        with open_text(art.fs_path) as fh:
+        with open_lines(art.fs_path, rep) as fh:  # lines cut at LINE_MAX bytes (a counted warning)
             for n, line in lines(fh):
                 if not line.strip():
                     continue
@@ -301,15 +299,13 @@ class PackagesCollector(Collector):
                     rep.errors.append(RecordError(f"line={n}", "unparsed_line", f"not a yum.log line: {line[:120]!r}"))
                     continue
                 parsed.append((n, m))
-        gz = _gzip_mtime(art.fs_path)
-        if gz is None and art.mtime_ns is None:
+        dating = year_less_dating([MONTHS[m["mon"]] for _, m in parsed], int(parsed[-1][1]["day"]) if parsed else None,
+                                  art.fs_path, art.mtime_ns, clock._zone)
+        if dating is None:
             if parsed:
                 rep.warn("no_year", f"{len(parsed)} year-less line(s) and no modification time to date them: skipped")
             return
-        end = _dt.datetime.fromtimestamp(gz if gz is not None else art.mtime_ns / 1e9, clock._zone)
-        years, rolls = syslog_years([MONTHS[m["mon"]] for _, m in parsed], end.year, end.month)
-        what = "gzip header modification time" if gz is not None else "file modification time"
-        year_source = f"{what} {end.date().isoformat()}" + (f", {rolls} New Year roll-over(s)" if rolls else "")
+        years, _, year_source = dating
         for (n, m), y in zip(parsed, years):
             attrs = {"operation": _YUM_OPS[m["op"]], "yum_operation": m["op"], **_nevra(m["pkg"]), "year": y,
                      "year_source": year_source}
@@ -319,7 +315,7 @@ class PackagesCollector(Collector):
 
     def _dnf(self, art: Artifact, rep: ArtifactReport, clock: Clock) -> Iterator[None]:
         other = 0
-        with open_text(art.fs_path) as fh:
+        with open_lines(art.fs_path, rep) as fh:  # lines cut at LINE_MAX bytes (a counted warning)
             for n, line in lines(fh):
                 m = _DNF.match(line)
                 if m is None:

@@ -43,7 +43,7 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError
-from collectors.text import open_text, read_head
+from collectors.text import open_lines, read_head
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_SOURCE_UTC, event_hash
 
@@ -222,7 +222,7 @@ class ShellHistoryCollector(Collector):
         host, ev_id, ev_path, parser = artifact.host, artifact.evidence_id, artifact.evidence_path, self._parser
         by = f" by {user}" if user else ""
         try:
-            with open_text(artifact.fs_path) as fh:
+            with open_lines(artifact.fs_path, rep) as fh:  # lines cut at LINE_MAX bytes (a counted warning)
                 for e in self._entries(rep, fh, kind):
                     cmd = "\n".join(e.parts)
                     if not cmd.strip():

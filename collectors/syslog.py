@@ -45,10 +45,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors.base import Artifact, Collector, RecordError
-from collectors.text import MONTHS, Clock, ns_of, open_text, read_head, syslog_years
+from collectors.text import MONTHS, Clock, ns_of, open_lines, read_head, year_less_dating
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import COLUMNS, HOST_LOG, SCHEMA, TZ_EMBEDDED_OFFSET, event_hash
+from timeline.schema import COLUMNS, HOST_LOG, SCHEMA, TZ_EMBEDDED_OFFSET, cap_messages, event_hash
 
 __all__ = ["SyslogCollector", "parse_program", "extract"]
 
@@ -68,6 +68,9 @@ _SPLIT = re.compile(r"(?<=\S)(?=<\d{1,3}>(?:1 \d{4}-|\d{4}-\d\d-\d\dT|(?:Jan|Feb
 # A line that starts like a BSD header ("MMM 22 07:54:32 ...", "Mar 23 Wrong line") but is not one: a damaged
 # record of its own, never a continuation of the record before it.
 _BROKEN = re.compile(r"(?:<\d{1,3}>)?[A-Za-z]{3} {1,2}\d{1,2}\b")
+_NULS = re.compile("\x00+")
+_BOM = b"\xef\xbb\xbf"
+_HEAD_BYTES = 1 << 16  # what format sniffing reads: NUL bytes at the start of a file are skipped within it
 _SEVERITY = {"EMERG", "ALERT", "CRIT", "ERR", "ERROR", "WARNING", "WARN", "NOTICE", "INFO", "DEBUG"}
 # (a pid of more than 18 digits is no pid: it would not fit in 64 bits)
 _PROG = re.compile(r"(?P<prog>[^\s:\[\]]+)(?:\[(?P<pid>\d{1,18})\])?(?: <\w+>)?:(?: |$)(?P<msg>.*)", re.S)
@@ -183,11 +186,13 @@ class SyslogCollector(Collector):
 
     @classmethod
     def _first_line(cls, path: str) -> str | None:
-        head = read_head(path, 4096)
-        if not head or b"\x00" in head[:512]:
-            return None
+        """The first line of text, past NUL bytes (zeroed blocks an unclean shutdown leaves, at the start of a file
+        or of a line) and a UTF-8 byte order mark, up to the next NUL byte; None when there is none."""
+        head = read_head(path, _HEAD_BYTES)
+        if head.startswith(_BOM):
+            head = head[len(_BOM):]
         for raw in head.splitlines():
-            line = raw.decode("utf-8", "replace").strip("\r\n")
+            line = raw.lstrip(b"\x00").split(b"\x00", 1)[0].decode("utf-8", "replace").strip("\r\n")
             if line.strip():
                 return line
         return None
@@ -227,9 +232,28 @@ class SyslogCollector(Collector):
 
         def step(n: int, line: str) -> Iterator[tuple[str, str]]:
             nonlocal cur_ref, cur
-            pieces = _SPLIT.split(line) if "<" in line else [line]
+            fresh: set[int] = set()  # pieces a run of NUL bytes comes before
+            if "\x00" in line:
+                # An unclean shutdown leaves zeroed blocks (runs of NUL bytes, no line end) where the last writes
+                # were lost: the record before them ends there, and what follows them is a line of its own.
+                segs = _NULS.split(line)
+                rep.warn("damage", f"{line.count(chr(0))} NUL byte(s) in {len(segs) - 1} run(s) (zeroed blocks, as "
+                                   "an unclean shutdown leaves): left out; the text after them read as a new line",
+                         f"line={n}")
+                pieces = []
+                for k, seg in enumerate(segs):
+                    sub = _SPLIT.split(seg) if "<" in seg else [seg]
+                    if k:
+                        fresh.add(len(pieces))
+                    pieces += sub if (k or seg) else []
+            else:
+                pieces = _SPLIT.split(line) if "<" in line else [line]
             for i, piece in enumerate(pieces):
                 ref = f"line={n}" if len(pieces) == 1 else f"line={n} part={i + 1}"
+                if i in fresh:  # a NUL run ended the record before it
+                    if cur is not None:
+                        yield cur_ref, cur
+                    cur_ref, cur = None, None
                 if _5424.match(piece) or _BSD.match(piece) or _ISO.match(piece):
                     if cur is not None:
                         yield cur_ref, cur
@@ -248,6 +272,8 @@ class SyslogCollector(Collector):
             """Lines of ``data`` from line number ``first``; all decided when ``final``, else all but the
             last (whose fate depends on the next line: it is read again with the next block)."""
             nonlocal cur_ref, cur
+            if first == 1 and data.startswith(_BOM):  # a UTF-8 byte order mark is no part of the first line
+                data = data[len(_BOM):]
             try:
                 texts = data.decode("utf-8").split("\n")
             except UnicodeDecodeError:
@@ -266,7 +292,8 @@ class SyslogCollector(Collector):
             for i in np.flatnonzero(~ok[1:]) + 1 if self.bulk else ():
                 t = texts[i]
                 piece = _SPLIT.split(t)[0] if "<" in t else t
-                starts[i] = bool(_5424.match(piece) or _BSD.match(piece) or _ISO.match(piece) or _BROKEN.match(piece))
+                starts[i] = bool(_5424.match(piece) or _BSD.match(piece) or _ISO.match(piece) or _BROKEN.match(piece)
+                                 or "\x00" in t)  # a NUL run ends the record before it (see step)
             simple = ok[:decided] & np.append(starts[1:], True)[:decided]
             if cut and decided:  # the last record is reported after the loss, as row by row
                 simple[decided - 1] = False
@@ -288,8 +315,8 @@ class SyslogCollector(Collector):
 
         first, carry = 1, b""
         try:
-            with open_text(art.fs_path) as fh:
-                read = getattr(fh, "read1", fh.read)
+            with open_lines(art.fs_path, rep) as fh:  # lines cut at LINE_MAX bytes (a counted warning)
+                read = fh.read1
                 while True:
                     chunks, size, want, eof = [carry], len(carry), max(_BLOCK, 2 * len(carry)), False
                     while size < want:
@@ -330,24 +357,24 @@ class SyslogCollector(Collector):
         logname = _log_name(artifact.evidence_path)
         art_name = f"syslog:{logname}"
         # Pass 1: months of the year-less lines, to date them from the end of the file.
+        warned = len(rep.warnings)  # pass 2 reports them again
         chunks, single = [], array("b")  # months of runs (arrays) and of records read row by row, in order
+        last_day = None  # the day of the last year-less line
         for ref, item in self._items(artifact, months_only=True):
             if ref is None:
                 if item.kind == _K_BSD:
                     chunks += [np.frombuffer(single, np.int8).astype(np.int64), _month_numbers(item.parts.field("mon"))]
                     single = array("b")
+                    last_day = int(item.parts.field("day")[-1].as_py())
             elif (m := _BSD.match(item)):
                 single.append(MONTHS[m.group("mon")])
+                last_day = int(m.group("day"))
         months = np.concatenate([*chunks, np.frombuffer(single, np.int8).astype(np.int64)])
         rep.errors.clear()  # pass 2 reports them again
-        gz_mtime = _gzip_mtime(artifact.fs_path)
-        if gz_mtime is not None or artifact.mtime_ns is not None:
-            # gzip keeps the log's own modification time in its header: it survives copies of the .gz file
-            # (which reset the file's time), so it dates the lines when present (as plaso does)
-            end = _dt.datetime.fromtimestamp(gz_mtime if gz_mtime is not None else artifact.mtime_ns / 1e9, clock._zone)
-            years, rolls = syslog_years(months, end.year, end.month)
-            what = "gzip header modification time" if gz_mtime is not None else "file modification time"
-            year_source = f"{what} {end.date().isoformat()}" + (f", {rolls} New Year roll-over(s)" if rolls else "")
+        del rep.warnings[warned:]
+        dating = year_less_dating(months, last_day, artifact.fs_path, artifact.mtime_ns, clock._zone)
+        if dating is not None:
+            years, rolls, year_source = dating
             if rolls > 1:  # a real log crosses one New Year per year it spans; many suggest merged or shuffled lines
                 rep.warn("years_uncertain", f"{rolls} New Year roll-overs inferred (the months go back {rolls} times): "
                                             "the file may merge several logs; the years of its lines are doubtful")
@@ -476,16 +503,6 @@ class SyslogCollector(Collector):
         rep.stats["rows"] = count
 
 
-def _gzip_mtime(path: str) -> int | None:
-    """MTIME of a gzip file's header (seconds since the epoch), None when not gzip or not set."""
-    with os.fdopen(open_evidence(path), "rb") as fh:
-        head = fh.read(8)
-    if len(head) == 8 and head[:3] == b"\x1f\x8b\x08":
-        t = int.from_bytes(head[4:8], "little")
-        return t or None
-    return None
-
-
 def _iso_time(m: re.Match, clock: Clock) -> tuple[int, str, str | None]:
     """UTC ns of an ISO 8601 match: its own offset when it has one, else the clock's zone."""
     frac = m["frac"]
@@ -578,11 +595,12 @@ def _kinds(ok: pa.Array, bsd: pa.Array, iso: pa.Array) -> np.ndarray:
 
 
 def _month_parts(lines: pa.StringArray) -> tuple[pa.StructArray, np.ndarray]:
-    """Pass 1 of the bulk step: the months of BSD lines, and kinds as :func:`_split_fast` gives them or
+    """Pass 1 of the bulk step: the months (and days) of BSD lines, and kinds as :func:`_split_fast` gives them or
     more (a line it leaves to the row-by-row code for its host, program or message starts a record all the same)."""
     ok = pc.invert(pc.match_substring_regex(lines, _ODD))
     kinds = _kinds(ok, pc.match_substring_regex(lines, _FAST), pc.match_substring_regex(lines, _FAST_ISO))
-    return pa.StructArray.from_arrays([pc.utf8_slice_codeunits(lines, 0, 3)], names=["mon"]), kinds
+    return pa.StructArray.from_arrays([pc.utf8_slice_codeunits(lines, 0, 3), pc.utf8_slice_codeunits(lines, 4, 6)],
+                                      names=["mon", "day"]), kinds
 
 
 def _month_numbers(names: pa.Array) -> np.ndarray:
@@ -710,6 +728,7 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str | None, clock: Clo
         off_line = sign * (oh * 3600 + om * 60)
     days, good = _days(y, mon, day)
     good &= (h < 24) & (mi < 60) & (s < 60) & good_off
+    good &= (y >= 1678) & (y <= 2261)  # beyond, a timestamp[ns] cannot hold it: the row-by-row code reports it
     bad = np.flatnonzero(~good).tolist()
     if bad:
         p = p.filter(pa.array(good))
@@ -770,7 +789,7 @@ def _run_table(run: _Run, years: np.ndarray, year_source: str | None, clock: Clo
     }
     arrays = [values[name] if name in values else pa.repeat(const[name], n) if name in const else pa.nulls(n, typ)
               for name, typ, _, _ in COLUMNS]
-    return pa.Table.from_arrays(arrays, schema=SCHEMA), bad
+    return cap_messages(pa.Table.from_arrays(arrays, schema=SCHEMA)), bad
 
 
 def _fields(prog: pa.Array, msg: pa.Array) -> tuple[dict[str, pa.Array], pa.Array]:

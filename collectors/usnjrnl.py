@@ -34,7 +34,7 @@ import pyarrow as pa
 from collectors.base import Artifact, ArtifactReport, Collector, read_magic
 from collectors.filesystem import NS_MAX, NS_MIN, filetime_ns
 from timeline.errors import UnknownFormat
-from timeline.schema import SCHEMA, TZ_SOURCE_UTC
+from timeline.schema import SCHEMA, TZ_SOURCE_UTC, cap_messages
 
 __all__ = ["REASONS", "UsnJrnlCollector", "reason_names", "usn_tables"]
 
@@ -266,8 +266,8 @@ def _table(cols: tuple[list, ...], evidence_id: str, evidence_path: str, host: s
     }
     for v in cols:
         v.clear()
-    return pa.Table.from_arrays([arrays[f.name] if f.name in arrays else pa.nulls(n, f.type) for f in SCHEMA],
-                                schema=SCHEMA)
+    return cap_messages(pa.Table.from_arrays([arrays[f.name] if f.name in arrays else pa.nulls(n, f.type)
+                                              for f in SCHEMA], schema=SCHEMA))
 
 
 def file_chunks(fd: int, chunk: int = _CHUNK) -> Iterator[tuple[int, bytes]]:

@@ -457,7 +457,7 @@ class UtmpCollector(Collector):
         self._rows.append((  # in timeline.schema.COLUMNS order
             ns, LAST_LOGIN, art.host, "LOGIN", "lastlog", None, None, None, None, None, None, ip,
             host if host and not ip and not host.startswith(":") else None, None, None, None, None, None, None, None,
-            msg[:400], orjson.dumps(attrs).decode(), [], TZ_SOURCE_UTC, art.evidence_id, art.evidence_path, ref,
+            msg, orjson.dumps(attrs).decode(), [], TZ_SOURCE_UTC, art.evidence_id, art.evidence_path, ref,
             self._parser, event_hash("LOGIN", "lastlog", art.host, uid, ns, line, host),
         ))
         return 1

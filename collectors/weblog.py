@@ -69,16 +69,15 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError
-from collectors.text import MONTHS, Clock, lines, ns_of, open_text, read_head
+from collectors.text import MONTHS, Clock, lines, ns_of, open_lines, read_head
 from timeline.errors import UnknownFormat
-from timeline.schema import SCHEMA, TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC
+from timeline.schema import SCHEMA, TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC, cap_messages
 
 __all__ = ["WebCollector", "parse_request", "split_uri"]
 
 log = logging.getLogger(__name__)
 
 _UTC = _dt.timezone.utc
-_MSG_MAX = 400
 
 # --- formats -------------------------------------------------------------------------------------
 
@@ -449,8 +448,6 @@ class WebCollector(Collector):
             else:
                 src_ip, src_host = None, client
             msg = rec.message
-            if len(msg) > _MSG_MAX:
-                msg = msg[: _MSG_MAX - 1] + "…"
             append((rec.ns, rec.desc, host, "WEB", rec.kind, None, None, rec.provider, rec.user, None, None,
                     src_ip, src_host, rec.dst_ip, rec.dst_port, None, None, None, rec.path, None, msg,
                     _json(rec.attrs), [], rec.tz_source, ev_id, ev_path, f"line={n}", parser,
@@ -473,7 +470,7 @@ class WebCollector(Collector):
                     yield rows.to_table()
 
         try:
-            with open_text(artifact.fs_path) as fh:
+            with open_lines(artifact.fs_path, rep) as fh:  # lines cut at LINE_MAX bytes (a counted warning)
                 for n, line in lines(fh):
                     if not line.strip():
                         continue
@@ -565,8 +562,7 @@ class WebCollector(Collector):
         msg = pc.binary_join_element_wise(method, uri, f["status"], f["bytes"], "from", client, " ")
         with_ua = pc.fill_null(pc.not_equal(ua, ""), False)
         msg = pc.if_else(with_ua, pc.binary_join_element_wise(msg, ' "', ua, '"', ""), msg)
-        long = pc.greater(pc.utf8_length(msg), _MSG_MAX)
-        msg = pc.if_else(long, pc.binary_join_element_wise(pc.utf8_slice_codeunits(msg, 0, _MSG_MAX - 1), "…", ""), msg)
+        msg = cap_messages(msg)
         # client: an address (src_ip) or a host name (src_host), decided once per distinct client
         cl = pc.unique(client)
         flags = []

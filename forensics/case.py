@@ -37,7 +37,7 @@ from collectors.hosts import check_given_host, folder_host, stamp_hosts
 from collectors.links import link_hashes
 from collectors.target import GATHERED_DIR, LIVE, TargetCollector, image_segments, link_leaves
 from timeline.custody import FileHashes, hash_file, verify_chain
-from timeline.schema import HOST_FOLDER, HOST_GIVEN, TZ_ANALYST, UNKNOWN_HOST, iso_ns
+from timeline.schema import HOST_FOLDER, HOST_GIVEN, TZ_ANALYST, UNKNOWN_HOST, cap_messages, flag_times, iso_ns
 from timeline.errors import CaseWriteError, EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
 from timeline.store import (
     DATA_DIRS,
@@ -129,6 +129,12 @@ class CollectReport:
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
+    def implausible_times(self) -> int:
+        """Rows read whose time is implausible (epoch, before 1990, future: ``timeline.schema.time_flags``): kept,
+        flagged in ``attrs.time_flag``, and counted among the warnings (kind ``implausible_time``)."""
+        return sum(sum((a.get("stats") or {}).get("time_flags", {}).values()) for a in self.artifacts)
+
+    @property
     def unread(self) -> list[str]:
         """Files of the evidence that no collector reads (a capture, an ETL trace, an unknown log; a fifo, a link
         not followed...: the reason in brackets), each as ``evidence path: file``; also in the custody entry."""
@@ -139,7 +145,9 @@ class CollectReport:
             f"{len(self.artifacts)} artifact(s) from {len(self.evidence)} evidence item(s): "
             f"{self.records_read} records read, {self.rows_written} rows written, "
             f"{self.duplicates_dropped} duplicates merged, {self.errors} records lost (errors), "
-            f"{self.warnings} warnings, {len(self.skipped)} artifact(s) already collected, {self.seconds:.1f} s"
+            f"{self.warnings} warnings"
+            + (f" ({self.implausible_times} implausible times, flagged)" if self.implausible_times else "")
+            + f", {len(self.skipped)} artifact(s) already collected, {self.seconds:.1f} s"
             + (f"; {self.unread_note([u for e in self.evidence for u in e.get('unrecognised', [])])}" if self.unread else "")
         )
 
@@ -187,6 +195,9 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
     others: list[str] = []
     failures: dict[tuple[str, str], str] = {}
 
+    now_ns = time.time_ns()  # implausible times (timeline.schema.flag_times) are judged against the collection's time
+    # rows with an implausible time, per artifact: {(evidence_id, evidence_path): {flag: [rows, first record_ref]}}
+    flagged: dict[tuple[str, str], dict[str, list]] = {}
     seen = HashIndex()  # events this bin already wrote: a repeat is only a sighting
     # events the case already holds (committed by earlier units and collections; read as they appear): left
     # out here already, so that the commit (which checks again) seldom has to rewrite a part
@@ -214,6 +225,14 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
             return
         table = stamp_hosts(table, fallback)
         n = len(others)  # one sightings file per table written, whether or not timeline rows remain
+        table = cap_messages(table)  # (collectors cut them already: RowBuilder; a guard for any other table)
+        table, flags = flag_times(table, now_ns)  # kept, flagged in attrs.time_flag, counted as a warning
+        if flags is not None:
+            sel = pc.is_valid(flags)
+            f = table.select(["evidence_id", "evidence_path", "record_ref"]).filter(sel).append_column("flag", flags.filter(sel))
+            for eid, path, ref, flag in zip(*(f.column(i).to_pylist() for i in range(4))):
+                slot = flagged.setdefault((eid, path), {}).setdefault(flag, [0, ref])
+                slot[0] += 1
         # sorted by time (stable: of the same event, the first read stays first); every row is a sighting,
         # the first of each event not yet in the bin or the case a timeline row: one copy of each row kept
         table = table.combine_chunks()
@@ -273,6 +292,10 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
         # text a parser took from a file name may hold bytes that are not UTF-8: shown as \xNN (Parquet holds UTF-8)
         problems += [{"severity": "error", **base, **_shown(e.as_dict())} for e in rep.errors]
         problems += [{"severity": "warning", **base, **_shown(w.as_dict())} for w in rep.warnings]
+        time_flags = flagged.pop(art.key, {})
+        problems += [_implausible(base, flag, k, ref) for flag, (k, ref) in sorted(time_flags.items())]
+        if time_flags:
+            rep.stats["time_flags"] = {flag: k for flag, (k, _) in sorted(time_flags.items())}
         failure = failures.get(art.key)
         if failure is not None:
             problems.append({"severity": "error", **base, "record_ref": None, "kind": "file_failed",
@@ -282,7 +305,8 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
         entry = {
             "evidence_id": art.evidence_id, "evidence_path": art.evidence_path, "sha256": art.sha256,
             "collector": coll, "engine": (engine or cls.engines[0]) if coll == collector else by_name(coll).engines[0],
-            "rows": rows, "lost": lost, "records_read": rows + lost, "warnings": len(rep.warnings), "failed": failure,
+            "rows": rows, "lost": lost, "records_read": rows + lost,
+            "warnings": len(rep.warnings) + sum(k for k, _ in time_flags.values()), "failed": failure,
             "stats": dict(rep.stats),
         }
         facts = dict(rep.facts)
@@ -295,7 +319,17 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
         elif part is not None:
             entry["part"] = list(part)
         reports.append(entry)
+    for (eid, path), by_flag in flagged.items():  # rows of an artifact no report names (none expected): still counted
+        base = {"evidence_id": eid, "evidence_path": path, "parser": collector}
+        problems += [_implausible(base, flag, k, ref) for flag, (k, ref) in sorted(by_flag.items())]
     return {"parts": parts, "others": others, "problems": problems, "artifacts": reports, "dropped": dropped}
+
+
+def _implausible(base: dict[str, Any], flag: str, k: int, ref: str) -> dict[str, Any]:
+    """The warning of an artifact's rows whose time is implausible (timeline.schema.flag_times): kept and flagged."""
+    return {"severity": "warning", **base, "record_ref": ref, "kind": "implausible_time",
+            "message": f"{k} row(s) with an implausible time ({flag}; the first at {ref}): kept, flagged "
+                       f'attrs.time_flag "{flag}"', "count": k}
 
 
 def _shown(d: dict[str, Any]) -> dict[str, Any]:
@@ -798,6 +832,8 @@ class Case:
             "errors": sum(c for s, c in zip(sev, cnt) if s == "error"),
             "warnings": sum(c for s, c in zip(sev, cnt) if s == "warning"),
             "problems_by_kind": by_kind,
+            # rows whose time is implausible (timeline.schema.time_flags): kept, flagged attrs.time_flag
+            "implausible_times": by_kind.get("warning:implausible_time", 0),
             "unread_files": sum(len(d["unread"]) for d in evidence.values()),
             "custody_head": self.store.custody.head()[1],
         }

@@ -272,6 +272,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         _echo(f"  {n:>9}  {a}")
     _echo(f"errors      {info['errors']} (records that could not be read)")
     _echo(f"warnings    {info['warnings']} (damage noticed, nothing lost)")
+    if info.get("implausible_times"):
+        _echo(f"implausible {info['implausible_times']} row(s) with an implausible time (epoch, before 1990, future): "
+              "kept, flagged attrs.time_flag")
     for k, n in info["problems_by_kind"].items():
         _echo(f"  {n:>9}  {k}")
     _echo(f"custody     head {info['custody_head']}")

@@ -28,13 +28,15 @@ import numpy as np
 import pandas as pd
 
 from timeline.errors import ParserUnavailable, QueryError
-from timeline.schema import UNKNOWN_HOST
+from timeline.schema import FUTURE_SLACK_NS, PLAUSIBLE_FROM_NS, UNKNOWN_HOST
 
 __all__ = ["Activity", "Window", "activity_counts", "activity_heatmap", "story_timeline", "technique_colour",
            "time_window"]
 
-PLAUSIBLE_FROM = pd.Timestamp("1990-01-01", tz="UTC")  # earlier times on a figure's axis are read errors
-FUTURE_SLACK = pd.Timedelta("1D")  # times later than now + this are left out (a skewed clock stays in)
+# the one definition of implausible times (timeline.schema): earlier ones are read errors, later than now + the slack
+# the future (a skewed clock stays in)
+PLAUSIBLE_FROM = pd.Timestamp(PLAUSIBLE_FROM_NS, tz="UTC")
+FUTURE_SLACK = pd.Timedelta(FUTURE_SLACK_NS, "ns")
 BULK = (0.01, 0.99)  # the dense bulk of the rows: between these quantiles of their times (nearest rank)
 BULK_MIN_WIDTH = pd.Timedelta("1D")
 MAX_BUCKETS = 1000  # columns of the heatmap at most (a 12-inch figure is ~1,000 pixels wide)

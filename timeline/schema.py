@@ -38,6 +38,13 @@ __all__ = [
     "iso_ns",
     "PANDAS_DTYPES",
     "to_pandas",
+    "PLAUSIBLE_FROM_NS",
+    "FUTURE_SLACK_NS",
+    "TIME_FLAGS",
+    "time_flags",
+    "flag_times",
+    "MESSAGE_MAX",
+    "cap_messages",
 ]
 
 SCHEMA_VERSION = 1
@@ -134,6 +141,74 @@ def iso_ns(ns: int) -> str:
     return (_EPOCH + _dt.timedelta(seconds=sec)).isoformat() + f".{rem:09d}Z"
 
 
+# --- implausible times: the one definition ----------------------------------------------------------------
+# A time before 1990 is a read error (a zero value, a wrong epoch, a DOS date of 0), one later than now plus a day
+# is in the future (a skewed clock within a day stays in); a time within a day of the Unix epoch is its zero value
+# (read in any zone).  Such rows are kept, with ``attrs.time_flag`` naming why (flag_times, at collection), and
+# left out of figures' time axes (forensics.plots, with the same bounds).
+PLAUSIBLE_FROM_NS = 631_152_000 * 1_000_000_000  # 1990-01-01T00:00:00Z
+FUTURE_SLACK_NS = 86_400 * 1_000_000_000  # one day
+_DAY_NS = 86_400 * 1_000_000_000
+TIME_FLAGS = ("epoch", "before_1990", "future")
+
+
+def _flag_codes(timestamps: pa.Array | pa.ChunkedArray, now_ns: int | None) -> Any:
+    """Per time: 0 plausible, else 1 + the index of its flag in TIME_FLAGS (a NumPy int8 array)."""
+    import time
+
+    import numpy as np
+
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    a = timestamps.combine_chunks() if isinstance(timestamps, pa.ChunkedArray) else timestamps
+    ns = a.cast(pa.int64()).fill_null(PLAUSIBLE_FROM_NS).to_numpy(zero_copy_only=False)
+    codes = np.zeros(len(ns), dtype=np.int8)
+    codes[ns < PLAUSIBLE_FROM_NS] = 2
+    codes[(ns > -_DAY_NS) & (ns < _DAY_NS)] = 1
+    codes[ns > now_ns + FUTURE_SLACK_NS] = 3
+    return codes
+
+
+def time_flags(timestamps: pa.Array | pa.ChunkedArray, now_ns: int | None = None) -> list[str | None]:
+    """The ``time_flag`` of each time (UTC timestamps or int64 nanoseconds): "epoch" (within a day of
+    1970-01-01T00:00Z), "before_1990", "future" (later than ``now_ns``, default now, plus a day), else None."""
+    names = (None, *TIME_FLAGS)
+    return [names[c] for c in _flag_codes(timestamps, now_ns).tolist()]
+
+
+def _has_key(doc: str, key: str) -> bool:
+    import json
+
+    try:
+        return key in json.loads(doc)
+    except (ValueError, TypeError):
+        return False
+
+
+def flag_times(table: pa.Table, now_ns: int | None = None) -> tuple[pa.Table, pa.Array | None]:
+    """``table`` with ``"time_flag"`` put first in the ``attrs`` of each row whose time is implausible (see
+    :func:`time_flags`; a row whose attrs already hold one keeps it), and the flag of every row (a string array,
+    null where plausible; None when no row is flagged)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    codes = _flag_codes(table.column("timestamp"), now_ns)
+    rows = np.flatnonzero(codes)
+    if not len(rows):
+        return table, None
+    names = (None, *TIME_FLAGS)
+    flags = pa.array([names[c] for c in codes.tolist()], pa.string())
+    attrs = table.column("attrs").combine_chunks()
+    new = []
+    for i in rows.tolist():
+        a, f = attrs[i].as_py(), names[codes[i]]
+        if '"time_flag"' in a and _has_key(a, "time_flag") or not a.startswith("{"):
+            new.append(a)
+        else:
+            new.append(f'{{"time_flag":"{f}"' + ("," + a[1:] if a.strip() != "{}" else "}"))
+    attrs = pc.replace_with_mask(attrs, pa.array(codes > 0), pa.array(new, pa.string()))
+    return table.set_column(table.schema.get_field_index("attrs"), table.schema.field("attrs"), attrs), flags
+
+
 def empty_table() -> pa.Table:
     return SCHEMA.empty_table()
 
@@ -195,6 +270,33 @@ def _array(values: Sequence, typ: pa.DataType) -> pa.Array:
         return pa.array([_coerce(v, typ) for v in values], type=typ)
 
 
+# --- the message cap: the one definition ---------------------------------------------------------------------
+MESSAGE_MAX = 400  # characters of the readable ``message`` column; the whole text stays in ``attrs``
+
+
+def cap_messages(data: pa.Table | pa.Array | pa.ChunkedArray) -> Any:
+    """``data`` (a timeline table, or its message column) with every message longer than :data:`MESSAGE_MAX`
+    characters cut to ``MESSAGE_MAX - 1`` and an ellipsis.  :class:`RowBuilder` applies it to the rows it
+    builds; a collector that builds its table column-wise applies it to that table (and the case to every
+    table it writes), so that one huge message (a 32 MB line) cannot make each query and export of the case
+    run out of memory."""
+    import pyarrow.compute as pc
+
+    col = data.column("message") if isinstance(data, pa.Table) else data
+    if not len(col):
+        return data
+    lens = pc.utf8_length(col)
+    longest = pc.max(lens).as_py()
+    if longest is None or longest <= MESSAGE_MAX:
+        return data
+    cut = pc.if_else(pc.greater(lens, MESSAGE_MAX),
+                     pc.binary_join_element_wise(pc.utf8_slice_codeunits(col, 0, MESSAGE_MAX - 1), "…", ""), col)
+    if not isinstance(data, pa.Table):
+        return cut
+    i = data.schema.get_field_index("message")
+    return data.set_column(i, data.schema.field(i), cut)
+
+
 class RowBuilder:
     """Accumulates rows and turns them into one Arrow table per batch.
 
@@ -235,4 +337,4 @@ class RowBuilder:
         nulls = [name for name, _, nullable, _ in COLUMNS if not nullable and table.column(name).null_count]
         if nulls:
             raise ValueError(f"null values in non-nullable columns {nulls}")
-        return table
+        return cap_messages(table)

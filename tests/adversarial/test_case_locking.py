@@ -37,8 +37,9 @@ def test_two_collects_of_the_same_evidence_at_once(evidence, tmp_path, cli):
     once = tmp_path / "once"
     assert cli("-q", "collect", str(folder), "--case", str(once), "--workers", "1").returncode == 0
     expected = json.loads(cli("info", str(once), "--json").stdout)
-    # (15,326 records read, 13,065 distinct events, 25 warnings today; compared below with what one collection holds)
-    assert expected["records_read"] == expected["sightings"] > 15_000 and expected["warnings"] > 0
+    # (15,524 records read: 15,358 sightings and 166 records of damaged frames counted lost; compared below with
+    # what one collection holds)
+    assert expected["records_read"] == expected["sightings"] + expected["errors"] > 15_000 and expected["warnings"] > 0
 
     case = tmp_path / "case"
     CaseStore.create(case)

@@ -23,7 +23,7 @@ from timeline.errors import CaseWriteError
 
 SYSTEM = "plaso/test_data/evtx/System.evtx"  # 5009 records
 SECURITY = "python-evtx/tests/data/security.evtx"  # 2261 records
-SYSTEM2 = "plaso/test_data/evtx/System2.evtx"  # 283 records
+SYSTEM2 = "plaso/test_data/evtx/System2.evtx"  # 284 records
 
 
 def _copy(evidence, rel, dest):
@@ -126,7 +126,7 @@ def test_collect_on_a_full_disk_while_parsing_is_a_clear_error(evidence, tmp_pat
     assert cli("-q", "collect", str(folder), "--case", str(case), "--workers", "2").returncode == 0
     assert cli("verify", str(case)).returncode == 0
     info = json.loads(cli("info", str(case), "--json").stdout)
-    assert (info["records_read"], info["sightings"], info["errors"]) == (2261 + 283, 2261 + 283, 0)
+    assert (info["records_read"], info["sightings"], info["errors"]) == (2261 + 284, 2261 + 284, 0)
 
 
 def test_a_write_that_fails_in_a_unit_stops_the_run_instead_of_failing_the_file(evidence, tmp_path, monkeypatch):
@@ -147,7 +147,7 @@ def test_a_write_that_fails_in_a_unit_stops_the_run_instead_of_failing_the_file(
     assert not list((tmp_path / "case" / "staging").iterdir())
     assert case.verify().ok
     rep = case.collect([ev], workers=1)
-    assert (rep.records_read, rep.rows_written, rep.errors) == (283, 283, 0)
+    assert (rep.records_read, rep.rows_written, rep.errors) == (284, 284, 0)
 
 
 # --- a torn line left by a crash -------------------------------------------------------------------------------

@@ -139,4 +139,11 @@ def test_messages_are_one_line_and_bounded():
                   {"ScriptBlockText": text, "MessageNumber": 1, "MessageTotal": 3, "Path": "C:\\a.ps1"})
     assert out["command_line"] == text  # the full script stays in its column
     assert out["message"].startswith("4104 PowerShell script block (part 1/3) from C:\\a.ps1: line1 line2 xxx")
-    assert "\n" not in out["message"] and len(out["message"]) == 400 and out["message"].endswith("…")
+    assert "\n" not in out["message"]
+    # bounded where every row is built (timeline.schema.cap_messages), the same for every collector
+    import pyarrow as pa
+
+    from timeline.schema import MESSAGE_MAX, cap_messages
+
+    cut = cap_messages(pa.array([out["message"]])).to_pylist()[0]
+    assert len(cut) == MESSAGE_MAX == 400 and cut.endswith("…") and cut[:-1] == out["message"][:399]

@@ -36,7 +36,8 @@ def test_truncated_file(evidence):
 
 def test_chunk_slack_frames_are_found(evidence):
     sc = _scan(evidence, "omerbenamram-evtx/samples/2-vss_0-Microsoft-Windows-TerminalServices-RemoteConnectionManager%4Operational.evtx")
-    assert len(sc.frames) == 1912  # 1774 in the chunks' used space + 138 older records past it
+    assert len(sc.frames) == 1944  # 1774 in the chunks' used space + 170 older records (32 past a damaged frame)
+    assert [(g.start, g.end, g.numbers) for g in sc.gaps] == [(0x18e98, 0x19178, range(463011, 463012))]
 
 
 def test_not_evtx(tmp_path):

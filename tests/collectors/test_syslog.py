@@ -171,12 +171,17 @@ def test_a_damaged_header_line_is_a_lost_record_not_a_continuation(plaso):
 
 
 def test_year_rollover_rule():
-    assert syslog_years([12, 12, 1, 2], 2023, 3) == ([2022, 2022, 2023, 2023], 1)
-    assert syslog_years([11], 2023, 1) == ([2022], 0)  # last line later in the year than the file's mtime
-    assert syslog_years([3, 2, 3], 2023, 4) == ([2023, 2023, 2023], 0)  # a line out of order is not a new year
-    assert syslog_years([4, 5, 4], 2023, 6) == ([2023, 2023, 2023], 0)  # rsyslog's repeated-message reduction
+    d = dt.date
+    assert syslog_years([12, 12, 1, 2], d(2023, 3, 1)) == ([2022, 2022, 2023, 2023], 1)
+    assert syslog_years([11], d(2023, 1, 1)) == ([2022], 0)  # last line later in the year than the file's mtime
+    assert syslog_years([3, 2, 3], d(2023, 4, 1)) == ([2023, 2023, 2023], 0)  # a line out of order is not a new year
+    assert syslog_years([4, 5, 4], d(2023, 6, 1)) == ([2023, 2023, 2023], 0)  # rsyslog's repeated-message reduction
     # two months back is a new year (plaso's rule; plaso's syslog_cron.log: Mar 11 ..., then Jan 22 ...)
-    assert syslog_years([3, 3, 1], 2026, 11) == ([2025, 2025, 2026], 1)
+    assert syslog_years([3, 3, 1], d(2026, 11, 1)) == ([2025, 2025, 2026], 1)
+    # the day counts too: a line never postdates the last write (by more than a zone's day)
+    assert syslog_years([12], d(2025, 12, 2), 10) == ([2024], 0)
+    assert syslog_years([12], d(2025, 12, 2), 3) == ([2025], 0)
+    assert syslog_years([1], d(2025, 12, 31), 1) == ([2025], 0)
 
 
 def _crowdsec_asserts(text: str) -> dict:

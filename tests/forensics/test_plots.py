@@ -85,11 +85,12 @@ def test_a_1970_line_does_not_stretch_the_heatmap(web_1970):
     # 1970 .. 2023 in hours would be positions for ~positions 469,000 buckets; the line is left out, and said so
     assert data.shape == (1, 1) and data.tolist() == [[356]]
     assert _xlim(ax) == [datetime.datetime(2023, 10, 10, 14), datetime.datetime(2023, 10, 10, 15)]  # IST
-    assert ax.get_title(loc="left") == "1 row left out of the time axis: 1 before 1990"
+    # the collection flagged it (attrs.time_flag, timeline.schema.flag_times): the figure says so
+    assert ax.get_title(loc="left") == "1 row left out of the time axis: 1 flagged by their parser (epoch ×1)"
     assert ax.get_xlabel() == "time (Asia/Kolkata), 1 bucket of 1h"
     assert [t.get_text() for t in ax.get_yticklabels()] == [plots.NO_HOST]
     act = plots.activity_counts(tl)  # no size given: the span of the kept rows decides
-    assert act.freq == "1min" and act.counts.shape == (1, 1) and act.left_out == {"before 1990": 1}
+    assert act.freq == "1min" and act.counts.shape == (1, 1) and act.left_out == {"flagged by their parser (epoch ×1)": 1}
     assert int(act.counts.to_numpy().sum()) + sum(act.left_out.values()) == act.rows == len(tl)  # every row told
 
 

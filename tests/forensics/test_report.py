@@ -205,7 +205,7 @@ def test_report_of_the_corpus_renders_and_matches_info(corpus_case, chromium, tm
     assert {k: _num(n) for k, n in got["problems"].items()} == info["problems_by_kind"]
     assert [[r[0], r[1], _num(r[2]), _num(r[3])] for r in got["evidence"]] == [
         [e["evidence_id"], e["path"], e["files"], e["bytes"]] for e in info["evidence"]]
-    assert info["rows"] == 25805 and len(info["hosts"]) > 5
+    assert info["rows"] == 26024 and len(info["hosts"]) > 5
     # the figures are embedded PNGs that decoded; the story and findings are there
     assert [src for src, _ in got["images"]] == ["data:image/png;base64,"] * 2
     assert all(width > 500 for _, width in got["images"])
