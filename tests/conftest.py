@@ -43,6 +43,20 @@ def evidence() -> Path:
     return _need(EVIDENCE)
 
 
+MUSEUM_J = "AndrewRathbun-DFIRArtifactMuseum/Windows/NTFSArtifacts/J/Win10/APTSimulatorVM/APTSimulatorVMJ.7z"
+
+
+@pytest.fixture(scope="session")
+def museum_journal(evidence: Path, tmp_path_factory) -> Path:
+    """The DFIR Artifact Museum's real ``$UsnJrnl:$J`` of the APTSimulator Windows 10 host, extracted once from its 7z."""
+    import py7zr
+
+    out = tmp_path_factory.mktemp("museum-j")
+    with py7zr.SevenZipFile(evidence / MUSEUM_J) as z:
+        z.extractall(out)
+    return out / "$J"
+
+
 @pytest.fixture(scope="session")
 def reference_minimum(evidence: Path) -> dict[str, int]:
     """The corpus README's EVTX reference table: file -> minimum records a loss-free timeline holds."""

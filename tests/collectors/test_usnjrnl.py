@@ -23,13 +23,8 @@ RECORDS = 275_540
 
 
 @pytest.fixture(scope="module")
-def journal(evidence, tmp_path_factory) -> Path:
-    import py7zr
-
-    out = tmp_path_factory.mktemp("usn")
-    with py7zr.SevenZipFile(evidence / SAMPLE) as z:
-        z.extractall(out)
-    return out / "$J"
+def journal(museum_journal) -> Path:
+    return museum_journal
 
 
 def _reference(data: bytes) -> list[tuple[int, str, int, int]]:

@@ -284,13 +284,13 @@ def test_query_where_syntax(corpus_case, tmp_path, capsys):
         return list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
 
     ids = rows("event_id=4624,4625")
-    assert len(ids) == 830 and {r["event_id"] for r in ids} == {"4624", "4625"}  # whole numbers, not 4624.0
-    assert len(rows("event_id=4624..4625")) == 830
+    assert len(ids) == 831 and {r["event_id"] for r in ids} == {"4624", "4625"}  # whole numbers, not 4624.0
+    assert len(rows("event_id=4624..4625")) == 831
     both = rows("event_id=4624,4625", "logon_type=3..10")
     assert len(both) == 667 and {r["logon_type"] for r in both} == {"3", "5", "7", "10"}
     lsass = rows("path~%\\LSASS.EXE", "event_id=10")
     assert len(lsass) == 60 and all(r["path"].lower().endswith("\\lsass.exe") for r in lsass)
-    assert len(rows("event_id!=4624,4625", "event_id=4600..4700")) == 1808 - 830 == 978
+    assert len(rows("event_id!=4624,4625", "event_id=4600..4700")) == 1809 - 831 == 978
     for bad, why in {"event_id=abc": "event_id holds whole numbers; 'abc' is not one",
                      "nonsense": "cannot read condition 'nonsense'", "colour=red": "unknown column 'colour'"}.items():
         assert main(["query", str(case.path), "--where", bad]) == 9

@@ -170,7 +170,7 @@ def test_story_and_onset(tl):
     st = tl.story()
     assert st.groupby("technique").size().to_dict() == {
         "T1003.001": 5, "T1021.001": 4, "T1059.001": 2, "T1070.001": 2, "T1098": 22, "T1136": 5, "T1490": 3,
-        "T1543.003": 116, "T1569.002": 1}
+        "T1543.003": 118, "T1569.002": 1}
     psexec = st[st["technique"] == "T1569.002"].iloc[0]  # lateral_movement()'s PsExec edge reaches the story
     assert (psexec["finding"], psexec["record_ref"]) == (
         "SMB/PsExec (service) from ? to WKS-WIN764BITB.shieldbase.local as S-1-5-21-2036804247-3058324640-2116585241-1673"
@@ -250,10 +250,10 @@ def test_story_with_sigma_on_the_corpus(tl, sigma_dir):
     rule's level and first ATT&CK technique, and the provenance of the burst's first record."""
     pytest.importorskip("sigma")
     st = tl.story(sigma=sigma_dir / "rules/windows/builtin/system")
-    assert st["timestamp"].is_monotonic_increasing and st["host"].notna().all() and len(st) == 187
+    assert st["timestamp"].is_monotonic_increasing and st["host"].notna().all() and len(st) == 190
     assert st["evidence_path"].notna().all() and st["record_ref"].notna().all()
     sig = st[st["detector"] == "sigma"]
-    assert sig["level"].value_counts().to_dict() == {"low": 15, "informational": 6, "medium": 5, "high": 1}
+    assert sig["level"].value_counts().to_dict() == {"low": 16, "informational": 6, "medium": 5, "high": 1}
     psexec = sig[sig["rule_id"] == "42c575ea-e41e-41f1-b248-8093c3e82a28"]  # PsExec Service Installation
     assert [(_times(psexec.iloc[[i]])[0], r.host, r.level, r.technique, r.finding, r.count, iso_ns(r.last.value),
              r.evidence_path, r.record_ref) for i, r in enumerate(psexec.itertuples())] == [
@@ -270,6 +270,6 @@ def test_story_with_sigma_on_the_corpus(tl, sigma_dir):
     assert list(st["detector"].iloc[[i for i in range(len(st)) if st["record_ref"].iloc[i] == "record=13304 offset=0x730d0"]]) \
         == ["service_installs", "lateral_movement", "sigma"]
     untagged = sig[sig["technique"].isna()]  # a rule without ATT&CK tags: no technique, still in the story
-    assert set(untagged["rule_id"]) == {"acfa2210-0d71-4eeb-b477-afab494d596c"} and untagged["count"].sum() == 17
+    assert set(untagged["rule_id"]) == {"acfa2210-0d71-4eeb-b477-afab494d596c"} and untagged["count"].sum() == 19
     pd.testing.assert_frame_equal(st[st["level"].isin(["high", "critical"])].reset_index(drop=True),
                                   tl.story(sigma=sigma_dir / "rules/windows/builtin/system", min_level="high"))

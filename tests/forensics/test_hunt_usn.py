@@ -21,7 +21,6 @@ import forensics
 from forensics import Case
 from timeline.schema import UNKNOWN_HOST, iso_ns
 
-SAMPLE = "AndrewRathbun-DFIRArtifactMuseum/Windows/NTFSArtifacts/J/Win10/APTSimulatorVM/APTSimulatorVMJ.7z"
 J_AT = 209_715_200  # the museum journal's first USN
 PREFIX = 4 << 20
 BURST = dt.datetime(2022, 3, 10, 22, 0, 0, tzinfo=dt.timezone.utc)
@@ -64,13 +63,8 @@ class _Journal:
 
 
 @pytest.fixture(scope="module")
-def museum_j(evidence, tmp_path_factory) -> Path:
-    import py7zr
-
-    out = tmp_path_factory.mktemp("j")
-    with py7zr.SevenZipFile(evidence / SAMPLE) as z:
-        z.extractall(out)
-    return out / "$J"
+def museum_j(museum_journal) -> Path:
+    return museum_journal
 
 
 def ransomware_journal(museum: bytes) -> tuple[bytes, dict]:

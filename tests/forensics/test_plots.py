@@ -45,7 +45,7 @@ def test_story_timeline_and_cli_png(corpus_case, tmp_path, capsys):
     st = forensics.open(case.path).story()
     fig = plots.story_timeline(st)
     ax = fig.axes[0]
-    assert sum(len(c.get_offsets()) for c in ax.collections) == len(st) == 160
+    assert sum(len(c.get_offsets()) for c in ax.collections) == len(st) == 162
     out = tmp_path / "story.png"
     assert main(["plot", str(case.path), "--kind", "story", "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000

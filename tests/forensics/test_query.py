@@ -111,7 +111,7 @@ def test_integer_columns_are_nullable_ints_and_sql_times_concat(corpus_case):
     for col in ("event_id", "logon_type", "dst_port"):
         assert str(df[col].dtype) == "Int32", col  # the schema's int32, never float64
     assert str(df["timestamp"].dtype) == "datetime64[ns, UTC]"
-    assert int(df["event_id"].isna().sum()) == 0 and int(df["logon_type"].notna().sum()) == 865
+    assert int(df["event_id"].isna().sum()) == 0 and int(df["logon_type"].notna().sum()) == 866
     assert int(df["dst_port"].notna().sum()) == 155 and int(df["dst_port"].min()) == 53 and int(df["dst_port"].max()) == 57397
     assert df["logon_type"].value_counts().head(3).to_dict() == {5: 578, 2: 117, 3: 83}
     logons = tl.where(event_id=4624, host="Student-PC1.internal.greendale.edu")
@@ -133,16 +133,18 @@ def test_case_timeline_and_problems_as_dataframes(corpus_case):
     case, report = corpus_case
     t = case.timeline()
     df = case.timeline(as_pandas=True)
-    assert t.num_rows == len(df) == 25805
+    assert t.num_rows == len(df) == 26024
     assert list(df.columns[:2]) == ["timestamp", "local_time"] and str(df["event_id"].dtype) == "Int32"
     assert df["event_hash"].tolist() == t.column("event_hash").to_pylist()  # the same rows in the same order
     assert len(df.fx.logons()) == len(forensics.open(case.path).logons())
     p = case.problems(as_pandas=True)
-    assert len(p) == case.problems().num_rows == 53 and set(p["severity"]) == {"warning"}
-    assert int(p["count"].sum()) == report.warnings and str(p["count"].dtype) == "int64"
+    # 61 warnings (damage noticed, nothing lost) and 34 errors standing for the 473 records counted lost
+    assert len(p) == case.problems().num_rows == 95 and p["severity"].value_counts().to_dict() == {"warning": 61, "error": 34}
+    by = p.groupby("severity")["count"].sum()
+    assert (by["warning"], by["error"]) == (report.warnings, report.errors) == (61, 473) and str(p["count"].dtype) == "int64"
     small = case.timeline(["timestamp", "event_id"], as_pandas=True)
     assert list(small.columns) == ["timestamp", "local_time", "event_id"]
-    assert len(case.sightings(as_pandas=True)) == case.sightings().num_rows == 28067
+    assert len(case.sightings(as_pandas=True)) == case.sightings().num_rows == 28286
 
 
 def test_first_seen_on_a_dataframe(corpus_case):
@@ -163,16 +165,16 @@ def test_where_in_ranges_ilike_not_and_text_syntax(corpus_case):
     case, _ = corpus_case
     tl = forensics.open(case.path)
     n = len(tl)
-    assert n == 25805
+    assert n == 26024
     # any of, ranges (range: end excluded; within and lo..hi: both ends included)
     for view in (tl.where(event_id=[4624, 4625]), tl.where(event_id=(4624, 4625)), tl.where(event_id=range(4624, 4626)),
                  tl.where(event_id=within(4624, 4625)), tl.where("event_id=4624,4625"), tl.where("event_id=4624..4625"),
                  tl.where(event_id=["4624", 4625.0]),
                  tl.where(event_id=tl.where(event_id=[4624, 4625]).to_pandas(["event_id"])["event_id"].unique())):
-        assert len(view) == 830
-    assert len(tl.where(event_id=[4624, 4700])) == len(tl.where(event_id=4624)) == 814  # a list is not its range
+        assert len(view) == 831
+    assert len(tl.where(event_id=[4624, 4700])) == len(tl.where(event_id=4624)) == 815  # a list is not its range
     assert len(tl.where("logon_type=3..10")) == len(tl.where(logon_type=range(3, 11))) == 692
-    assert len(tl.where("logon_type=..2")) == 173 and len(tl.where("logon_type=10..")) == 1
+    assert len(tl.where("logon_type=..2")) == 174 and len(tl.where("logon_type=10..")) == 1
     assert len(tl.where(dst_port=within(1, 1023))) == len(tl.where("dst_port=1..1023")) == 122
     # ILIKE: case-insensitive, % and _, backslashes are ordinary characters
     assert len(tl.where(path=like("%\\lsass.exe"))) == 62
@@ -182,11 +184,11 @@ def test_where_in_ranges_ilike_not_and_text_syntax(corpus_case):
     # NOT: every row the condition leaves out, empty ones included
     assert len(tl.where(event_id=4624)) + len(tl.where(event_id=not_(4624))) == n
     system = len(tl.where(user="NT AUTHORITY\\SYSTEM"))
-    assert system == 1434 and len(tl.where("user!=NT AUTHORITY\\SYSTEM")) == n - system == 24371
-    assert len(tl.where(user=None)) == len(tl.where("user=")) == len(tl.where(user=pd.NA)) == 5976
-    assert len(tl.where(user=[None, "NT AUTHORITY\\SYSTEM"])) == 5976 + 1434
-    assert len(tl.where(user=not_(None))) == len(tl.where("user!=")) == n - 5976
-    assert len(tl.where("event_id!=4624,4625")) == n - 830 and len(tl.where("path!~%\\lsass.exe")) == n - 62
+    assert system == 1434 and len(tl.where("user!=NT AUTHORITY\\SYSTEM")) == n - system == 24590
+    assert len(tl.where(user=None)) == len(tl.where("user=")) == len(tl.where(user=pd.NA)) == 5999
+    assert len(tl.where(user=[None, "NT AUTHORITY\\SYSTEM"])) == 5999 + 1434
+    assert len(tl.where(user=not_(None))) == len(tl.where("user!=")) == n - 5999
+    assert len(tl.where("event_id!=4624,4625")) == n - 831 and len(tl.where("path!~%\\lsass.exe")) == n - 62
     # several conditions: all hold; the values are data, never SQL
     assert len(tl.where("event_id=4624,4625", "logon_type=3..10")) == 667
     assert len(tl.where(user="x' OR '1'='1")) == 0 and len(tl.where(path=like("%' OR 1=1 --"))) == 0
@@ -231,10 +233,10 @@ def test_where_tags_from_saved_sigma_matches(corpus_case, sigma_dir, tmp_path):
     assert len(tagged) == 2 and sorted(tagged.to_pandas()["event_hash"]) == sorted(run.matches["event_hash"])
     assert len(tl.where(tags=["attack.t1003.001", "no-such-tag"])) == 2
     assert len(tl.where(tags=like("ATTACK.T1003%"))) == len(tl.where("tags~attack.t1003%")) == 2
-    assert len(tl.where(tags=None)) == len(tl.where("tags=")) == 25803
+    assert len(tl.where(tags=None)) == len(tl.where("tags=")) == 26022
     assert len(tl.where(tags=not_(None))) == len(tl.where("tags!=")) == 2
     assert len(tl.where(tags="attack.t1003")) == 0  # a tag, not a prefix
-    assert len(tl.where("tags!=attack.t1003.001")) == 25803
+    assert len(tl.where("tags!=attack.t1003.001")) == 26022
 
 
 def test_fields_and_event_data_are_typed_columns(corpus_case):

@@ -402,7 +402,7 @@ def test_report_reads_at_1400px(sigma_case, chromium, tmp_path):
     expected = sigma.findings(result)
     curated = forensics.open(case_dir).story(sigma=False)
     assert result.rules_matched == 6 and len(result.matches) == 23 and len(expected) == 16
-    assert len(got["story"]) == len(curated) + len(expected) == 176
+    assert len(got["story"]) == len(curated) + len(expected) == 178
     assert sorted(lv for d, lv in got["story"] if d == "sigma") == sorted(expected["level"])
     from forensics import hunt
 
@@ -496,7 +496,7 @@ def test_report_limited_to_a_window_and_hosts(sigma_case, tmp_path, capsys):
     assert all(a <= t < b for t, _, _ in both) and {h for _, h, _ in both} == {"DESKTOP-2KGM189", "WIN-P4SIAA0SQCO"}
     after = _story_rows(render_report(case_dir, figures=False, start="2018-01-01T00:00Z"))  # one-sided
     c = pd.Timestamp("2018-01-01", tz="UTC")
-    assert len(after) == expected(tl._with("timestamp >= ?", c.to_pydatetime()), m["timestamp"] >= c) == 36
+    assert len(after) == expected(tl._with("timestamp >= ?", c.to_pydatetime()), m["timestamp"] >= c) == 38
     assert all(t >= c for t, _, _ in after)
     before = _story_rows(render_report(case_dir, figures=False, end="2013-01-01"))
     d = pd.Timestamp("2013-01-01", tz="UTC")
@@ -513,7 +513,7 @@ def test_report_limited_to_a_window_and_hosts(sigma_case, tmp_path, capsys):
     assert len(_story_rows(html)) == 27 and 'data-summary="rows">' in html
     rows = tl.sql("SELECT count(*) AS n FROM timeline WHERE host = 'DESKTOP-2KGM189' AND timestamp >= "
                   "TIMESTAMPTZ '2017-07-12 00:00:00+00' AND timestamp < TIMESTAMPTZ '2017-07-21 00:00:00+00'")["n"][0]
-    assert f'data-summary="rows">{rows:,}</span> of 25,805 in the case' in html
+    assert f'data-summary="rows">{rows:,}</span> of 26,024 in the case' in html
     # the command line: recorded with its scope; a host the case lacks and a reversed window are bad queries
     out = tmp_path / "window.html"
     argv = ["report", str(case_dir), "-o", str(out), "--from", "2017-07-12", "--host", "DESKTOP-2KGM189", "--no-figures"]
