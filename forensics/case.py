@@ -437,6 +437,69 @@ def _missing_shares(shares: dict[int, set[int]] | None) -> list[tuple[int, int]]
     return [(k, n) for k in range(n) if k not in ks]
 
 
+@dataclass
+class _Plan:
+    """A collection's work, decided before anything is read (:meth:`Case._plan_units`)."""
+
+    items: list[_Item]
+    collection: str  # the collection's id; unit i commits as run ``{collection}-u{i:04d}``
+    units: list[tuple[str, tuple]]  # (run id, arguments of _collect_bin) per unit of work
+    owned: dict[tuple[str, str], list[tuple[_Item, str, Path]]]  # artifact key -> the evidence files it is read from
+    skipped: list[str]  # artifacts the case already holds (``evidence_id:path``)
+    engine: str | None  # as the analyst asked (None: each collector's first)
+    workers: int
+    tool: dict[str, str]  # tool_versions(), recorded in each commit
+
+
+@dataclass
+class _Tally:
+    """What the units of a collection committed so far, and the progress callbacks told of it."""
+
+    per_item: dict[str, list]  # evidence_id -> [label, artifacts done, artifacts to read, rows, host]
+    total_files: int  # artifacts to read (a split image counts once per share)
+    progress: Callable[[int, int, int], None] | None
+    on_item: Callable[[str, int, int, int, str | None], None] | None
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("records_read", "rows_written", "duplicates_dropped", "errors", "warnings"), 0))
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)  # evidence_id -> entry, files of every unit
+    changed: list[str] = field(default_factory=list)  # evidence files that changed while read (units not committed)
+    files_done: int = 0
+    rows: int = 0
+
+    @classmethod
+    def start(cls, plan: _Plan, progress: Callable[[int, int, int], None] | None,
+              on_item: Callable[[str, int, int, int, str | None], None] | None) -> _Tally:
+        """An empty tally; ``on_item`` is told of every evidence item (nothing read yet)."""
+        per_item = {it.evidence_id: [str(it.path), 0, 0, 0, it.host] for it in plan.items}
+        for _, args in plan.units:
+            for art in args[2]:
+                per_item[art.evidence_id][2] += 1
+        if on_item:
+            for label, done, total, rows, host in per_item.values():
+                on_item(label, done, total, rows, host)
+        return cls(per_item, sum(len(args[2]) for _, args in plan.units), progress, on_item)
+
+    def committed(self, read: list[Artifact], arts: list[dict[str, Any]], counts: dict[str, int]) -> None:
+        """A unit that read ``read`` committed: its artifact entries ``arts`` and ``counts`` (keys of ``totals``)."""
+        self.artifacts.extend(arts)
+        for k, v in counts.items():
+            self.totals[k] += v
+        self.files_done += len(read)
+        self.rows += sum(a["rows"] for a in arts)
+        if self.progress:
+            self.progress(self.files_done, self.total_files, self.rows)
+        for art in read:
+            self.per_item[art.evidence_id][1] += 1
+        for a in arts:
+            st = self.per_item[a["evidence_id"]]
+            st[3] += a["rows"]
+            st[4] = st[4] or (a.get("facts") or {}).get("host")
+        if self.on_item:
+            for eid in sorted({art.evidence_id for art in read}):
+                self.on_item(*self.per_item[eid])
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -508,35 +571,45 @@ class Case:
                  progress: Callable[[int, int, int], None] | None, batch_rows: int, tz: str | None, client: Any,
                  unit_bytes: int, gather: bool,
                  on_item: Callable[[str, int, int, int, str | None], None] | None) -> CollectReport:
+        """The stages of :meth:`collect` (see the module doc): hash before, plan, read and commit unit by unit."""
+        with self.store.lock():
+            self.store.recover()
+        _hash_before(items)
+        phases = {"hash_before": time.monotonic() - t0}
+        tasks, owned, skipped = self._plan_tasks(items, engine, tz)
+        self._note_interrupted()
+        plan = self._plan_units(items, tasks, owned, skipped, engine, workers, client, unit_bytes, batch_rows, gather)
+        tally = _Tally.start(plan, progress, on_item)
+        self._run_units(plan, client, lambda i, result: self._hash_after_and_commit(plan, tally, i, result))
+        if not plan.units:  # nothing new to read: the run is still recorded (what it skipped)
+            run_id = f"{plan.collection}-u0000"
+            self.store.staging_dir(run_id)
+            self.store.commit(run_id, [], [], tool=plan.tool, engine=engine, evidence=_evidence_entry(items, [], []),
+                              artifacts=[], skipped=skipped, records_read=0, errors=0, warnings=0,
+                              collection=plan.collection, unit=0, units=1)
+        phases["parse_and_commit"] = time.monotonic() - t0 - sum(phases.values())
+        if tally.changed:
+            raise EvidenceChanged("evidence changed while it was being read; those units were not committed:\n  "
+                                  + "\n  ".join(tally.changed))
+        log.info("collect phases (s): %s", {k: round(v, 2) for k, v in phases.items()})
+        tally.artifacts.sort(key=lambda a: (a["evidence_id"], a["evidence_path"]))
+        return CollectReport(
+            phases=phases, run_id=plan.collection,
+            evidence=list(tally.evidence.values()) or _evidence_entry(items, [], []), artifacts=tally.artifacts,
+            records_read=tally.totals["records_read"], rows_written=tally.totals["rows_written"],
+            duplicates_dropped=tally.totals["duplicates_dropped"], errors=tally.totals["errors"],
+            warnings=tally.totals["warnings"], skipped=skipped, seconds=time.monotonic() - t0,
+        )
+
+    def _plan_tasks(self, items: list[_Item], engine: str | None, tz: str | None
+                    ) -> tuple[list[tuple], dict[tuple[str, str], list[tuple[_Item, str, Path]]], list[str]]:
+        """What is left to read: a task ``(collector, engine, artifact[, shares still to read])`` per artifact the
+        case does not hold yet; the evidence files each artifact is read from, by its key (an image's segments; a
+        triage folder's files); and the artifacts skipped (``evidence_id:path``).  An engine that does not read an
+        artifact's format raises :class:`UnknownFormat`."""
         analyst_tz = tz or self.store.meta.get("tz")
         # An explicit tz overrides what an image states; the case's zone only fills in where it states none.
         analyst_source = TZ_ANALYST if tz else None
-        with self.store.lock():
-            self.store.recover()
-
-        # 1. hash before (threads: hashlib releases the GIL; one file per thread when there are enough files)
-        jobs = [(it, rel, real) for it in items for rel, real, _ in it.files if not _whole_folder(rel)]
-        hash_threads = max(1, min(4, os.cpu_count() or 1))
-        split = len(jobs) < hash_threads  # few files: MD5 and SHA-256 of each file in two threads
-        with ThreadPoolExecutor(max_workers=hash_threads) as pool:
-            for (it, rel, _), h in zip(jobs, pool.map(lambda j: j[0].hash(j[2], parallel=split), jobs)):
-                it.hashes[rel] = h
-        for it in items:
-            for rel, real, _ in it.files:
-                if rel == "local:/":  # a live host changes while it is read: each collection is its own evidence item
-                    import socket
-
-                    it.hashes[rel] = FileHashes(0, hashlib.sha256(
-                        f"live host {socket.gethostname()} read at {time.time_ns()}".encode()).hexdigest())
-                elif _whole_folder(rel):  # a triage folder read as a whole: its identity is the manifest of its files
-                    inside = sorted((r, it.hashes[r]) for r, p, _ in it.files if not _whole_folder(r))
-                    it.hashes[rel] = FileHashes(sum(h.size for _, h in inside), hashlib.sha256(
-                        "\n".join(f"{r}\t{h.sha256}" for r, h in inside).encode()).hexdigest())
-            manifest = "\n".join(f"{rel}\t{it.hashes[rel].sha256}" for rel, _, _ in sorted(it.files))
-            it.evidence_id = hashlib.sha256(manifest.encode()).hexdigest()[:16]
-
-        phases = {"hash_before": time.monotonic() - t0}
-        # 2. what is left to do; each artifact carries the evidence files it is read from (an image's segments)
         done = self.store.collected_artifacts()
         shares = _shares_done(self.store.commits())
         tasks, skipped = [], []
@@ -564,9 +637,14 @@ class Case:
                     skipped.append(f"{it.evidence_id}:{rel}")
                     continue
                 tasks.append((coll, eng, art, missing) if missing else (coll, eng, art))
-        self._note_interrupted()
-        # 3. parse: units of work (bins of artifacts), each committed on its own as soon as it is done, so that
-        # a run that dies resumes where it stopped (committed artifacts are skipped by the next run)
+        return tasks, owned, skipped
+
+    def _plan_units(self, items: list[_Item], tasks: list[tuple], owned: dict[tuple[str, str], list[tuple[_Item, str, Path]]],
+                    skipped: list[str], engine: str | None, workers: int | None, client: Any, unit_bytes: int,
+                    batch_rows: int, gather: bool) -> _Plan:
+        """The units of work (bins of tasks: :func:`_bins`), each with its run id and staging folder: each is committed
+        on its own as soon as it is done, so that a run that dies resumes where it stopped (committed artifacts are
+        skipped by the next run).  Workers: ``workers`` processes, or the dask ``client``'s workers."""
         collection = new_run_id()
         n_workers = max(1, workers or os.cpu_count() or 1)
         if client is not None:
@@ -580,78 +658,13 @@ class Case:
             staging = self.store.staging_dir(run_id)
             units.append((run_id, (b[0][0], b[0][1], [t[2] for t in b], str(staging), f"{i:05d}", batch_rows, threads,
                                    gather, b[0][3] if len(b[0]) > 3 else None)))
-        totals = {"records_read": 0, "rows_written": 0, "duplicates_dropped": 0, "errors": 0, "warnings": 0}
-        all_artifacts: list[dict[str, Any]] = []
-        evidence_seen: dict[str, dict[str, Any]] = {}
-        changed_all: list[str] = []
-        files_done = rows_so_far = 0
-        total_files = sum(len(args[2]) for _, args in units)  # a split image counts once per share
-        tool = tool_versions()
-        # per evidence item: [label, artifacts done, artifacts to read, rows, host]
-        per_item = {it.evidence_id: [str(it.path), 0, 0, 0, it.host] for it in items}
-        for _, args in units:
-            for art in args[2]:
-                per_item[art.evidence_id][2] += 1
-        if on_item:
-            for label, done, total, rows, host in per_item.values():
-                on_item(label, done, total, rows, host)
+        return _Plan(items, collection, units, owned, skipped, engine, n_workers, tool_versions())
 
-        def finish_unit(i: int, result: dict[str, Any]) -> None:
-            nonlocal files_done, rows_so_far
-            run_id, args = units[i]
-            # 4. hash after: the unit's evidence must not have changed while it was read
-            files = [f for art in args[2] for f in owned.get(art.key, [])]
-            after = [it.hash(real, md5=False) for it, _, real in files]
-            changed = [f"{real}: sha256 before {it.hashes[rel].sha256}, after {h.sha256}"
-                       for (it, rel, real), h in zip(files, after) if h.sha256 != it.hashes[rel].sha256]
-            ev = _evidence_entry(items, files, after)
-            for e in ev:
-                evidence_seen.setdefault(e["evidence_id"], {**e, "files": []})["files"] += e["files"]
-            if changed:
-                changed_all.extend(changed)
-                self.store.abort(run_id, "evidence changed during collection", evidence=ev, changed=changed,
-                                 collection=collection, unit=i, units=len(units))
-                return
-            # 5. commit the unit: gathered files first (a crash before the custody entry leaves them unlisted, which
-            # `verify` reports and the resumed run overwrites with the same bytes), then the timeline
-            _place_gathered(Path(args[3]) / GATHERED_DIR, self.store.root / GATHERED_DIR)
-            problems = result["problems"]
-            others = [Path(p) for p in result["others"]]
-            if problems:
-                pp = Path(args[3]) / f"problems-{run_id}.parquet"
-                write_parquet(pa.Table.from_pylist(problems, schema=PROBLEMS_SCHEMA), pp, sort=False)
-                others.append(pp)
-            arts = sorted(result["artifacts"], key=lambda a: (a["evidence_id"], a["evidence_path"]))
-            errors = sum(p["count"] for p in problems if p["severity"] == "error")
-            warnings = sum(p["count"] for p in problems if p["severity"] == "warning")
-            records = sum(a["records_read"] for a in arts)
-            entry = self.store.commit(
-                run_id, [Path(p) for p in result["parts"]], others, tool=tool, engine=engine, evidence=ev,
-                artifacts=arts, skipped=skipped if i == 0 else [], records_read=records, errors=errors,
-                warnings=warnings, dropped_in_workers=result["dropped"], collection=collection, unit=i,
-                units=len(units),
-            )
-            all_artifacts.extend(arts)
-            totals["records_read"] += records
-            totals["rows_written"] += entry["rows_written"]
-            totals["duplicates_dropped"] += entry["duplicates_dropped"]
-            totals["errors"] += errors
-            totals["warnings"] += warnings
-            files_done += len(args[2])
-            rows_so_far += sum(a["rows"] for a in arts)
-            if progress:
-                progress(files_done, total_files, rows_so_far)
-            touched = {art.evidence_id for art in args[2]}
-            for art in args[2]:
-                per_item[art.evidence_id][1] += 1
-            for a in arts:
-                st = per_item[a["evidence_id"]]
-                st[3] += a["rows"]
-                st[4] = st[4] or (a.get("facts") or {}).get("host")
-            if on_item:
-                for eid in sorted(touched):
-                    on_item(*per_item[eid])
-
+    def _run_units(self, plan: _Plan, client: Any, finish: Callable[[int, dict[str, Any]], None]) -> None:
+        """Read every unit (:func:`_collect_bin`) -- on the dask ``client``, in this process (one worker) or in a pool
+        of processes -- and hand each result to ``finish(unit index, result)`` as it comes.  On any exception every
+        unit not yet committed is aborted in the custody log, then the exception goes on."""
+        units = plan.units
         try:
             if client is not None:
                 from distributed import as_completed as dask_completed
@@ -659,43 +672,62 @@ class Case:
                 futures = {client.submit(_collect_bin, *args, pure=False, key=f"forensics-{run_id}"): i
                            for i, (run_id, args) in enumerate(units)}
                 for fut in dask_completed(futures):
-                    finish_unit(futures[fut], fut.result())
-            elif n_workers == 1:
+                    finish(futures[fut], fut.result())
+            elif plan.workers == 1:
                 for i, (_, args) in enumerate(units):
-                    finish_unit(i, _collect_bin(*args))
+                    finish(i, _collect_bin(*args))
             else:
-                with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"), initializer=_worker_logging,
-                                         initargs=_logging_setup()) as pool:
+                with ProcessPoolExecutor(max_workers=plan.workers, mp_context=get_context("spawn"),
+                                         initializer=_worker_logging, initargs=_logging_setup()) as pool:
                     futures = {pool.submit(_collect_bin, *args): i for i, (_, args) in enumerate(units)}
                     for fut in as_completed(futures):
-                        finish_unit(futures[fut], fut.result())
+                        finish(futures[fut], fut.result())
         except BaseException as exc:
             for run_id, _ in units:
                 if (self.store.root / STAGING_DIR / run_id).exists():
                     try:
                         self.store.abort(run_id, f"collection interrupted: {type(exc).__name__}: {exc}",
-                                         collection=collection)
+                                         collection=plan.collection)
                     except CaseWriteError as why:  # a full disk: its staging is gone, the abort is not recorded
                         log.warning("run %s: abort not recorded: %s", run_id, why)
             raise
-        if not units:  # nothing new to read: the run is still recorded (what it skipped)
-            run_id = f"{collection}-u0000"
-            self.store.staging_dir(run_id)
-            self.store.commit(run_id, [], [], tool=tool, engine=engine, evidence=_evidence_entry(items, [], []),
-                              artifacts=[], skipped=skipped, records_read=0, errors=0, warnings=0,
-                              collection=collection, unit=0, units=1)
-        phases["parse_and_commit"] = time.monotonic() - t0 - sum(phases.values())
-        if changed_all:
-            raise EvidenceChanged("evidence changed while it was being read; those units were not committed:\n  "
-                                  + "\n  ".join(changed_all))
-        log.info("collect phases (s): %s", {k: round(v, 2) for k, v in phases.items()})
-        all_artifacts.sort(key=lambda a: (a["evidence_id"], a["evidence_path"]))
-        return CollectReport(
-            phases=phases, run_id=collection, evidence=list(evidence_seen.values()) or _evidence_entry(items, [], []),
-            artifacts=all_artifacts, records_read=totals["records_read"], rows_written=totals["rows_written"],
-            duplicates_dropped=totals["duplicates_dropped"], errors=totals["errors"], warnings=totals["warnings"],
-            skipped=skipped, seconds=time.monotonic() - t0,
+
+    def _hash_after_and_commit(self, plan: _Plan, tally: _Tally, i: int, result: dict[str, Any]) -> None:
+        """Unit ``i`` is read (``result`` of :func:`_collect_bin`): re-hash its evidence files and abort the unit if
+        any changed while it was read; else commit it -- gathered files first (a crash before the custody entry
+        leaves them unlisted, which `verify` reports and the resumed run overwrites with the same bytes), then the
+        timeline, sightings and problems -- and add it to ``tally``."""
+        run_id, args = plan.units[i]
+        files = [f for art in args[2] for f in plan.owned.get(art.key, [])]
+        after, changed = _hash_after(files)
+        ev = _evidence_entry(plan.items, files, after)
+        for e in ev:
+            tally.evidence.setdefault(e["evidence_id"], {**e, "files": []})["files"] += e["files"]
+        if changed:
+            tally.changed.extend(changed)
+            self.store.abort(run_id, "evidence changed during collection", evidence=ev, changed=changed,
+                             collection=plan.collection, unit=i, units=len(plan.units))
+            return
+        _place_gathered(Path(args[3]) / GATHERED_DIR, self.store.root / GATHERED_DIR)
+        problems = result["problems"]
+        others = [Path(p) for p in result["others"]]
+        if problems:
+            pp = Path(args[3]) / f"problems-{run_id}.parquet"
+            write_parquet(pa.Table.from_pylist(problems, schema=PROBLEMS_SCHEMA), pp, sort=False)
+            others.append(pp)
+        arts = sorted(result["artifacts"], key=lambda a: (a["evidence_id"], a["evidence_path"]))
+        errors = sum(p["count"] for p in problems if p["severity"] == "error")
+        warnings = sum(p["count"] for p in problems if p["severity"] == "warning")
+        records = sum(a["records_read"] for a in arts)
+        entry = self.store.commit(
+            run_id, [Path(p) for p in result["parts"]], others, tool=plan.tool, engine=plan.engine, evidence=ev,
+            artifacts=arts, skipped=plan.skipped if i == 0 else [], records_read=records, errors=errors,
+            warnings=warnings, dropped_in_workers=result["dropped"], collection=plan.collection, unit=i,
+            units=len(plan.units),
         )
+        tally.committed(args[2], arts, {"records_read": records, "rows_written": entry["rows_written"],
+                                        "duplicates_dropped": entry["duplicates_dropped"], "errors": errors,
+                                        "warnings": warnings})
 
     def _note_interrupted(self) -> None:
         """Record in the custody log every earlier collection that committed only some of its units."""
@@ -1122,6 +1154,42 @@ def _whole_folder(rel: str) -> bool:
     """The entry of a folder read as one target (a triage folder ``name/``, the live host ``local:/``): its
     identity is the manifest of its files, it is not hashed as a file."""
     return rel.endswith("/")
+
+
+def _hash_before(items: list[_Item]) -> None:
+    """Hash every file of ``items`` (SHA-256 and MD5) before anything reads it, into ``it.hashes``, and name each
+    item by the manifest of its files' hashes (``it.evidence_id``).  A triage folder read as a whole is identified
+    by the manifest of its files; the live host by its name and the time it is read (it changes while it is read:
+    each collection is its own evidence item).  Threads: hashlib releases the GIL; one file per thread when there
+    are enough files, else MD5 and SHA-256 of each file in two threads."""
+    jobs = [(it, rel, real) for it in items for rel, real, _ in it.files if not _whole_folder(rel)]
+    hash_threads = max(1, min(4, os.cpu_count() or 1))
+    split = len(jobs) < hash_threads
+    with ThreadPoolExecutor(max_workers=hash_threads) as pool:
+        for (it, rel, _), h in zip(jobs, pool.map(lambda j: j[0].hash(j[2], parallel=split), jobs)):
+            it.hashes[rel] = h
+    for it in items:
+        for rel, real, _ in it.files:
+            if rel == "local:/":
+                import socket
+
+                it.hashes[rel] = FileHashes(0, hashlib.sha256(
+                    f"live host {socket.gethostname()} read at {time.time_ns()}".encode()).hexdigest())
+            elif _whole_folder(rel):
+                inside = sorted((r, it.hashes[r]) for r, p, _ in it.files if not _whole_folder(r))
+                it.hashes[rel] = FileHashes(sum(h.size for _, h in inside), hashlib.sha256(
+                    "\n".join(f"{r}\t{h.sha256}" for r, h in inside).encode()).hexdigest())
+        manifest = "\n".join(f"{rel}\t{it.hashes[rel].sha256}" for rel, _, _ in sorted(it.files))
+        it.evidence_id = hashlib.sha256(manifest.encode()).hexdigest()[:16]
+
+
+def _hash_after(files: list[tuple[_Item, str, Path]]) -> tuple[list[FileHashes], list[str]]:
+    """SHA-256 of each of ``files`` (item, path inside, real path) after it was read, and a line for each whose hash
+    differs from its item's hash before."""
+    after = [it.hash(real, md5=False) for it, _, real in files]
+    changed = [f"{real}: sha256 before {it.hashes[rel].sha256}, after {h.sha256}"
+               for (it, rel, real), h in zip(files, after) if h.sha256 != it.hashes[rel].sha256]
+    return after, changed
 
 
 def _evidence_entry(items: list[_Item], files: list[tuple[_Item, str, Path]], after: list[FileHashes]) -> list[dict[str, Any]]:
