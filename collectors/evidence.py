@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import stat as _stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -71,7 +72,9 @@ def resolve(path: str | os.PathLike, only: Iterable[str] | None = None) -> list[
     further image segment).  Raises the error collection would raise, without touching any case."""
     return resolve_item(Path(path), check_only(only)).files
 
+
 def check_only(only: Iterable[str] | None) -> frozenset[str] | None:
+    """The collector names of ``--only`` (None: every collector); an unknown name raises :class:`UnknownFormat`."""
     if only is None:
         return None
     names = frozenset(only)
@@ -87,6 +90,10 @@ def _tried(only: frozenset[str] | None) -> str:
 
 
 def resolve_item(path: Path, only: frozenset[str] | None = None) -> Item:
+    """The evidence item at ``path`` ("local": the live host), not yet hashed: a file a collector of the registry
+    reads (a disk image with its further segments), a triage folder read as one target (every file in it listed,
+    to be hashed), or a folder whose files are each read by the collector that recognises them.  Raises
+    :class:`EvidenceNotFound`, :class:`EvidenceUnreadable` or :class:`UnknownFormat` (nothing recognised)."""
     if str(path) == "local":
         # the live host, read-only: its root opened as an OS tree, only its log and autostart locations read
         if only is not None and TargetCollector.name not in only:
@@ -242,9 +249,7 @@ def hash_before(items: list[Item]) -> None:
             it.hashes[rel] = h
     for it in items:
         for rel, real, _ in it.files:
-            if rel == "local:/":
-                import socket
-
+            if rel == LIVE:
                 it.hashes[rel] = FileHashes(0, hashlib.sha256(
                     f"live host {socket.gethostname()} read at {time.time_ns()}".encode()).hexdigest())
             elif whole_folder(rel):
@@ -283,6 +288,7 @@ def recorded_path(real: Path) -> dict[str, str]:
     ``real_path_bytes`` (hex of the path as stored) when it is not UTF-8, from which verify opens it."""
     raw = name_bytes(str(real))
     return {"real_path": shown_name(str(real)), **({"real_path_bytes": raw} if raw is not None else {})}
+
 
 def is_triage_folder(path: Path) -> bool:
     """dissect recognises the folder as an OS tree or a triage collection (not a mere folder of logs)."""
