@@ -46,7 +46,7 @@ from typing import Any, Iterator
 import orjson
 import pyarrow as pa
 
-from collectors.base import Artifact, Collector, RecordError
+from collectors.base import Artifact, Collector, RecordError, rotated
 from collectors.text import lines, open_lines, read_head
 from timeline.errors import UnknownFormat
 from timeline.schema import TZ_SOURCE_UTC, event_hash
@@ -207,6 +207,11 @@ class AuditdCollector(Collector):
     source = "AUDIT"
     engines = ("auditd",)
     parser = ("forensics-auditd", "forensics")
+    _WANTED = rotated(r"audit\.log")
+
+    @classmethod
+    def wants(cls, name: str) -> bool:
+        return bool(cls._WANTED.match(name))
 
 
     @classmethod

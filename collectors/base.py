@@ -13,7 +13,7 @@ import pyarrow as pa
 from timeline.custody import open_evidence
 from timeline.schema import RowBuilder
 
-__all__ = ["Artifact", "ArtifactReport", "Collector", "RecordError", "read_magic", "shown_name", "name_bytes"]
+__all__ = ["Artifact", "ArtifactReport", "Collector", "RecordError", "read_magic", "rotated", "shown_name", "name_bytes"]
 
 # Names as the evidence stores them are bytes.  Python holds a byte that is not UTF-8 as a lone surrogate
 # (os.fsdecode, tarfile: "surrogateescape"; U+DC80..U+DCFF); an NTFS name may hold an unpaired UTF-16 surrogate.
@@ -124,6 +124,12 @@ class Collector:
     engines: ClassVar[tuple[str, ...]] = ()
     # the ``parser`` column: (label, distribution whose version follows it), e.g. forensics-syslog/0.1.0
     parser: ClassVar[tuple[str, str]] = ("forensics", "forensics")
+    # What it wants read out of a disk image, an archive or the live host (collectors.target asks every collector of
+    # the registry): the file names of :meth:`wants`; on a live host, the paths it reads (``live_paths``) and the
+    # files it reads under each user's home folder (``home_files``, relative to the home).
+    image_names: ClassVar[frozenset[str]] = frozenset()
+    live_paths: ClassVar[tuple[str, ...]] = ()
+    home_files: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         self._parser = f"{self.parser[0]}/{version(self.parser[1])}"
@@ -145,6 +151,12 @@ class Collector:
         """Raise :class:`timeline.errors.UnknownFormat` naming what was expected, if ``path`` is not ours."""
         raise NotImplementedError
 
+    @classmethod
+    def wants(cls, name: str) -> bool:
+        """Whether a file of this name (lower case, without its folder) inside a disk image or archive is worth
+        copying out to be read (by whichever collector then :meth:`matches` it): one of ``image_names`` here."""
+        return name in cls.image_names
+
     def collect(self, artifact: Artifact, batch_rows: int = 100_000) -> Iterator[pa.Table]:
         """Read one artifact; yield timeline tables (of any artifacts read so far) when a batch fills."""
         raise NotImplementedError
@@ -153,3 +165,9 @@ class Collector:
         """Yield the rows still buffered."""
         if len(self._rows):
             yield self._rows.to_table()
+
+
+def rotated(names: str) -> re.Pattern[str]:
+    """The pattern of a log's lower-case file name (``names``: a regular expression, alternatives allowed) as it is
+    also kept rotated (``.1``, ``-20240101``) and compressed (``.gz``, ``.bz2``, ``.xz``)."""
+    return re.compile(rf"^({names})([.-]\d+)*(\.(gz|bz2|xz))?$")

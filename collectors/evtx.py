@@ -430,6 +430,10 @@ class EvtxCollector(Collector):
     source = "EVTX"
     engines = ("evtx", "python-evtx")
 
+    @classmethod
+    def wants(cls, name: str) -> bool:
+        return name.endswith(".evtx")
+
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
         self._rows = RowBuilder()  # rows built one by one (_record)

@@ -137,6 +137,12 @@ class ShellHistoryCollector(Collector):
     source = "SHELL"
     engines = ("shell_history",)
     parser = ("forensics-shell-history", "forensics")
+    image_names = frozenset({".history", ".sh_history"})  # csh's and ksh's, besides the names of history_kind
+    home_files = (".bash_history", ".zsh_history", ".sh_history", ".history", ".local/share/fish/fish_history")
+
+    @classmethod
+    def wants(cls, name: str) -> bool:
+        return name in cls.image_names or history_kind(name) is not None
 
 
     # --- recognition ---------------------------------------------------------------------------

@@ -44,7 +44,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collectors.base import Artifact, Collector, RecordError
+from collectors.base import Artifact, Collector, RecordError, rotated
 from collectors.text import MONTHS, Clock, ns_of, open_lines, read_head, year_less_dating
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
@@ -182,6 +182,11 @@ class SyslogCollector(Collector):
     source = "SYSLOG"
     engines = ("syslog",)
     parser = ("forensics-syslog", "forensics")
+    _WANTED = rotated(r"syslog|messages|auth\.log|secure|kern\.log|daemon\.log|cron|user\.log")
+
+    @classmethod
+    def wants(cls, name: str) -> bool:
+        return bool(cls._WANTED.match(name))
 
 
     @classmethod

@@ -54,8 +54,6 @@ from collectors.hosts import clean_host
 from collectors.filesystem import (FS_LIBRARIES, FS_READERS, WHOLE, Context, Counts, Mft, Part, sniff_file,
                                    volume_stream, volume_tables)
 from collectors.os_artifacts import plugin_rows
-from collectors.shell_history import history_kind
-from collectors.utmp import login_file_kind
 from timeline.custody import EvidencePath, open_evidence
 from timeline.errors import EvidenceNotFound, UnknownFormat
 from timeline.schema import NS_MAX as _NS_MAX, NS_MIN as _NS_MIN, HOST_GIVEN, HOST_OS, TZ_ANALYST, TZ_EVIDENCE_CONFIG, TZ_SOURCE_UTC, event_hash, iso_ns
@@ -94,24 +92,22 @@ NESTING_MAX = 3  # archives inside archives (inside an image) are opened this ma
 
 GATHERED_DIR = "gathered"  # folder of the case holding gathered artifacts, one sub-folder per evidence item
 LIVE = "local:/"  # evidence_path of a live host's root (``forensics collect local``)
-LIVE_ROOTS = ("/var/log", "/etc/hostname", "/etc/timezone", "/etc/localtime", "/etc/crontab", "/etc/cron.d",
-              "/var/spool/cron", "/etc/systemd/system", "/run/utmp", "/var/run/utmp")
-_HOME_FILES = (".bash_history", ".zsh_history", ".sh_history", ".history", ".local/share/fish/fish_history",
-               ".ssh/authorized_keys")
 
 
 def _live_roots(t) -> tuple[str, ...]:
-    """Where a live host keeps what we read: log folders, autostart configuration, each user's histories."""
+    """Where a live host keeps what we read: the target collector's own places (log folders, host name and zone,
+    autostart configuration), then what each collector of the registry reads there (``live_paths``); under each
+    user's home, the collectors' ``home_files``, then the target's own (SSH keys)."""
+    from collectors import REGISTRY  # the registry imports this module
+
+    others = [c for c in REGISTRY if c is not TargetCollector]
     homes = ["/root"]
     try:
         homes += [f"/home/{n}" for n in sorted(t.fs.get("/home").listdir())]
     except Exception:
         pass
-    return LIVE_ROOTS + tuple(f"{h}/{f}" for h in homes for f in _HOME_FILES)
-
-# Files inside an image handed to the log collectors (everything else only gets file-system rows).
-_LOG_NAMES = {".bash_history", ".zsh_history", ".history", ".sh_history", "fish_history", "wtmp", "btmp", "utmp",
-              "lastlog", "consolehost_history.txt"}
+    return (TargetCollector.live_paths + tuple(p for c in others for p in c.live_paths)
+            + tuple(f"{h}/{f}" for h in homes for c in (*others, TargetCollector) for f in c.home_files))
 
 _TIME_KINDS = (  # (stat attribute, MACB letter, timestamp_desc)
     ("st_mtime_ns", "M", "Content Modification Time"),
@@ -421,6 +417,9 @@ class TargetCollector(Collector):
     source = "FILE"
     engines = ("dissect.target",)
     parser = ("dissect.target", "dissect.target")
+    live_paths = ("/var/log", "/etc/hostname", "/etc/timezone", "/etc/localtime", "/etc/crontab", "/etc/cron.d",
+                  "/var/spool/cron", "/etc/systemd/system")
+    home_files = (".ssh/authorized_keys",)
 
     def __init__(self, engine: str | None = None, threads: int = 1):
         super().__init__(engine, threads)
@@ -1542,22 +1541,20 @@ def _lstat(e):
                                st_mtime_ns=None, st_atime_ns=None, st_ctime_ns=None, st_birthtime_ns=None)
 
 
-_LOG_NAME = re.compile(r"^(syslog|messages|auth\.log|secure|kern\.log|daemon\.log|cron|user\.log|access\.log|error\.log|"
-                       r"access_log|error_log|audit\.log|u_ex\d+\.log)([.-]\d+)*(\.(gz|bz2|xz))?$")
-
-
 def _is_log(path: str) -> bool:
-    """Worth reading as a log: under a log folder, a known log or history name (login records and shell
-    histories wherever they lie: ``/run/utmp``, ``/var/run/utmpx``, ``~/.local/share/fish/fish_history``,
-    ``PSReadLine/ConsoleHost_history.txt``), an EVTX file."""
+    """Worth copying out of an image and offering to the collectors (everything else only gets file-system rows):
+    under a log folder, or a name some collector of the registry wants (:meth:`Collector.wants`: an EVTX file, a
+    known log, login records and shell histories wherever they lie: ``/run/utmp``, ``/var/run/utmpx``,
+    ``~/.local/share/fish/fish_history``, ``PSReadLine/ConsoleHost_history.txt``)."""
     folder, _, name = path.lower().rpartition("/")
     return _log_name(name) or _log_folder(folder)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # asked once per file of an image: names and folders repeat
 def _log_name(name: str) -> bool:
-    return (name.endswith(".evtx") or name in _LOG_NAMES or bool(_LOG_NAME.match(name))
-            or login_file_kind(name) is not None or history_kind(name) is not None)
+    from collectors import REGISTRY  # the registry imports this module
+
+    return any(cls.wants(name) for cls in REGISTRY)
 
 
 @functools.lru_cache(maxsize=1 << 14)

@@ -258,6 +258,11 @@ class UtmpCollector(Collector):
     source = "LOGIN"
     engines = ("utmp",)
     parser = ("forensics-utmp", "forensics")
+    live_paths = ("/run/utmp", "/var/run/utmp")
+
+    @classmethod
+    def wants(cls, name: str) -> bool:
+        return login_file_kind(name) is not None  # wherever they lie: /run/utmp, /var/run/utmpx, /usr/bin/lastlog
 
 
     # --- recognition ---------------------------------------------------------------------------

@@ -68,7 +68,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from collectors.base import Artifact, ArtifactReport, Collector, RecordError
+from collectors.base import Artifact, ArtifactReport, Collector, RecordError, rotated
 from collectors.text import MONTHS, Clock, lines, ns_of, open_lines, read_head
 from timeline.errors import UnknownFormat
 from timeline.schema import SCHEMA, TZ_EMBEDDED_OFFSET, TZ_SOURCE_UTC, cap_messages
@@ -331,6 +331,11 @@ class WebCollector(Collector):
     source = "WEB"
     engines = ("web",)
     parser = ("forensics-web", "forensics")
+    _WANTED = rotated(r"access\.log|error\.log|access_log|error_log|u_ex\d+\.log")  # Apache, nginx, IIS
+
+    @classmethod
+    def wants(cls, name: str) -> bool:
+        return bool(cls._WANTED.match(name))
 
 
     # --- recognising --------------------------------------------------------------------------

@@ -14,30 +14,30 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 import os
 import platform
-import stat as _stat
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collectors import REGISTRY, Artifact, LinkCollector, by_name, collector_for
-from collectors.base import name_bytes, shown_name
-from collectors.hosts import check_given_host, folder_host, stamp_hosts
+from collectors import Artifact, by_name
+from collectors.base import shown_name
+from collectors.evidence import (Item, check_only, evidence_entry, hash_after, hash_before, resolve_item,
+                                 whole_folder)
+from collectors.hosts import check_given_host, stamp_hosts
 from collectors.links import link_hashes
-from collectors.target import GATHERED_DIR, LIVE, TargetCollector, image_segments, link_leaves
-from timeline.custody import FileHashes, hash_file, verify_chain
-from timeline.schema import HOST_FOLDER, HOST_GIVEN, TZ_ANALYST, UNKNOWN_HOST, cap_messages, flag_times, iso_ns
+from collectors.target import GATHERED_DIR, TargetCollector
+from timeline.custody import hash_file, verify_chain
+from timeline.schema import HOST_GIVEN, TZ_ANALYST, cap_messages, flag_times, iso_ns
 from timeline.errors import CaseWriteError, EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, UnknownFormat
 from timeline.store import (
     DATA_DIRS,
@@ -88,30 +88,6 @@ def tool_versions() -> dict[str, str]:
         "pyarrow": pa.__version__,
     }
 
-
-@dataclass
-class _Item:
-    path: Path  # as given, absolute
-    files: list[tuple[str, Path, str]]  # (path inside the evidence, real path, collector name)
-    unrecognised: list[str]
-    hashes: dict[str, FileHashes] = field(default_factory=dict)
-    evidence_id: str = ""
-    links: set[Path] = field(default_factory=set)  # files that are symbolic links: hashed as the target they store
-    host: str | None = None  # the analyst's --host for this item
-
-    def host_of(self, rel: str) -> tuple[str | None, str | None]:
-        """The host of the artifact at ``rel`` before it is read, and its source (collectors.hosts): the analyst's,
-        else a folder named like a host (the item's own folder included; never a folder above the item)."""
-        if self.host:
-            return self.host, HOST_GIVEN
-        if rel == LIVE:
-            return None, None
-        folder = folder_host(self.path.name if self.path.is_dir() else None, rel)
-        return (folder, HOST_FOLDER) if folder else (None, None)
-
-    def hash(self, real: Path, md5: bool = True, parallel: bool = True) -> FileHashes:
-        """The identity of one of its files (a link's: the target it stores; the link is never followed)."""
-        return link_hashes(real, md5=md5) if real in self.links else hash_file(real, md5=md5, parallel=parallel)
 
 
 @dataclass
@@ -437,6 +413,69 @@ def _missing_shares(shares: dict[int, set[int]] | None) -> list[tuple[int, int]]
     return [(k, n) for k in range(n) if k not in ks]
 
 
+@dataclass
+class _Plan:
+    """A collection's work, decided before anything is read (:meth:`Case._plan_units`)."""
+
+    items: list[Item]
+    collection: str  # the collection's id; unit i commits as run ``{collection}-u{i:04d}``
+    units: list[tuple[str, tuple]]  # (run id, arguments of _collect_bin) per unit of work
+    owned: dict[tuple[str, str], list[tuple[Item, str, Path]]]  # artifact key -> the evidence files it is read from
+    skipped: list[str]  # artifacts the case already holds (``evidence_id:path``)
+    engine: str | None  # as the analyst asked (None: each collector's first)
+    workers: int
+    tool: dict[str, str]  # tool_versions(), recorded in each commit
+
+
+@dataclass
+class _Tally:
+    """What the units of a collection committed so far, and the progress callbacks told of it."""
+
+    per_item: dict[str, list]  # evidence_id -> [label, artifacts done, artifacts to read, rows, host]
+    total_files: int  # artifacts to read (a split image counts once per share)
+    progress: Callable[[int, int, int], None] | None
+    on_item: Callable[[str, int, int, int, str | None], None] | None
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("records_read", "rows_written", "duplicates_dropped", "errors", "warnings"), 0))
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)  # evidence_id -> entry, files of every unit
+    changed: list[str] = field(default_factory=list)  # evidence files that changed while read (units not committed)
+    files_done: int = 0
+    rows: int = 0
+
+    @classmethod
+    def start(cls, plan: _Plan, progress: Callable[[int, int, int], None] | None,
+              on_item: Callable[[str, int, int, int, str | None], None] | None) -> _Tally:
+        """An empty tally; ``on_item`` is told of every evidence item (nothing read yet)."""
+        per_item = {it.evidence_id: [str(it.path), 0, 0, 0, it.host] for it in plan.items}
+        for _, args in plan.units:
+            for art in args[2]:
+                per_item[art.evidence_id][2] += 1
+        if on_item:
+            for label, done, total, rows, host in per_item.values():
+                on_item(label, done, total, rows, host)
+        return cls(per_item, sum(len(args[2]) for _, args in plan.units), progress, on_item)
+
+    def committed(self, read: list[Artifact], arts: list[dict[str, Any]], counts: dict[str, int]) -> None:
+        """A unit that read ``read`` committed: its artifact entries ``arts`` and ``counts`` (keys of ``totals``)."""
+        self.artifacts.extend(arts)
+        for k, v in counts.items():
+            self.totals[k] += v
+        self.files_done += len(read)
+        self.rows += sum(a["rows"] for a in arts)
+        if self.progress:
+            self.progress(self.files_done, self.total_files, self.rows)
+        for art in read:
+            self.per_item[art.evidence_id][1] += 1
+        for a in arts:
+            st = self.per_item[a["evidence_id"]]
+            st[3] += a["rows"]
+            st[4] = st[4] or (a.get("facts") or {}).get("host")
+        if self.on_item:
+            for eid in sorted({art.evidence_id for art in read}):
+                self.on_item(*self.per_item[eid])
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -492,10 +531,10 @@ class Case:
             from collectors.text import zone
 
             zone(tz)  # unknown zone: a clear error before anything is read
-        only_set = _only(only)
+        only_set = check_only(only)
         evidence = list(evidence)
         hosts = _given_hosts(evidence, host)
-        items = [_resolve(Path(p), only_set) for p in evidence]
+        items = [resolve_item(Path(p), only_set) for p in evidence]
         if not items:
             raise EvidenceNotFound("no evidence given")
         for it, h in zip(items, hosts):
@@ -504,43 +543,53 @@ class Case:
             return self._collect(items, t0, engine, workers, progress, batch_rows, tz, client, unit_bytes, gather,
                                  on_item)
 
-    def _collect(self, items: list[_Item], t0: float, engine: str | None, workers: int | None,
+    def _collect(self, items: list[Item], t0: float, engine: str | None, workers: int | None,
                  progress: Callable[[int, int, int], None] | None, batch_rows: int, tz: str | None, client: Any,
                  unit_bytes: int, gather: bool,
                  on_item: Callable[[str, int, int, int, str | None], None] | None) -> CollectReport:
+        """The stages of :meth:`collect` (see the module doc): hash before, plan, read and commit unit by unit."""
+        with self.store.lock():
+            self.store.recover()
+        hash_before(items)
+        phases = {"hash_before": time.monotonic() - t0}
+        tasks, owned, skipped = self._plan_tasks(items, engine, tz)
+        self._note_interrupted()
+        plan = self._plan_units(items, tasks, owned, skipped, engine, workers, client, unit_bytes, batch_rows, gather)
+        tally = _Tally.start(plan, progress, on_item)
+        self._run_units(plan, client, lambda i, result: self._hash_after_and_commit(plan, tally, i, result))
+        if not plan.units:  # nothing new to read: the run is still recorded (what it skipped)
+            run_id = f"{plan.collection}-u0000"
+            self.store.staging_dir(run_id)
+            self.store.commit(run_id, [], [], tool=plan.tool, engine=engine, evidence=evidence_entry(items, [], []),
+                              artifacts=[], skipped=skipped, records_read=0, errors=0, warnings=0,
+                              collection=plan.collection, unit=0, units=1)
+        phases["parse_and_commit"] = time.monotonic() - t0 - sum(phases.values())
+        if tally.changed:
+            raise EvidenceChanged("evidence changed while it was being read; those units were not committed:\n  "
+                                  + "\n  ".join(tally.changed))
+        log.info("collect phases (s): %s", {k: round(v, 2) for k, v in phases.items()})
+        tally.artifacts.sort(key=lambda a: (a["evidence_id"], a["evidence_path"]))
+        return CollectReport(
+            phases=phases, run_id=plan.collection,
+            evidence=list(tally.evidence.values()) or evidence_entry(items, [], []), artifacts=tally.artifacts,
+            records_read=tally.totals["records_read"], rows_written=tally.totals["rows_written"],
+            duplicates_dropped=tally.totals["duplicates_dropped"], errors=tally.totals["errors"],
+            warnings=tally.totals["warnings"], skipped=skipped, seconds=time.monotonic() - t0,
+        )
+
+    def _plan_tasks(self, items: list[Item], engine: str | None, tz: str | None
+                    ) -> tuple[list[tuple], dict[tuple[str, str], list[tuple[Item, str, Path]]], list[str]]:
+        """What is left to read: a task ``(collector, engine, artifact[, shares still to read])`` per artifact the
+        case does not hold yet; the evidence files each artifact is read from, by its key (an image's segments; a
+        triage folder's files); and the artifacts skipped (``evidence_id:path``).  An engine that does not read an
+        artifact's format raises :class:`UnknownFormat`."""
         analyst_tz = tz or self.store.meta.get("tz")
         # An explicit tz overrides what an image states; the case's zone only fills in where it states none.
         analyst_source = TZ_ANALYST if tz else None
-        with self.store.lock():
-            self.store.recover()
-
-        # 1. hash before (threads: hashlib releases the GIL; one file per thread when there are enough files)
-        jobs = [(it, rel, real) for it in items for rel, real, _ in it.files if not _whole_folder(rel)]
-        hash_threads = max(1, min(4, os.cpu_count() or 1))
-        split = len(jobs) < hash_threads  # few files: MD5 and SHA-256 of each file in two threads
-        with ThreadPoolExecutor(max_workers=hash_threads) as pool:
-            for (it, rel, _), h in zip(jobs, pool.map(lambda j: j[0].hash(j[2], parallel=split), jobs)):
-                it.hashes[rel] = h
-        for it in items:
-            for rel, real, _ in it.files:
-                if rel == "local:/":  # a live host changes while it is read: each collection is its own evidence item
-                    import socket
-
-                    it.hashes[rel] = FileHashes(0, hashlib.sha256(
-                        f"live host {socket.gethostname()} read at {time.time_ns()}".encode()).hexdigest())
-                elif _whole_folder(rel):  # a triage folder read as a whole: its identity is the manifest of its files
-                    inside = sorted((r, it.hashes[r]) for r, p, _ in it.files if not _whole_folder(r))
-                    it.hashes[rel] = FileHashes(sum(h.size for _, h in inside), hashlib.sha256(
-                        "\n".join(f"{r}\t{h.sha256}" for r, h in inside).encode()).hexdigest())
-            manifest = "\n".join(f"{rel}\t{it.hashes[rel].sha256}" for rel, _, _ in sorted(it.files))
-            it.evidence_id = hashlib.sha256(manifest.encode()).hexdigest()[:16]
-
-        phases = {"hash_before": time.monotonic() - t0}
-        # 2. what is left to do; each artifact carries the evidence files it is read from (an image's segments)
         done = self.store.collected_artifacts()
         shares = _shares_done(self.store.commits())
         tasks, skipped = [], []
-        owned: dict[tuple[str, str], list[tuple[_Item, str, Path]]] = {}
+        owned: dict[tuple[str, str], list[tuple[Item, str, Path]]] = {}
         for it in items:
             current = None
             for rel, real, coll in it.files:
@@ -549,7 +598,7 @@ class Case:
                         owned[current].append((it, rel, real))
                     continue
                 current = (it.evidence_id, rel)
-                owned[current] = [(it, rel, real)] if not _whole_folder(rel) else []
+                owned[current] = [(it, rel, real)] if not whole_folder(rel) else []
                 cls = by_name(coll)
                 eng = engine if engine is not None else cls.engines[0]
                 if engine is not None and engine not in cls.engines:
@@ -564,9 +613,14 @@ class Case:
                     skipped.append(f"{it.evidence_id}:{rel}")
                     continue
                 tasks.append((coll, eng, art, missing) if missing else (coll, eng, art))
-        self._note_interrupted()
-        # 3. parse: units of work (bins of artifacts), each committed on its own as soon as it is done, so that
-        # a run that dies resumes where it stopped (committed artifacts are skipped by the next run)
+        return tasks, owned, skipped
+
+    def _plan_units(self, items: list[Item], tasks: list[tuple], owned: dict[tuple[str, str], list[tuple[Item, str, Path]]],
+                    skipped: list[str], engine: str | None, workers: int | None, client: Any, unit_bytes: int,
+                    batch_rows: int, gather: bool) -> _Plan:
+        """The units of work (bins of tasks: :func:`_bins`), each with its run id and staging folder: each is committed
+        on its own as soon as it is done, so that a run that dies resumes where it stopped (committed artifacts are
+        skipped by the next run).  Workers: ``workers`` processes, or the dask ``client``'s workers."""
         collection = new_run_id()
         n_workers = max(1, workers or os.cpu_count() or 1)
         if client is not None:
@@ -580,78 +634,13 @@ class Case:
             staging = self.store.staging_dir(run_id)
             units.append((run_id, (b[0][0], b[0][1], [t[2] for t in b], str(staging), f"{i:05d}", batch_rows, threads,
                                    gather, b[0][3] if len(b[0]) > 3 else None)))
-        totals = {"records_read": 0, "rows_written": 0, "duplicates_dropped": 0, "errors": 0, "warnings": 0}
-        all_artifacts: list[dict[str, Any]] = []
-        evidence_seen: dict[str, dict[str, Any]] = {}
-        changed_all: list[str] = []
-        files_done = rows_so_far = 0
-        total_files = sum(len(args[2]) for _, args in units)  # a split image counts once per share
-        tool = tool_versions()
-        # per evidence item: [label, artifacts done, artifacts to read, rows, host]
-        per_item = {it.evidence_id: [str(it.path), 0, 0, 0, it.host] for it in items}
-        for _, args in units:
-            for art in args[2]:
-                per_item[art.evidence_id][2] += 1
-        if on_item:
-            for label, done, total, rows, host in per_item.values():
-                on_item(label, done, total, rows, host)
+        return _Plan(items, collection, units, owned, skipped, engine, n_workers, tool_versions())
 
-        def finish_unit(i: int, result: dict[str, Any]) -> None:
-            nonlocal files_done, rows_so_far
-            run_id, args = units[i]
-            # 4. hash after: the unit's evidence must not have changed while it was read
-            files = [f for art in args[2] for f in owned.get(art.key, [])]
-            after = [it.hash(real, md5=False) for it, _, real in files]
-            changed = [f"{real}: sha256 before {it.hashes[rel].sha256}, after {h.sha256}"
-                       for (it, rel, real), h in zip(files, after) if h.sha256 != it.hashes[rel].sha256]
-            ev = _evidence_entry(items, files, after)
-            for e in ev:
-                evidence_seen.setdefault(e["evidence_id"], {**e, "files": []})["files"] += e["files"]
-            if changed:
-                changed_all.extend(changed)
-                self.store.abort(run_id, "evidence changed during collection", evidence=ev, changed=changed,
-                                 collection=collection, unit=i, units=len(units))
-                return
-            # 5. commit the unit: gathered files first (a crash before the custody entry leaves them unlisted, which
-            # `verify` reports and the resumed run overwrites with the same bytes), then the timeline
-            _place_gathered(Path(args[3]) / GATHERED_DIR, self.store.root / GATHERED_DIR)
-            problems = result["problems"]
-            others = [Path(p) for p in result["others"]]
-            if problems:
-                pp = Path(args[3]) / f"problems-{run_id}.parquet"
-                write_parquet(pa.Table.from_pylist(problems, schema=PROBLEMS_SCHEMA), pp, sort=False)
-                others.append(pp)
-            arts = sorted(result["artifacts"], key=lambda a: (a["evidence_id"], a["evidence_path"]))
-            errors = sum(p["count"] for p in problems if p["severity"] == "error")
-            warnings = sum(p["count"] for p in problems if p["severity"] == "warning")
-            records = sum(a["records_read"] for a in arts)
-            entry = self.store.commit(
-                run_id, [Path(p) for p in result["parts"]], others, tool=tool, engine=engine, evidence=ev,
-                artifacts=arts, skipped=skipped if i == 0 else [], records_read=records, errors=errors,
-                warnings=warnings, dropped_in_workers=result["dropped"], collection=collection, unit=i,
-                units=len(units),
-            )
-            all_artifacts.extend(arts)
-            totals["records_read"] += records
-            totals["rows_written"] += entry["rows_written"]
-            totals["duplicates_dropped"] += entry["duplicates_dropped"]
-            totals["errors"] += errors
-            totals["warnings"] += warnings
-            files_done += len(args[2])
-            rows_so_far += sum(a["rows"] for a in arts)
-            if progress:
-                progress(files_done, total_files, rows_so_far)
-            touched = {art.evidence_id for art in args[2]}
-            for art in args[2]:
-                per_item[art.evidence_id][1] += 1
-            for a in arts:
-                st = per_item[a["evidence_id"]]
-                st[3] += a["rows"]
-                st[4] = st[4] or (a.get("facts") or {}).get("host")
-            if on_item:
-                for eid in sorted(touched):
-                    on_item(*per_item[eid])
-
+    def _run_units(self, plan: _Plan, client: Any, finish: Callable[[int, dict[str, Any]], None]) -> None:
+        """Read every unit (:func:`_collect_bin`) -- on the dask ``client``, in this process (one worker) or in a pool
+        of processes -- and hand each result to ``finish(unit index, result)`` as it comes.  On any exception every
+        unit not yet committed is aborted in the custody log, then the exception goes on."""
+        units = plan.units
         try:
             if client is not None:
                 from distributed import as_completed as dask_completed
@@ -659,43 +648,62 @@ class Case:
                 futures = {client.submit(_collect_bin, *args, pure=False, key=f"forensics-{run_id}"): i
                            for i, (run_id, args) in enumerate(units)}
                 for fut in dask_completed(futures):
-                    finish_unit(futures[fut], fut.result())
-            elif n_workers == 1:
+                    finish(futures[fut], fut.result())
+            elif plan.workers == 1:
                 for i, (_, args) in enumerate(units):
-                    finish_unit(i, _collect_bin(*args))
+                    finish(i, _collect_bin(*args))
             else:
-                with ProcessPoolExecutor(max_workers=n_workers, mp_context=get_context("spawn"), initializer=_worker_logging,
-                                         initargs=_logging_setup()) as pool:
+                with ProcessPoolExecutor(max_workers=plan.workers, mp_context=get_context("spawn"),
+                                         initializer=_worker_logging, initargs=_logging_setup()) as pool:
                     futures = {pool.submit(_collect_bin, *args): i for i, (_, args) in enumerate(units)}
                     for fut in as_completed(futures):
-                        finish_unit(futures[fut], fut.result())
+                        finish(futures[fut], fut.result())
         except BaseException as exc:
             for run_id, _ in units:
                 if (self.store.root / STAGING_DIR / run_id).exists():
                     try:
                         self.store.abort(run_id, f"collection interrupted: {type(exc).__name__}: {exc}",
-                                         collection=collection)
+                                         collection=plan.collection)
                     except CaseWriteError as why:  # a full disk: its staging is gone, the abort is not recorded
                         log.warning("run %s: abort not recorded: %s", run_id, why)
             raise
-        if not units:  # nothing new to read: the run is still recorded (what it skipped)
-            run_id = f"{collection}-u0000"
-            self.store.staging_dir(run_id)
-            self.store.commit(run_id, [], [], tool=tool, engine=engine, evidence=_evidence_entry(items, [], []),
-                              artifacts=[], skipped=skipped, records_read=0, errors=0, warnings=0,
-                              collection=collection, unit=0, units=1)
-        phases["parse_and_commit"] = time.monotonic() - t0 - sum(phases.values())
-        if changed_all:
-            raise EvidenceChanged("evidence changed while it was being read; those units were not committed:\n  "
-                                  + "\n  ".join(changed_all))
-        log.info("collect phases (s): %s", {k: round(v, 2) for k, v in phases.items()})
-        all_artifacts.sort(key=lambda a: (a["evidence_id"], a["evidence_path"]))
-        return CollectReport(
-            phases=phases, run_id=collection, evidence=list(evidence_seen.values()) or _evidence_entry(items, [], []),
-            artifacts=all_artifacts, records_read=totals["records_read"], rows_written=totals["rows_written"],
-            duplicates_dropped=totals["duplicates_dropped"], errors=totals["errors"], warnings=totals["warnings"],
-            skipped=skipped, seconds=time.monotonic() - t0,
+
+    def _hash_after_and_commit(self, plan: _Plan, tally: _Tally, i: int, result: dict[str, Any]) -> None:
+        """Unit ``i`` is read (``result`` of :func:`_collect_bin`): re-hash its evidence files and abort the unit if
+        any changed while it was read; else commit it -- gathered files first (a crash before the custody entry
+        leaves them unlisted, which `verify` reports and the resumed run overwrites with the same bytes), then the
+        timeline, sightings and problems -- and add it to ``tally``."""
+        run_id, args = plan.units[i]
+        files = [f for art in args[2] for f in plan.owned.get(art.key, [])]
+        after, changed = hash_after(files)
+        ev = evidence_entry(plan.items, files, after)
+        for e in ev:
+            tally.evidence.setdefault(e["evidence_id"], {**e, "files": []})["files"] += e["files"]
+        if changed:
+            tally.changed.extend(changed)
+            self.store.abort(run_id, "evidence changed during collection", evidence=ev, changed=changed,
+                             collection=plan.collection, unit=i, units=len(plan.units))
+            return
+        _place_gathered(Path(args[3]) / GATHERED_DIR, self.store.root / GATHERED_DIR)
+        problems = result["problems"]
+        others = [Path(p) for p in result["others"]]
+        if problems:
+            pp = Path(args[3]) / f"problems-{run_id}.parquet"
+            write_parquet(pa.Table.from_pylist(problems, schema=PROBLEMS_SCHEMA), pp, sort=False)
+            others.append(pp)
+        arts = sorted(result["artifacts"], key=lambda a: (a["evidence_id"], a["evidence_path"]))
+        errors = sum(p["count"] for p in problems if p["severity"] == "error")
+        warnings = sum(p["count"] for p in problems if p["severity"] == "warning")
+        records = sum(a["records_read"] for a in arts)
+        entry = self.store.commit(
+            run_id, [Path(p) for p in result["parts"]], others, tool=plan.tool, engine=plan.engine, evidence=ev,
+            artifacts=arts, skipped=plan.skipped if i == 0 else [], records_read=records, errors=errors,
+            warnings=warnings, dropped_in_workers=result["dropped"], collection=plan.collection, unit=i,
+            units=len(plan.units),
         )
+        tally.committed(args[2], arts, {"records_read": records, "rows_written": entry["rows_written"],
+                                        "duplicates_dropped": entry["duplicates_dropped"], "errors": errors,
+                                        "warnings": warnings})
 
     def _note_interrupted(self) -> None:
         """Record in the custody log every earlier collection that committed only some of its units."""
@@ -940,11 +948,6 @@ class Case:
 # ---------------------------------------------------------------------------------------------
 
 
-def resolve(path: str | os.PathLike, only: Iterable[str] | None = None) -> list[tuple[str, Path, str]]:
-    """What collecting ``path`` would read: (path inside the evidence, real file, collector; "" for a
-    further image segment).  Raises the error collection would raise, without touching any case."""
-    return _resolve(Path(path), _only(only)).files
-
 
 def _given_hosts(evidence: list, host: str | Mapping[str | os.PathLike, str] | None) -> list[str | None]:
     """The analyst's host of each evidence item (None: not given), checked (ValueError for a name that cannot be a
@@ -965,186 +968,6 @@ def _given_hosts(evidence: list, host: str | Mapping[str | os.PathLike, str] | N
     return out
 
 
-def _only(only: Iterable[str] | None) -> frozenset[str] | None:
-    if only is None:
-        return None
-    names = frozenset(only)
-    unknown = names - {c.name for c in REGISTRY}
-    if unknown:
-        raise UnknownFormat(f"unknown collector(s) {sorted(unknown)}; known: {', '.join(c.name for c in REGISTRY)}")
-    return names
-
-
-def _tried(only: frozenset[str] | None) -> str:
-    """The formats an unrecognised file was offered to (for the error message)."""
-    return ", ".join(c.name for c in REGISTRY if (only is None or c.name in only) and c is not LinkCollector)
-
-
-def _resolve(path: Path, only: frozenset[str] | None = None) -> _Item:
-    if str(path) == "local":
-        # the live host, read-only: its root opened as an OS tree, only its log and autostart locations read
-        from collectors.target import LIVE
-
-        if only is not None and TargetCollector.name not in only:
-            raise UnknownFormat("the live host is read by the target collector, which --only leaves out")
-        return _Item(Path("/"), [(LIVE, Path("/"), TargetCollector.name)], [])
-    path = Path(os.path.abspath(path))
-    if not path.exists():
-        raise EvidenceNotFound(f"evidence not found: {shown_name(str(path))}")
-    # the path the analyst names may be a link (to a disk, a mount): the evidence is where it leads, and links
-    # inside it are then never followed
-    path = Path(os.path.realpath(path))
-    if path.is_file():
-        if not os.access(path, os.R_OK):
-            raise EvidenceUnreadable(f"cannot read evidence {shown_name(str(path))}: permission denied")
-        cls = collector_for(str(path), only)
-        if cls is None:
-            raise UnknownFormat(f"{shown_name(str(path))}: unknown format (no collector recognises it; tried: {_tried(only)})")
-        if cls is TargetCollector:
-            cls.check_compatible(str(path))  # a bogus image fails here, before the case is touched
-            return _Item(path, _image_files(path, path.parent), [])
-        return _Item(path, [(shown_name(path.name), path, cls.name)], [])
-    if not path.is_dir():
-        raise UnknownFormat(f"{shown_name(str(path))}: not a regular file or folder")
-    entries = list(_walk_folder(path))
-    if (only is None or TargetCollector.name in only) and _triage_folder(path):
-        # an OS tree or a KAPE / Velociraptor / UAC collection: read as one target (host, zone, OS artifacts);
-        # every file in it is hashed before and after (a link: the target it stores, never followed)
-        files = [(e.rel, e.real, "") for e in entries if e.kind in ("file", "link")]
-        item = _Item(path, [(shown_name(path.name) + "/", path, TargetCollector.name)] + files,
-                     [f"{e.rel} ({e.what})" for e in entries if e.kind not in ("file", "link")])
-        item.links = {e.real for e in entries if e.kind == "link"}
-        return item
-    files, unrecognised, links = [], [], set()
-    found: list[tuple[str, Path, type]] = []
-    for e in entries:
-        if e.kind == "link":
-            # listed by the link collector, never followed (its target, when inside, is read under its own name)
-            if only is None or LinkCollector.name in only:
-                found.append((e.rel, e.real, LinkCollector))
-                links.add(e.real)
-            else:
-                unrecognised.append(f"{e.rel} ({e.what}, not followed)")
-        elif e.kind != "file":
-            unrecognised.append(f"{e.rel} ({e.what})")
-        elif not os.access(e.real, os.R_OK):
-            unrecognised.append(f"{e.rel} (unreadable)")
-        elif (cls := collector_for(str(e.real), only)) is None:
-            unrecognised.append(e.rel)
-        else:
-            found.append((e.rel, e.real, cls))
-    # a file another image reads through (a further segment, a VMDK extent, a differencing disk's parent) is
-    # part of that image's evidence, not an image of its own, whatever the order of the names
-    images = {real: _image_files(real, path) for _, real, cls in found if cls is TargetCollector}
-    parts = {r for image in images.values() for _, r, c in image if not c}
-    root = str(path)
-    for rel, real, cls in found:
-        if real in parts:
-            continue
-        if cls is TargetCollector:
-            out = [r for _, r, _ in images[real] if r.is_symlink() and link_leaves(r, root)]
-            if out:  # dissect would read it through a link out of the evidence
-                unrecognised.append(f"{rel} (reads through {shown_name(str(out[0]))}, a link leading out of the "
-                                    "evidence: not read)")
-                continue
-            try:
-                cls.check_compatible(str(real))
-            except (UnknownFormat, EvidenceNotFound) as exc:  # an image of the folder that cannot be read
-                unrecognised.append(f"{rel} ({shown_name(str(exc))})")
-                continue
-            files += images[real]
-        else:
-            files.append((rel, real, cls.name))
-    if not files:
-        raise UnknownFormat(f"{shown_name(str(path))}: no recognised artifact in this folder (tried: {_tried(only)}; "
-                            f"{len(unrecognised)} file(s) not recognised)")
-    item = _Item(path, files, unrecognised)
-    item.links = links & {real for _, real, _ in files}
-    return item
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """One entry of a folder given as evidence."""
-
-    rel: str  # path inside the folder, posix, as shown (see collectors.base.shown_name), unique in the folder
-    real: Path  # where it is (the name as stored)
-    kind: str  # "file", "link" (symbolic), "other" (a fifo, socket, device, unreadable folder...: never opened)
-    what: str = ""  # for a link, its target; for another entry, what it is
-
-
-_KINDS = ((_stat.S_ISFIFO, "fifo"), (_stat.S_ISSOCK, "socket"), (_stat.S_ISCHR, "character device"),
-          (_stat.S_ISBLK, "block device"))
-
-
-def _walk_folder(root: Path) -> Iterator[_Entry]:
-    """Every entry under ``root``, by ``lstat`` only: iteratively (any depth), names sorted, a folder's files before
-    its sub-folders.  Symbolic links are listed and never followed, to a file or into a folder; a fifo, socket
-    or device is listed and never opened; a sub-folder that cannot be listed is listed (the root: an error).
-    Names that are not UTF-8 are shown with \\xNN (:func:`collectors.base.shown_name`); a shown name that
-    another already took gets " [name bytes <hex>]" (only a name stored with a literal backslash can)."""
-    stack: list[tuple[Path, str]] = [(root, "")]
-    used: set[str] = set()
-    while stack:
-        folder, prefix = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                names = sorted((e.name, e) for e in it)
-        except OSError as exc:
-            if not prefix:
-                raise EvidenceUnreadable(f"cannot read evidence folder {shown_name(str(folder))}: {exc.strerror}") from exc
-            yield _Entry(shown_name(prefix[:-1]), folder, "other", f"folder not readable: {exc.strerror}")
-            continue
-        subdirs = []
-        for name, e in names:
-            rel = shown_name(prefix + name)
-            if rel in used:
-                rel = f"{rel} [name bytes {name_bytes(prefix + name) or (prefix + name).encode().hex()}]"
-            used.add(rel)
-            real = Path(e.path)
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError as exc:
-                yield _Entry(rel, real, "other", f"not readable: {exc.strerror}")
-                continue
-            if _stat.S_ISDIR(st.st_mode):
-                subdirs.append((real, prefix + name + "/"))
-            elif _stat.S_ISREG(st.st_mode):
-                yield _Entry(rel, real, "file")
-            elif _stat.S_ISLNK(st.st_mode):
-                yield _Entry(rel, real, "link", f"symbolic link to {shown_name(os.readlink(real))}")
-            else:
-                yield _Entry(rel, real, "other", next((w for test, w in _KINDS if test(st.st_mode)), "not a regular file"))
-        stack.extend(reversed(subdirs))
-
-
-def _whole_folder(rel: str) -> bool:
-    """The entry of a folder read as one target (a triage folder ``name/``, the live host ``local:/``): its
-    identity is the manifest of its files, it is not hashed as a file."""
-    return rel.endswith("/")
-
-
-def _evidence_entry(items: list[_Item], files: list[tuple[_Item, str, Path]], after: list[FileHashes]) -> list[dict[str, Any]]:
-    """The custody entry's evidence list for the given files (hashes before, SHA-256 after)."""
-    out = []
-    for it in items:
-        mine = [{"path": rel, **_real_path(real), **it.hashes[rel].as_dict(), "sha256_after": h.sha256,
-                 **({"link": True} if real in it.links else {})}
-                for (fit, rel, real), h in zip(files, after) if fit is it]
-        if mine or not files:
-            ev = _real_path(it.path)
-            out.append({"evidence_id": it.evidence_id, "path": ev["real_path"], **({"path_bytes": ev["real_path_bytes"]}
-                        if "real_path_bytes" in ev else {}), "files": mine, "unrecognised": it.unrecognised})
-    return out
-
-
-def _real_path(real: Path) -> dict[str, str]:
-    """A path of this machine as the custody log records it: ``real_path`` as shown (valid UTF-8), and
-    ``real_path_bytes`` (hex of the path as stored) when it is not UTF-8, from which verify opens it."""
-    raw = name_bytes(str(real))
-    return {"real_path": shown_name(str(real)), **({"real_path_bytes": raw} if raw is not None else {})}
-
-
 def _place_gathered(staged: Path, final: Path) -> None:
     """Move a unit's gathered files from its staging folder into the case (same relative paths)."""
     if not staged.exists():
@@ -1154,25 +977,3 @@ def _place_gathered(staged: Path, final: Path) -> None:
             dest = final / src.relative_to(staged)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dest)
-
-
-def _triage_folder(path: Path) -> bool:
-    """dissect recognises the folder as an OS tree or a triage collection (not a mere folder of logs)."""
-    try:
-        from dissect.target.loader import find_loader
-
-        return find_loader(path) is not None
-    except Exception:
-        return False
-
-
-def _image_files(first: Path, root: Path) -> list[tuple[str, Path, str]]:
-    """An image's files: the first segment (read by the target collector), then the others (hashed only)."""
-    out = []
-    for i, seg in enumerate(image_segments(first)):
-        try:
-            rel = seg.relative_to(root).as_posix()
-        except ValueError:
-            rel = seg.name
-        out.append((shown_name(rel), seg, TargetCollector.name if i == 0 else ""))
-    return out

@@ -165,7 +165,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         from timeline.errors import UnknownFormat
 
         raise UnknownFormat("--parsers and --archives go with --engine plaso")
-    from forensics.case import resolve
+    from collectors.evidence import resolve
 
     only = args.only.split(",") if args.only else None
     if args.tz is not None:  # a bad zone fails before a new case directory is created

@@ -5,9 +5,10 @@
   streams), or a psort export (``json_line``, ``l2tcsv``, ``dynamic``), into a case: one commit of
   the case's custody log with the file's SHA-256/MD5 and plaso's version.  Importing the same file
   again adds nothing.
-* :func:`collect_with_plaso` runs ``log2timeline`` on evidence (hashed before and after, like
-  :meth:`forensics.Case.collect`) with a parser preset, then imports its storage file; the storage
-  file is kept in the case (``plaso/``) and named in the custody entry.
+* :func:`collect_with_plaso` runs ``log2timeline`` on evidence (hashed before and after, and recorded in
+  the custody log, by the same code as :meth:`forensics.Case.collect`: :mod:`collectors.evidence`) with a
+  parser preset, then imports its storage file; the storage file is kept in the case (``plaso/``) and
+  named in the custody entry.
 * :func:`export_plaso` writes a case's timeline as plaso's ``l2tcsv`` or ``dynamic`` CSV.
 
 Row mapping (one row per plaso *event*, i.e. per time of an event data): ``timestamp`` plaso's
@@ -46,7 +47,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import pyarrow as pa
 
-from timeline.custody import FileHashes, hash_file
+from collectors.evidence import Item, evidence_entry, hash_after, hash_before
+from timeline.custody import hash_file
 from timeline.errors import EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, ParserUnavailable, UnknownFormat
 from timeline.schema import (
     TZ_ANALYST,
@@ -676,13 +678,15 @@ def import_plaso(case, path: str | os.PathLike, fmt: str | None = None) -> Plaso
     store = case.store
     with store.lock():
         store.recover()
-    before = hash_file(p)
-    evidence_id = hashlib.sha256(f"{p.name}\t{before.sha256}".encode()).hexdigest()[:16]
+    item = Item(p, [(p.name, p, "plaso")], [])
+    hash_before([item])
+    before, evidence_id = item.hashes[p.name], item.evidence_id
+    files = [(item, p.name, p)]
     engine = f"plaso-import:{kind}"
     src = _Source(kind)
     run_id = new_run_id()
     if (evidence_id, p.name, before.sha256, engine) in store.collected_artifacts():
-        return _commit(store, run_id, [], [], kind, [_evidence(evidence_id, p, [(p.name, p, before)], [before])],
+        return _commit(store, run_id, [], [], kind, evidence_entry([item], files, [before]),
                        [], [f"{evidence_id}:{p.name}"], 0, src, version, t0, {})
     staging = store.staging_dir(run_id)
     try:
@@ -691,19 +695,19 @@ def import_plaso(case, path: str | os.PathLike, fmt: str | None = None) -> Plaso
         parts, others, n = _write_rows(read_plaso(p, src), mapper, staging, "00000")
         made_by = next((s.get("product_version") for s in src.sessions if s.get("product_version")), None)
         others += _problems(src, evidence_id, p.name, staging, run_id, version)
-        after = hash_file(p, md5=False)
+        after, changed = hash_after(files)
     except BaseException as exc:
         store.abort(run_id, f"plaso import interrupted: {type(exc).__name__}: {exc}")
         raise
-    ev = _evidence(evidence_id, p, [(p.name, p, before)], [after])
-    if after.sha256 != before.sha256:
-        store.abort(run_id, "plaso file changed while it was read", evidence=[ev])
+    ev = evidence_entry([item], files, after)
+    if changed:
+        store.abort(run_id, "plaso file changed while it was read", evidence=ev)
         raise EvidenceChanged(f"{p} changed while it was read; nothing committed")
     errors = sum(1 for w in src.warnings if w.get("error"))
     art = {"evidence_id": evidence_id, "evidence_path": p.name, "sha256": before.sha256, "collector": "plaso",
            "engine": engine, "rows": n, "lost": errors, "records_read": n + errors,
            "warnings": len(src.warnings) - errors, "failed": None, "stats": {"made_by_plaso": made_by}}
-    return _commit(store, run_id, parts, others, kind, [ev], [art], [], n, src, version, t0, mapper.per_file)
+    return _commit(store, run_id, parts, others, kind, ev, [art], [], n, src, version, t0, mapper.per_file)
 
 
 def _optional_version() -> str:
@@ -711,14 +715,6 @@ def _optional_version() -> str:
         return plaso_version()
     except ParserUnavailable:
         return "not installed"
-
-
-def _evidence(evidence_id: str, root: Path, files: list[tuple[str, Path, FileHashes]], after: list[FileHashes]
-              ) -> dict[str, Any]:
-    return {"evidence_id": evidence_id, "path": str(root),
-            "files": [{"path": rel, "real_path": str(real), **h.as_dict(), "sha256_after": a.sha256}
-                      for (rel, real, h), a in zip(files, after)],
-            "unrecognised": []}
 
 
 def _commit(store, run_id: str, parts: list[Path], others: list[Path], kind: str, evidence: list[dict], artifacts: list[dict],
@@ -804,13 +800,10 @@ def collect_with_plaso(case, evidence: Iterable[str | os.PathLike], parsers: str
     items = []
     for e in evidence:
         root = Path(os.path.abspath(e))
-        files = _evidence_files(root)
-        hashes = [hash_file(real) for _, real in files]
-        manifest = "\n".join(f"{rel}\t{h.sha256}" for (rel, _), h in sorted(zip(files, hashes)))
-        items.append((root, [(rel, real, h) for (rel, real), h in zip(files, hashes)],
-                      hashlib.sha256(manifest.encode()).hexdigest()[:16]))
+        items.append(Item(root, [(rel, real, "plaso") for rel, real in _evidence_files(root)], []))
     if not items:
         raise EvidenceNotFound("no evidence given")
+    hash_before(items)
     done = store.collected_artifacts()
     run_id = new_run_id()
     staging = store.staging_dir(run_id)
@@ -821,10 +814,13 @@ def collect_with_plaso(case, evidence: Iterable[str | os.PathLike], parsers: str
     n = 0
     per_file: dict[str, int] = {}
     try:
-        for i, (root, files, evidence_id) in enumerate(items):
-            if all((evidence_id, rel, h.sha256, engine) in done for rel, _, h in files):
-                skipped += [f"{evidence_id}:{rel}" for rel, _, _ in files]
-                evidence_entries.append(_evidence(evidence_id, root, files, [h for _, _, h in files]))
+        for i, item in enumerate(items):
+            root, evidence_id = item.path, item.evidence_id
+            files = [(item, rel, real) for rel, real, _ in item.files]
+            before = [item.hashes[rel] for rel, _, _ in item.files]
+            if all((evidence_id, rel, h.sha256, engine) in done for (_, rel, _), h in zip(files, before)):
+                skipped += [f"{evidence_id}:{rel}" for _, rel, _ in files]
+                evidence_entries += evidence_entry([item], files, before)
                 continue
             storage = staging / f"engine-{i:03d}.plaso"
             cmd = run_log2timeline(root, storage, parsers, tz, workers, os.path.dirname(exe), archives)
@@ -839,15 +835,12 @@ def collect_with_plaso(case, evidence: Iterable[str | os.PathLike], parsers: str
             src.sessions += isrc.sessions
             storages.append({"path": f"{STORAGE_DIR}/{run_id}-{i}.plaso", "sha256": hash_file(storage, md5=False).sha256,
                              "command_line": cmd, "evidence_id": evidence_id, "staged": storage})
-            after = [hash_file(real, md5=False) for _, real, _ in files]
-            changed = [f"{real}: sha256 before {h.sha256}, after {a.sha256}" for (_, real, h), a in zip(files, after)
-                       if a.sha256 != h.sha256]
-            ev = _evidence(evidence_id, root, files, after)
-            evidence_entries.append(ev)
+            after, changed = hash_after(files)
+            evidence_entries += evidence_entry([item], files, after)
             if changed:
                 store.abort(run_id, "evidence changed during collection", evidence=evidence_entries, changed=changed)
                 raise EvidenceChanged("evidence changed while it was being read; nothing committed:\n  " + "\n  ".join(changed))
-            for rel, _, h in files:
+            for (_, rel, _), h in zip(files, before):
                 rows = mapper.per_file.get(rel, 0) if root.is_dir() else sum(mapper.per_file.values())
                 per_file[f"{evidence_id}:{rel}"] = rows
                 artifacts.append({"evidence_id": evidence_id, "evidence_path": rel, "sha256": h.sha256, "collector": "plaso",
