@@ -429,16 +429,106 @@ def group_changes(data: Any) -> pd.DataFrame:
 @helper()
 @_partitionwise
 def scheduled_tasks(data: Any) -> pd.DataFrame:
-    """Scheduled tasks created, deleted, enabled, disabled or updated (4698-4702): ``task``, ``action``,
-    ``command_line``, ``user``."""
+    """Scheduled tasks created, deleted, enabled, disabled or updated (4698-4702), and created from a command line
+    where process creation is logged (``schtasks /create``, action "created (schtasks)"; ``at HH:MM ...``, action
+    "created (at)"): ``task``, ``action``, ``command_line``, ``user``."""
     ids = (4698, 4699, 4700, 4701, 4702)
-    df = _frame(data, lambda tl: tl.where(event_id=list(ids)))
+    df = _frame(data, lambda tl: tl._with(f"(event_id IN ({', '.join(map(str, ids))}) OR (event_id IN (1, 4688) AND "
+                                          "regexp_matches(coalesce(command_line, ''), ?)))", _TASK_CMD.pattern))
     out = df[_is(df, SEC, *ids)].copy() if len(df) else df
     if len(out):
         out["task"] = out["service_name"]
         out["action"] = out["event_id"].map({4698: "created", 4699: "deleted", 4700: "enabled", 4701: "disabled",
                                              4702: "updated"})
+    procs = df[_is(df, SYSMON, 1) | _is(df, SEC, 4688)] if len(df) else df
+    if len(procs):
+        found = procs["command_line"].fillna("").astype(str).str.extract(_TASK_CMD)
+        made = procs[found.notna().any(axis=1)]
+        if len(made):
+            f = found.loc[made.index]
+            made = made.assign(task=f["name"].str.strip('"').astype(object).where(f["name"].notna(), None), action=f["at"].notna().map({True: "created (at)",
+                                                                                          False: "created (schtasks)"}))
+            out = pd.concat([out, made]) if len(out) else made
     return _out(out, ["task", "action", "command_line", "user", "event_id"])
+
+
+# --- defenses impaired: audit policy, event logging, firewall ----------------------------------------------
+
+# audit policy removed (4719 AuditPolicyChanges): "Success removed", "Failure removed"
+_AUDIT_REMOVED = re.compile(r"%%8448|%%8450")
+_AUDITPOL = re.compile(r"auditpol(?:\.exe)?[\"']?\s.*(?:/(?:success|failure):disable|/clear|/remove)", re.I)
+_LOG_OFF = re.compile(r"wevtutil(?:\.exe)?[\"']?\s+(?:sl|set-log)\s.*(?:/(?:e|enabled):false|/(?:lfn|logfilename):)", re.I)
+_LOG_KEYS = re.compile(r"\\control\\minint(?:\\|$)|\\services\\eventlog\\[^\\]+\\file$"
+                       r"|\\wmi\\autologger\\eventlog-[^\\]+\\(?:start|enabled)$", re.I)
+_FIREWALL_OFF = re.compile(r"netsh(?:\.exe)?[\"']?\s.*(?:firewall\s+set\s+opmode\s+(?:mode=)?disable|state\s+off)"
+                           r"|set-netfirewallprofile\s.*-enabled\s+(?:\$?false|0)", re.I)
+_FIREWALL_RULE = re.compile(r"netsh(?:\.exe)?[\"']?\s.*firewall\s+(?:add|delete)\s+(?:rule|allowedprogram|portopening)"
+                            r"|(?:new|remove)-netfirewallrule\s", re.I)
+_IMPAIR_CMD = re.compile("|".join(f"(?:{r.pattern})" for r in (_AUDITPOL, _LOG_OFF, _FIREWALL_OFF, _FIREWALL_RULE)), re.I)
+_FIREWALL_EVENTS = {4946: "added", 4947: "modified", 4948: "deleted"}
+
+
+def _impair_rows(tl):
+    return tl._with(
+        "(event_id IN (4719, 4946, 4947, 4948)"
+        " OR (event_id IN (12, 13, 4657) AND regexp_matches(coalesce(path, ''), ?, 'i'))"
+        " OR ((event_id IN (1, 4688) OR source = 'SHELL') AND regexp_matches(coalesce(command_line, ''), ?, 'i')))",
+        _LOG_KEYS.pattern, _IMPAIR_CMD.pattern)
+
+
+@helper()
+def defense_impairment(data: Any) -> pd.DataFrame:
+    """Defenses impaired, one row per supporting event with its ATT&CK ``technique``, ``level`` and ``finding``:
+
+    - event logging (T1562.002): audit policy removed (4719 "Success/Failure removed" by an account that is not a
+      machine's), ``auditpol /set ... /success:disable``, ``/clear``, ``/remove``; ``wevtutil sl LOG /e:false`` or a new
+      log file path; the ``Control\\MiniNt`` key (the event log service then stops logging), a log's ``File`` value or
+      an ``Autologger\\EventLog-*`` session's ``Start``/``Enabled`` set (Sysmon 12/13, 4657): high;
+    - the firewall (T1562.004): turned off (``netsh ... state off``, ``opmode disable``, ``Set-NetFirewallProfile
+      -Enabled False``): high; rules added, changed or deleted (4946-4948, ``netsh advfirewall firewall add rule``...):
+      low (installers add rules too; the Firewall log's own 2004-2006 rule events are left out: Windows and every
+      installer write thousands of them, 2,500 on the museum's hosts).
+
+    Columns: ``technique``, ``level``, ``finding``, ``user``, ``process``, ``command_line``, ``path``, ``event_id``."""
+    df = _frame(data, _impair_rows)
+    cols = ["technique", "level", "finding", "user", "process", "command_line", "path", "event_id"]
+    parts = []
+    pol = df[_is(df, SEC, 4719)] if len(df) else df
+    if len(pol):
+        pol = pol[_attr(pol, "AuditPolicyChanges").fillna("").astype(str).str.contains(_AUDIT_REMOVED) & ~_machine(pol["user"])]
+        if len(pol):  # a policy change writes one 4719 per subcategory: one finding per host, account and minute
+            key = [pol["host"].fillna("?"), pol["user"].fillna("?"), pol["timestamp"].dt.floor("min")]
+            n = pol.groupby(key, sort=False)["timestamp"].transform("size")
+            pol = pol[~pd.DataFrame(key).T.set_axis(pol.index).duplicated().to_numpy()]
+            parts.append(_found(pol, "T1562.002", "high", "audit policy removed: " + n[pol.index].astype(str)
+                                + " subcategories by " + _txt(pol["user"])))
+    procs = df[_is(df, SYSMON, 1) | _is(df, SEC, 4688) | (df["source"] == "SHELL")] if len(df) else df
+    if len(procs):
+        cmd = procs["command_line"].fillna("").astype(str)
+        for rx, technique, level, what in ((_AUDITPOL, "T1562.002", "high", "audit policy disabled"),
+                                           (_LOG_OFF, "T1562.002", "high", "event log disabled or moved"),
+                                           (_FIREWALL_OFF, "T1562.004", "high", "firewall turned off"),
+                                           (_FIREWALL_RULE, "T1562.004", "low", "firewall rule changed")):
+            hit = procs[cmd.str.contains(rx)]
+            parts.append(_found(hit, technique, level, what + ": " + _txt(hit["command_line"]).str.slice(0, 200)))
+    keys = df[(_is(df, SYSMON, 12, 13) | _is(df, SEC, 4657)) & df["path"].fillna("").str.contains(_LOG_KEYS)] if len(df) else df
+    if len(keys):
+        created = ~((keys["event_id"] == 12) & _attr(keys, "EventType").fillna("").astype(str).str.startswith("Delete"))
+        keys = keys[created]
+        parts.append(_found(keys, "T1562.002", "high", "event logging key set: " + _txt(keys["path"]) + " by "
+                            + _txt(keys["process"])))
+    fw = df[_is(df, SEC, 4946, 4947, 4948)] if len(df) else df
+    if len(fw):
+        parts.append(_found(fw, "T1562.004", "low", "firewall rule " + fw["event_id"].map(_FIREWALL_EVENTS).fillna("changed")
+                            + ": " + _txt(_attr(fw, "RuleName"))))
+    parts = [p for p in parts if len(p)]
+    out = pd.concat(parts) if parts else df.iloc[0:0].assign(technique=None, level=None, finding=None)
+    return _out(out, cols)
+
+
+# ``schtasks /create ... /tn NAME`` and ``at [\\\\host] HH:MM ...`` (RE2-compatible: DuckDB reads it too)
+_TASK_CMD = re.compile(r"(?i)schtasks(?:\.exe)?[\"']?\s.*/create(?:.*/tn\s+(?P<name>\"[^\"]*\"|\S+))?"
+                       r"|(?P<at>(?:^|[\\\s\"])at(?:\.exe)?[\"']?\s+(?:\\\\\S+\s+)?\d{1,2}:\d{2})")
 
 
 # --- credentials, movement, scripts -------------------------------------------------------------
@@ -452,6 +542,7 @@ _DUMP_CMD = re.compile(r"comsvcs(?:\.dll)?[\s,#\"']+(?:minidump|#\+?24)|procdump
                        re.I | re.S)
 # what each command pattern means, by the first that matches (ATT&CK id, what it is)
 _DUMP_KIND = [
+    (re.compile(r"lsadump::zerologon", re.I), "T1210", "Zerologon exploit (Netlogon)"),
     (re.compile(r"ntdsutil|ntds\.dit|vssadmin(?:\.exe)?\s+create\s+shadow", re.I), "T1003.003", "NTDS.dit copy"),
     (re.compile(r"hklm\\security|config[\\/]security\b|lsadump::(?:secrets|cache)", re.I), "T1003.004", "LSA secrets dump"),
     (re.compile(r"hklm\\sam|config[\\/]sam\b|lsadump::sam", re.I), "T1003.002", "SAM hive dump"),
@@ -532,6 +623,7 @@ _CRED_OBJECTS = r"lsass\.exe|ntds\.dit|\\\\config\\\\(sam|security)\b"
 def _cred_rows(tl):
     return tl._with(
         "(event_id IN (10, 11, 1, 4688, 4104, 4103, 800, 4769, 4768, 4625, 4771, 4776, 4648)"
+        " OR (event_id = 4738 AND strpos(attrs, '%%2096') > 0) OR (event_id = 4887 AND strpos(attrs, 'SAN:') > 0)"
         " OR (event_id = 4662 AND regexp_matches(coalesce(attrs, ''), ?, 'i'))"
         " OR (event_id IN (4656, 4663) AND regexp_matches(lower(coalesce(attrs, '')), ?)))",
         _REPLICATION.pattern, _CRED_OBJECTS)
@@ -586,6 +678,23 @@ def _credential_detections(df: pd.DataFrame) -> list[pd.DataFrame]:
         tgt = tgt[(pre == "0") & (status.fillna(0) == 0)]
         parts.append(_found(tgt, "T1558.004", "medium", "AS-REP roasting: TGT without pre-authentication for " + _txt(tgt["user"])
                             + " from " + _txt(tgt["src_ip"])))
+    # AS-REP roasting prepared: Kerberos pre-authentication turned off for an account (4738 "Don't Require Preauth")
+    uac = df[_is(df, SEC, 4738)]
+    if len(uac):
+        uac = uac[_attr(uac, "UserAccountControl").fillna("").astype(str).str.contains("%%2096", regex=False)]
+        parts.append(_found(uac, "T1558.004", "high", "Kerberos pre-authentication disabled for " + _txt(_attr(uac, "TargetUserName"))
+                            + " by " + _txt(uac["user"])))
+    # certificate theft/forgery (AD CS ESC1): a certificate issued (4887) with a subject alternative name for another account
+    cert = df[_is(df, SEC, 4887)]
+    if len(cert):
+        attrs = _attr(cert, "Attributes").fillna("").astype(str)
+        san = attrs.str.extract(r"(?i)\bSAN:(?:[^\n]*?)(?:upn|dns)=([^&\s]+)")[0]
+        requester = _attr(cert, "Requester").fillna("").astype(str).str.rsplit("\\", n=1).str[-1].str.lower()
+        other = san.notna() & (san.fillna("").str.split("@").str[0].str.lower() != requester)
+        cert = cert[other]
+        parts.append(_found(cert, "T1649", "high", "certificate issued to " + _txt(_attr(cert, "Requester")) + " for "
+                            + _txt(san[other]) + " (" + _txt(attrs[other].str.extract(r"CertificateTemplate:(\S+)")[0])
+                            + ")"))
     return [p for p in parts if len(p)]
 
 
@@ -732,6 +841,7 @@ WMI = "Microsoft-Windows-WMI-Activity/Operational"
 def _lm_rows(tl):
     return tl._with(
         "(event_id IN (4624, 1149, 21, 25, 5140, 5145, 7045, 4697, 4698, 5861, 19, 20, 6, 91, 4103, 400)"
+        " OR (event_id = 4742 AND strpos(attrs, 'S-1-5-7') > 0)"
         " OR (event_id IN (1, 4688) AND (regexp_matches(lower(coalesce(parent_process, '') || '|' || coalesce(process, '')),"
         "     'wmiprvse|wsmprovhost|scrcons|mmc\\.exe|excel\\.exe|winword\\.exe|explorer\\.exe') OR regexp_matches(coalesce(command_line, ''), ?, 'i')))"
         " OR (event_id = 4104 AND regexp_matches(coalesce(command_line, ''), ?, 'i'))"
@@ -838,6 +948,13 @@ def _lateral_detections(df: pd.DataFrame) -> list[pd.DataFrame]:
         key = _attr(ok, "KeyLength").astype(str)
         emit(ok[(ok["logon_type"] == 3) & (lp == "ntlmssp") & (key == "0") & _remote(ok["src_ip"]) & ~_machine(ok["user"])],
              "NTLM network logon without session key (pass-the-hash)", "T1550.002", "medium")
+    # Zerologon (CVE-2020-1472): a domain controller's machine password reset by ANONYMOUS LOGON over Netlogon (4742)
+    changed = df[_is(df, SEC, 4742)]
+    if len(changed):
+        anon = (_attr(changed, "SubjectUserSid").astype(str) == "S-1-5-7") & ~_attr(changed, "PasswordLastSet").fillna(
+            "-").astype(str).isin(["-", ""])
+        emit(changed[anon].assign(user=_attr(changed[anon], "TargetUserName"), src_ip=None),
+             "Zerologon (machine password reset by ANONYMOUS LOGON)", "T1210", "critical")
     return parts
 
 
@@ -1067,7 +1184,7 @@ def encryption_burst(data: Any, window: str = "10min", min_files: int = 100) -> 
 
 # Families the story uses whole: rare events.
 _STORY_WHOLE = (7045, 4697, 4698, 4699, 4700, 4701, 4702, 4720, 4728, 4729, 4732, 4733, 4756, 4757, 1102, 104, 7040,
-                4103, 4104, 400, 800, 1149, 21, 24, 25, 4625, 4771, 4648)
+                4103, 4104, 400, 800, 1149, 21, 24, 25, 4625, 4771, 4648, 4719, 4946, 4947, 4948)
 
 
 def story_rows(tl: Any) -> pd.DataFrame:
@@ -1104,15 +1221,20 @@ def story_rows(tl: Any) -> pd.DataFrame:
         "     OR regexp_matches(lower(coalesce(parent_process, '') || '|' || coalesce(process, '')),"
         "                       'wmiprvse\\.exe|wsmprovhost|scrcons|mmc\\.exe|excel\\.exe|winword\\.exe')"
         "     OR (lower(parent_process) LIKE '%explorer.exe' AND regexp_matches(coalesce(command_line, ''), ?))))"
+        " OR (event_id = 4738 AND strpos(attrs, '%%2096') > 0) OR (event_id = 4742 AND strpos(attrs, 'S-1-5-7') > 0)"
+        " OR (event_id = 4887 AND strpos(attrs, 'SAN:') > 0)"
+        " OR (event_id IN (12, 13, 4657) AND regexp_matches(coalesce(path, ''), ?, 'i'))"
         " OR source IN ('SYSLOG', 'WEB', 'LOGIN'))"
     )
     pattern = (r"(?i)vssadmin|wmic|wbadmin|bcdedit|shadowcopy|comsvcs|procdump|sekurlsa|lsadump|ntdsutil|reg(\.exe)?\s+save|"
-               + _DUMP_CMD.pattern + "|" + _REMOTE_CMD_ANY.pattern)
+               + _DUMP_CMD.pattern + "|" + _REMOTE_CMD_ANY.pattern + "|" + _IMPAIR_CMD.pattern + "|"
+               + _TASK_CMD.pattern.removeprefix("(?i)"))
     # attrs is the biggest column: keep it only where a helper reads a field from it
     need = ", ".join(str(i) for i in (4625, 4768, 4771, 4776, 7045, 4697, 10, 13, 4769, 1102, 104, 4662, 4656, 4663, 5140,
-                                      5145, 4624, 4698, 4648, 1, 3, 11, 5861, 91, 6))
+                                      5145, 4624, 4698, 4648, 1, 3, 11, 5861, 91, 6, 4719, 4946, 4947, 4948, 12, 4657,
+                                      4738, 4742, 4887))
     return tl._with(clause, _REPLICATION.pattern, _CRED_OBJECTS, _DUMP_FILE.pattern, _OFFICE_DCOM.pattern, pattern,
-                    "(?i)" + _LAUNCHER.pattern).to_pandas(
+                    "(?i)" + _LAUNCHER.pattern, _LOG_KEYS.pattern).to_pandas(
         replace={"attrs": f"CASE WHEN event_id IN ({need}) OR source IN ('WEB', 'SERVICE') THEN attrs END"})
 
 
@@ -1132,6 +1254,7 @@ FINDING_LEVELS = {
     "T1110.003": "medium",  # password spraying
     "T1543.003": "low",  # a service installed (most are software being installed)
     "T1053.005": "medium",  # a scheduled task created
+    "T1053.002": "medium",  # an at job created
     # accounts and group memberships change routinely at installation and domain promotion (clean baselines):
     # low; Sigma's rules raise the privileged cases (a user added to Administrators: medium)
     "T1136": "low",  # an account created
@@ -1254,8 +1377,9 @@ def story(data: Any, sigma: Any = None, *, min_level: str | None = None, burst: 
     add(si, "service_installs", "T1543.003",
         lambda f: "service installed: " + _txt(f["service_name"]) + " -> " + _txt(f["image_path"]))
     st = scheduled_tasks(df)
-    add(st[st["action"] == "created"] if not st.empty else st, "scheduled_tasks", "T1053.005",
-        lambda f: "scheduled task created: " + _txt(f["task"]) + " " + _txt(f["command_line"]))
+    add(st[st["action"].astype(str).str.startswith("created")] if not st.empty else st, "scheduled_tasks",
+        lambda f: (f["action"] == "created (at)").map({True: "T1053.002", False: "T1053.005"}),
+        lambda f: "scheduled task " + _txt(f["action"]) + ": " + _txt(f["task"]) + " " + _txt(f["command_line"]))
     add(accounts_created(df), "accounts_created", "T1136", lambda f: "account created: " + _txt(f["account"]))
     add(group_changes(df), "group_changes", "T1098",
         lambda f: "group change: " + _txt(f["member"]) + " " + _txt(f["change"]) + " " + _txt(f["group"]))
@@ -1281,6 +1405,7 @@ def story(data: Any, sigma: Any = None, *, min_level: str | None = None, burst: 
               & _text(df["command_line"]).str.contains(_ROOT_SHELL)] if len(df) and "provider" in df else df.iloc[0:0]
     add(sudo, "sudo_root_shell", "T1548.003",
         lambda f: "sudo to a root shell by " + _txt(f["user"]) + ": " + _txt(f["command_line"]))
+    add(defense_impairment(df), "defense_impairment", lambda f: f["technique"], lambda f: _txt(f["finding"]))
     lm = lateral_movement(df)  # every edge but plain network logons and SSH, which are no finding alone
     add(lm[~lm["method"].isin(["network logon (SMB/WinRM)", "SSH"])] if not lm.empty else lm, "lateral_movement",
         lambda f: f["technique"],
