@@ -48,6 +48,7 @@ __all__ = [
     "group_changes",
     "scheduled_tasks",
     "credential_access",
+    "defense_impairment",
     "lateral_movement",
     "powershell",
     "first_seen",
