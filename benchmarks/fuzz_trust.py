@@ -65,6 +65,9 @@ def _collect(cls, path: Path, **kw):
 # --- 1. EVTX ---------------------------------------------------------------------------------------
 
 def _evtx_reference(buf: bytes) -> dict[int, int]:
+    """Offset -> record number of every record of the intact file, by python-evtx's chunk reader, chunk after chunk
+    (not trusting the file header's chunk count): the count the collector's is checked against (also by
+    tests/adversarial/test_evtx_accounting.py)."""
     from Evtx.Evtx import ChunkHeader
 
     out = {}

@@ -4,8 +4,10 @@ the records counted as errors; a damaged frame never hides an intact record with
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -16,19 +18,17 @@ SAMPLE = "omerbenamram-evtx/samples/system.evtx"
 _OFF = re.compile(r"record=(\d+)(?: offset=0x([0-9a-f]+))?$")
 
 
-def _reference(buf: bytes) -> dict[int, int]:
-    """Offset -> record number of every record of the intact file, by python-evtx's chunk reader, chunk after
-    chunk (not trusting the file header's chunk count)."""
-    from Evtx.Evtx import ChunkHeader
+def _load_fuzz_trust():
+    """benchmarks/fuzz_trust.py, whose ``_evtx_reference`` is the independent count both use."""
+    spec = importlib.util.spec_from_file_location("fuzz_trust", Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_trust.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
-    out = {}
-    for off in range(0x1000, len(buf) - 0xFFFF, 0x10000):
-        ch = ChunkHeader(buf, off)
-        if ch.magic() not in ("ElfChnk\x00", b"ElfChnk\x00"):
-            continue
-        for r in ch.records():
-            out[r.offset()] = r.record_num()
-    return out
+
+# offset -> record number of every record of the intact file, by python-evtx's chunk reader, chunk after chunk
+# (not trusting the file header's chunk count)
+_reference = _load_fuzz_trust()._evtx_reference
 
 
 def _collect(path) -> tuple[list[str], object]:
