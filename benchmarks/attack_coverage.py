@@ -8,8 +8,8 @@ evidence items, so a row belongs to a sample through its sightings), then hunted
 
 * **without Sigma**: :func:`forensics.hunt.story` over the sample's rows (a :class:`forensics.Timeline` view, as
   ``forensics hunt`` reads it);
-* **with Sigma**: the story with Sigma's findings merged (:func:`hunt`: ``story(view, sigma=...)`` once the story
-  takes Sigma, else the curated rows ∪ ``sigma.findings`` of the corpus's one Sigma run restricted to the sample).
+* **with Sigma**: the story with Sigma's findings merged (:func:`hunt`: ``story(view, sigma=...)``, the corpus's one
+  Sigma run restricted to the sample).
 
 A sample is **covered** when a finding carries one of its labelled techniques, that technique's parent
 (label T1003.001, finding T1003) or a sub-technique of it (label T1003, finding T1003.001): :func:`covers`.
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import inspect
 import json
 import os
 import re
@@ -63,17 +62,7 @@ RULE_DIRS = ("rules/windows", "rules/linux", "rules/web", "rules-emerging-threat
 CORPORA = ("regression", "mitre", "museum", "splunk", "otrf")
 LEVELS = ("informational", "low", "medium", "high", "critical")
 MEDIUM_UP = frozenset(("medium", "high", "critical"))
-CURATED_LEVEL = "medium"  # the story's own findings, until it gives a level
 _TID = re.compile(r"^(T\d{4}(?:\.\d{3})?)\b")
-_TAG = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.I)
-
-
-def _technique_tag(tag: Any) -> str | None:
-    """``attack.t1003.002`` -> ``T1003.002`` (None for a tag that is no technique)."""
-    m = _TAG.match(str(tag))
-    return m.group(1).upper() if m else None
-
-
 TACTICS = {"TA0043": "Reconnaissance", "TA0042": "Resource Development", "TA0001": "Initial Access",
            "TA0002": "Execution", "TA0003": "Persistence", "TA0004": "Privilege Escalation",
            "TA0005": "Defense Evasion", "TA0006": "Credential Access", "TA0007": "Discovery",
@@ -164,6 +153,8 @@ def successors(dirs: Iterable[Path], min_votes: int = 2) -> dict[str, str]:
 
 def _rule_index(dirs: Iterable[Path]) -> dict[str, dict[str, Any]]:
     """Sigma rule id -> {techniques, tactics, title, level, path} read from the rule files' text."""
+    from forensics.sigma import _technique_ids
+
     out: dict[str, dict[str, Any]] = {}
     for d in dirs:
         for f in [Path(d)] if Path(d).is_file() else sorted(Path(d).rglob("*.yml")):
@@ -173,7 +164,7 @@ def _rule_index(dirs: Iterable[Path]) -> dict[str, dict[str, Any]]:
                 continue
             tags = re.findall(r"^\s+-\s+(attack\.[\w.-]+)\s*$", text, re.M)
             out[m.group(1).lower()] = {
-                "techniques": [t.group(1).upper() for x in tags if (t := _TAG.match(x))],
+                "techniques": _technique_ids(tags),
                 "tactics": [t for x in tags if (t := _tactic_name(x))],
                 "path": str(f)}
     return out
@@ -376,44 +367,18 @@ def view_of(tl: Any, ids: set[str], extra: set[str]) -> Any:
 
 # --- hunting ----------------------------------------------------------------------------------------------------
 
-def _story_takes_sigma() -> bool:
+def hunt(view: Any, sigma_run: Any = None) -> Any:
+    """The story of a view (``story(view, sigma=False)``), or with Sigma merged when ``sigma_run`` (a
+    :class:`forensics.sigma.SigmaRun` restricted to the view's rows) is given.  Columns used here: host, technique,
+    techniques (a list: every ATT&CK tag of a Sigma finding's rule, the story's technique otherwise), level, detector."""
     from forensics import hunt as _hunt
+    from forensics.sigma import _technique_ids
 
-    return "sigma" in inspect.signature(_hunt.story).parameters
-
-
-def hunt(view: Any, sigma_run: Any = None, plain: Any = None) -> Any:
-    """The story of a view, with Sigma merged when ``sigma_run`` (a :class:`forensics.sigma.SigmaRun` restricted to the
-    view's rows) is given.  Columns used here: host, technique, techniques (list), level, detector.
-
-    Until ``story`` takes Sigma itself, "with Sigma" is the curated rows (``plain``: the view's story, when already
-    told) ∪ ``sigma.findings(sigma_run)``."""
-    import pandas as pd
-
-    from forensics import hunt as _hunt
-    from forensics import sigma
-
-    if _story_takes_sigma():  # story(data, sigma=RULES | SigmaRun | False): Sigma merged by the story itself
-        s = _hunt.story(view, sigma=sigma_run if sigma_run is not None else False)
-    else:
-        s = _hunt.story(view) if plain is None else plain[[c for c in plain.columns if c not in ("techniques", "level")]]
-        if sigma_run is not None:
-            f = sigma.findings(sigma_run)
-            s = pd.concat([s.assign(detector=s["detector"] if "detector" in s else "story"), f], ignore_index=True)
-    s = s.copy()
-    if "detector" not in s:
-        s["detector"] = "story"
-    if "level" not in s:
-        s["level"] = None
-    s["level"] = [lv if isinstance(lv, str) and lv else (CURATED_LEVEL if d != "sigma" else "informational")
-                  for lv, d in zip(s["level"], s["detector"])]
-    if "techniques" not in s:  # the story's technique is a Sigma rule's first tag: count every tag the rule has
-        tags = {} if sigma_run is None else {
-            rid: [t for x in ts if (t := _technique_tag(x))] for rid, ts in zip(sigma_run.matches["rule_id"], sigma_run.matches["tags"])}
-        s["techniques"] = [tags.get(r) if d == "sigma" else None for r, d in zip(s.get("rule_id", [None] * len(s)), s["detector"])]
-    s["techniques"] = [list(ts) if isinstance(ts, (list, tuple)) and len(ts) else
-                       ([str(t)] if isinstance(t, str) and t else [])
-                       for ts, t in zip(s["techniques"], s["technique"])]
+    s = _hunt.story(view, sigma=sigma_run if sigma_run is not None else False)
+    tags = {} if sigma_run is None else {
+        rid: _technique_ids(ts) for rid, ts in zip(sigma_run.matches["rule_id"], sigma_run.matches["tags"])}
+    s["techniques"] = [tags[r] if d == "sigma" and tags.get(r) else ([str(t)] if isinstance(t, str) and t else [])
+                       for r, d, t in zip(s["rule_id"], s["detector"], s["technique"])]
     return s
 
 
@@ -503,7 +468,7 @@ def evaluate(samples: list[Sample], case: Any, rules: list[Path] | None) -> dict
             t1 = time.monotonic()
             plain = hunt(view)
             story_s += time.monotonic() - t1
-            both = hunt(view, restrict(run, hashes), plain=plain) if run is not None else None
+            both = hunt(view, restrict(run, hashes)) if run is not None else None
             told[s.paths] = {"rows": len(hashes), "top": top_events(view) if hashes else [],
                              "key": key_events(view) if hashes else [], "story": plain,
                              "sigma": both, "hosts": view.hosts()}
@@ -653,7 +618,7 @@ def markdown(results: list[dict[str, Any]], tactic_table: dict[str, str], commit
     base = [s for r in results for s in r["samples"] if s["kind"] == "baseline"]
     if base:
         add("Clean baselines: findings per host by level (goal: at most 5 of level medium or above per host; "
-            f"curated findings count as {CURATED_LEVEL}):\n")
+            "curated findings at the level the story gives them):\n")
         add("| baseline | host | rows | story: medium+ | story + Sigma: medium+ | story + Sigma: low / informational | "
             "medium+ findings |")
         add("|---|---|---|---|---|---|---|")
@@ -726,7 +691,7 @@ def misses_markdown(results: list[dict[str, Any]], tactic_table: dict[str, str],
             lines.append("")
     base = [s for r in results for s in r["samples"] if s["kind"] == "baseline"]
     if base:
-        lines += ["## Clean baselines: the story's findings (each counted as medium; goal: at most 5 medium+ per host)", ""]
+        lines += ["## Clean baselines: the story's findings (at their levels; goal: at most 5 medium+ per host)", ""]
         for s in base:
             for h in sorted(s.get("story_levels", {})):
                 kinds = collections.Counter(_kind(x.split(": ", 1)[1]) for x in s.get("story_medium_up", [])

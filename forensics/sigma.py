@@ -871,6 +871,11 @@ def _matches(found: pd.DataFrame, by_k: dict[int, _Rule], tz: str | None) -> pd.
 _TECHNIQUE = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.I)
 
 
+def _technique_ids(tags: Any) -> list[str]:
+    """The ATT&CK technique ids of a rule's tags, in order (``attack.t1003.002`` -> ``T1003.002``)."""
+    return [m.group(1).upper() for t in tags if (m := _TECHNIQUE.match(str(t)))]
+
+
 def findings(run: SigmaRun, burst: str = "1h") -> pd.DataFrame:
     """One row per (rule, host, burst): a burst is a run of a rule's matches on one host with gaps shorter
     than ``burst``.  Columns: :data:`FINDING_COLUMNS` (provenance of the burst's first record)."""
@@ -888,7 +893,7 @@ def findings(run: SigmaRun, burst: str = "1h") -> pd.DataFrame:
     rows = []
     for _, b in m.groupby("__burst", sort=False):
         first = b.iloc[0]
-        techniques = list(dict.fromkeys(mt.group(1).upper() for t in first["tags"] if (mt := _TECHNIQUE.match(str(t)))))
+        techniques = list(dict.fromkeys(_technique_ids(first["tags"])))
         n = len(b)
         rows.append({"timestamp": first["timestamp"], "host": first["host"],
                      "level": str(first["level"]).lower() if first["level"] else None,
