@@ -190,7 +190,13 @@ _TSK_TYPE_MODE = {1: _stat.S_IFREG, 2: _stat.S_IFDIR, 3: _stat.S_IFIFO, 4: _stat
 
 def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
     """Every name of an ext2/3/4 file system as ``fls -r`` lists it (deleted and orphan names included), read
-    with The Sleuth Kit: one directory at a time, each inode once through its name."""
+    with The Sleuth Kit: one directory at a time, each inode once through its name.
+
+    Part ``k`` of ``n`` gives the names of the directories it owns: a directory with no sub-directory (link count
+    2), a deleted one and TSK's ``$OrphanFiles`` belong, with all beneath them, to part ``inode % n`` and only that
+    part lists them; a directory with sub-directories is listed by every part (to find them), its names given by
+    part ``inode % n``.  The parts list each leaf directory once: the walk is split, not repeated.  The link count
+    only decides who lists what: a wrong one (a crafted inode) moves work, never a row."""
     import pytsk3
 
     class Img(pytsk3.Img_Info):  # as dfVFS wraps a Python file object for The Sleuth Kit
@@ -213,13 +219,17 @@ def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
     t_dir, t_virt_dir = int(pytsk3.TSK_FS_META_TYPE_DIR), int(pytsk3.TSK_FS_META_TYPE_VIRT_DIR)
     t_link = int(pytsk3.TSK_FS_META_TYPE_LNK)
     n_dirs = (int(pytsk3.TSK_FS_NAME_TYPE_DIR), int(pytsk3.TSK_FS_NAME_TYPE_VIRT_DIR), int(pytsk3.TSK_FS_NAME_TYPE_UNDEF))
-    stack: list[tuple[int, str, bytes, frozenset]] = [(root, "", b"", frozenset((root,)))]
+    # (directory inode, path, path as stored, directories above it, the part its whole subtree belongs to or None)
+    stack: list[tuple[int, str, bytes, frozenset, int | None]] = [(root, "", b"", frozenset((root,)), None)]
     while stack:
-        addr, dpath, draw, above = stack.pop()
+        addr, dpath, draw, above, subtree = stack.pop()
+        mine = (addr % n if subtree is None else subtree) == k  # this part gives the directory's names
         try:
             directory = fs.open_dir(inode=addr)
-        except Exception as exc:  # an unreadable directory: its names are lost, counted
-            counts.errors.append(RecordError(f"{dpath or '/'} inode={addr}", "unreadable", f"cannot list directory: {exc}"))
+        except Exception as exc:  # an unreadable directory: its names are lost, counted (by the part giving them)
+            if mine:
+                counts.errors.append(RecordError(f"{dpath or '/'} inode={addr}", "unreadable",
+                                                 f"cannot list directory: {exc}"))
             continue
         subdirs = []
         for f in directory:
@@ -239,18 +249,20 @@ def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
                 except Exception:
                     meta = None
             if meta is None:  # a deleted name whose inode number was wiped: nothing to date it by
-                counts.no_metadata += 1
+                counts.no_metadata += mine
                 continue
             ino = int(meta.addr)
             mtype = int(meta.type)
             if mtype in (t_dir, t_virt_dir) and int(nm.type) in n_dirs and ino not in above and (
                     not deleted or int(meta.flags) & meta_unalloc):
-                subdirs.append((ino, path, raw_path, above | {ino}))
-            if ino == orphan_dir:  # the virtual folder itself has no times
+                owner = subtree
+                if owner is None and (deleted or ino == orphan_dir or int(meta.nlink) == 2):
+                    owner = ino % n  # a leaf (or deleted) directory: one part lists it and all beneath it
+                if owner is None or owner == k:
+                    subdirs.append((ino, path, raw_path, above | {ino}, owner))
+            if ino == orphan_dir or not mine:  # (the virtual folder itself has no times)
                 continue
             counts.entries += 1
-            if ino % n != k:
-                continue
             realloc = deleted and not int(meta.flags) & meta_unalloc
             orphan = dpath.startswith(ORPHANS)
             link = None

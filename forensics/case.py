@@ -159,6 +159,7 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
     """Read a bin of artifacts with one collector; write sorted timeline parts and their sightings (and, with
     ``gather``, the raw artifacts an image collector copies out, under ``staging/gathered``).  ``part`` (k, n):
     the bin is one disk image of which this unit reads share k of n (see :func:`_bins`)."""
+    t_start = time.monotonic()
     cls = by_name(collector)
     c = cls(engine=engine, threads=threads)
     if gather and hasattr(c, "gather_dir"):
@@ -298,6 +299,8 @@ def _collect_bin(collector: str, engine: str | None, artifacts: list[Artifact], 
     for (eid, path), by_flag in flagged.items():  # rows of an artifact no report names (none expected): still counted
         base = {"evidence_id": eid, "evidence_path": path, "parser": collector}
         problems += [_implausible(base, flag, k, ref) for flag, (k, ref) in sorted(by_flag.items())]
+    log.info("unit %s%s read in %.2f s", prefix, f" (share {part[0]} of {part[1]})" if part else "",
+             time.monotonic() - t_start)
     return {"parts": parts, "others": others, "problems": problems, "artifacts": reports, "dropped": dropped}
 
 
@@ -556,7 +559,7 @@ class Case:
         self._note_interrupted()
         plan = self._plan_units(items, tasks, owned, skipped, engine, workers, client, unit_bytes, batch_rows, gather)
         tally = _Tally.start(plan, progress, on_item)
-        self._run_units(plan, client, lambda i, result: self._hash_after_and_commit(plan, tally, i, result))
+        self._run_units(plan, client, self._finisher(plan, tally))
         if not plan.units:  # nothing new to read: the run is still recorded (what it skipped)
             run_id = f"{plan.collection}-u0000"
             self.store.staging_dir(run_id)
@@ -668,22 +671,48 @@ class Case:
                         log.warning("run %s: abort not recorded: %s", run_id, why)
             raise
 
-    def _hash_after_and_commit(self, plan: _Plan, tally: _Tally, i: int, result: dict[str, Any]) -> None:
-        """Unit ``i`` is read (``result`` of :func:`_collect_bin`): re-hash its evidence files and abort the unit if
-        any changed while it was read; else commit it -- gathered files first (a crash before the custody entry
-        leaves them unlisted, which `verify` reports and the resumed run overwrites with the same bytes), then the
-        timeline, sightings and problems -- and add it to ``tally``."""
-        run_id, args = plan.units[i]
-        files = [f for art in args[2] for f in plan.owned.get(art.key, [])]
+    def _finisher(self, plan: _Plan, tally: _Tally) -> Callable[[int, dict[str, Any]], None]:
+        """What :meth:`_run_units` hands each unit's result to: :meth:`_hash_after_and_commit` of the unit -- or,
+        for the shares of a split image, of all of them once the last is read (the image is re-hashed once, after
+        every share read it, not once per share)."""
+        group: dict[int, Any] = {}
+        size: dict[Any, int] = {}
+        for i, (_, args) in enumerate(plan.units):
+            group[i] = key = ("shares", *(a.key for a in args[2])) if args[8] is not None else i
+            size[key] = size.get(key, 0) + 1
+        waiting: dict[Any, dict[int, dict[str, Any]]] = {}
+
+        def finish(i: int, result: dict[str, Any]) -> None:
+            done = waiting.setdefault(group[i], {})
+            done[i] = result
+            if len(done) == size[group[i]]:
+                self._hash_after_and_commit(plan, tally, sorted(waiting.pop(group[i]).items()))
+
+        return finish
+
+    def _hash_after_and_commit(self, plan: _Plan, tally: _Tally, done: list[tuple[int, dict[str, Any]]]) -> None:
+        """Units ``done`` are read (index, ``result`` of :func:`_collect_bin`): re-hash their evidence files once and
+        abort the units if any changed while they were read; else commit each -- gathered files first (a crash
+        before the custody entry leaves them unlisted, which `verify` reports and the resumed run overwrites with
+        the same bytes), then the timeline, sightings and problems -- and add it to ``tally``."""
+        files = list({(id(f[0]), f[1]): f for i, _ in done for art in plan.units[i][1][2]
+                      for f in plan.owned.get(art.key, [])}.values())
         after, changed = hash_after(files)
         ev = evidence_entry(plan.items, files, after)
         for e in ev:
             tally.evidence.setdefault(e["evidence_id"], {**e, "files": []})["files"] += e["files"]
         if changed:
             tally.changed.extend(changed)
-            self.store.abort(run_id, "evidence changed during collection", evidence=ev, changed=changed,
-                             collection=plan.collection, unit=i, units=len(plan.units))
+            for i, _ in done:
+                self.store.abort(plan.units[i][0], "evidence changed during collection", evidence=ev, changed=changed,
+                                 collection=plan.collection, unit=i, units=len(plan.units))
             return
+        for i, result in done:
+            self._commit(plan, tally, i, result, ev)
+
+    def _commit(self, plan: _Plan, tally: _Tally, i: int, result: dict[str, Any], ev: list[dict[str, Any]]) -> None:
+        """Commit unit ``i`` (its evidence verified unchanged: ``ev``) and add it to ``tally``."""
+        run_id, args = plan.units[i]
         _place_gathered(Path(args[3]) / GATHERED_DIR, self.store.root / GATHERED_DIR)
         problems = result["problems"]
         others = [Path(p) for p in result["others"]]

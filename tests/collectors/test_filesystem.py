@@ -194,6 +194,40 @@ def test_two_parts_give_exactly_the_rows_of_one_read(ext4_deleted, ntfs_deleted,
     assert key(pa.concat_tables(parts)) == key(whole)
 
 
+@pytest.fixture(scope="module")
+def ext4_nested(tmp_path_factory, mke2fs, fls) -> Path:
+    """An ext4 image with directories within directories, a deleted file and a deleted folder with its files
+    (``debugfs kill_file`` + ``unlink``: fls lists ``gone/f1`` ... as deleted-realloc)."""
+    base = tmp_path_factory.mktemp("ext4nest")
+    folders = ("a", "a/b", "a/b/c", "a/x", "gone", "gone/sub", "z")
+    for d in folders:
+        (base / "root" / d).mkdir(parents=True)
+        for i in range(3):
+            (base / "root" / d / f"f{i}").write_text(f"{d} {i}\n")
+    img = base / "nested.img"
+    subprocess.run([mke2fs, "-q", "-F", "-t", "ext4", "-d", str(base / "root"), str(img), "8M"], check=True,
+                   env=dict(os.environ, E2FSPROGS_FAKE_TIME=str(EXT4_FAKE_TIME)), capture_output=True)
+    debugfs = os.path.join(os.path.dirname(mke2fs), "debugfs")
+    for cmd in ("kill_file /gone", "unlink /gone", "kill_file /a/x/f1", "unlink /a/x/f1"):
+        subprocess.run([debugfs, "-w", "-R", cmd, str(img)], check=True, capture_output=True)
+    os.chmod(img, 0o444)
+    return img
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_ext_parts_split_the_walk_and_give_exactly_the_rows_of_one_read(ext4_nested, fls, n):
+    """Each part lists the leaf directories it owns (and those with sub-directories): the parts' names are
+    those of one read, each once, deleted ones included; their counts add up to the whole read's."""
+    whole, counts = _entries(ext4_nested, "ext")
+    assert _as_body(whole) == _body(fls, ext4_nested, "ext")
+    assert {p for p, *_, extra in whole if extra and extra.get("deleted")} >= {"/a/x/f1", "/gone", "/gone/f0"}
+    parts = [_entries(ext4_nested, "ext", Part(k, n)) for k in range(n)]
+    assert sorted(e[:2] for p, _ in parts for e in p) == sorted(e[:2] for e in whole)
+    for k in ("entries", "deleted", "orphans", "no_metadata"):
+        assert sum(getattr(c, k) for _, c in parts) == getattr(counts, k), k
+    assert counts.entries == len(whole) and sum(1 for p, _ in parts if p) >= 2
+
+
 def test_a_collected_image_has_deleted_rows_with_exact_times(ext4_deleted, tmp_path):
     case = Case(tmp_path / "case", create=True)
     rep = case.collect([ext4_deleted], workers=1)
@@ -282,6 +316,11 @@ def test_an_image_split_across_two_workers_gives_the_rows_of_one_and_resumes(ext
     assert sorted(a.get("part") for a in rep.artifacts if a["collector"] == "target") == [[0, 2], [1, 2]]
     assert sorted(two.timeline().to_pandas().event_hash) == sorted(whole.event_hash)
     assert rep.errors == 0 and rep.duplicates_dropped == 0
+    # the image is hashed after once, when both shares are read; both commits record that hash
+    assert [f["path"] for e in rep.evidence for f in e["files"]] == ["records.img"]
+    commits = [e for e in two.store.custody.entries() if e.get("action") == "commit"]
+    assert len(commits) == 2 and {e["evidence"][0]["files"][0]["sha256_after"] for e in commits} == {
+        rep.evidence[0]["files"][0]["sha256"]}
     # a run that committed only share 0 of 2: the next run reads share 1 alone, and nothing more
     bins = case_mod._bins
     monkeypatch.setattr(case_mod, "_bins", lambda tasks, workers, unit: bins(tasks, workers, unit)[:1])
