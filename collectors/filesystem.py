@@ -297,19 +297,23 @@ def _tsk_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
 
 
 def _xfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
-    """Every allocated name of an XFS file system, read with libfsxfs (one directory at a time)."""
+    """Every allocated name of an XFS file system, read with libfsxfs (one directory at a time); part ``k`` of
+    ``n`` as for ext (:func:`_tsk_entries`): leaf directories listed by their own part only."""
     import pyfsxfs
 
     fs = pyfsxfs.volume()
     fs.open_file_object(fh)
     k, n = part.k, part.n
-    stack: list[tuple[Any, str, frozenset]] = [(fs.get_root_directory(), "", frozenset())]
+    root = fs.get_root_directory()
+    stack: list[tuple[Any, str, frozenset, int | None]] = [(root, "", frozenset(), None)]
     while stack:
-        d, dpath, above = stack.pop()
+        d, dpath, above, subtree = stack.pop()
+        mine = (d.inode_number % n if subtree is None else subtree) == k
         try:
             kids = [d.get_sub_file_entry(i) for i in range(d.get_number_of_sub_file_entries())]
         except Exception as exc:
-            counts.errors.append(RecordError(dpath or "/", "unreadable", f"cannot list directory: {exc}"))
+            if mine:
+                counts.errors.append(RecordError(dpath or "/", "unreadable", f"cannot list directory: {exc}"))
             continue
         subdirs = []
         for e in kids:
@@ -318,16 +322,19 @@ def _xfs_entries(fh, part: Part, counts: Counts) -> Iterator[tuple]:
                 ino = e.inode_number
                 mode = e.file_mode
                 if _stat.S_ISDIR(mode) and ino not in above:
-                    subdirs.append((e, path, above | {ino}))
-                counts.entries += 1
-                if ino % n != k:
+                    owner = subtree if subtree is not None or e.number_of_links != 2 else ino % n
+                    if owner is None or owner == k:
+                        subdirs.append((e, path, above | {ino}, owner))
+                if not mine:
                     continue
+                counts.entries += 1
                 yield (path, ino, e.size, mode, e.owner_identifier, e.group_identifier, "",
                        e.get_modification_time_as_integer() or None, e.get_access_time_as_integer() or None,
                        e.get_inode_change_time_as_integer() or None, e.get_creation_time_as_integer() or None,
                        _link(e.symbolic_link_target) if _stat.S_ISLNK(mode) and e.symbolic_link_target else None)
             except Exception as exc:
-                counts.errors.append(RecordError(f"{dpath}/", "unreadable", f"cannot read an entry: {exc}"))
+                if mine:
+                    counts.errors.append(RecordError(f"{dpath}/", "unreadable", f"cannot read an entry: {exc}"))
         stack.extend(reversed(subdirs))
 
 

@@ -133,3 +133,20 @@ def test_xfs_file_system_timeline_keeps_nanoseconds(xfs_image, tmp_path):
     # the log inside went through the syslog collector, dated in the image's zone: 07:00:01 IST
     log = t[t.evidence_path == "/var/log/syslog"]
     assert list(log.timestamp) == [dt.datetime(2022, 11, 23, 1, 30, 1, tzinfo=UTC)] and list(log.tz_source) == ["evidence_config"]
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_xfs_parts_give_exactly_the_names_of_one_read(xfs_image, n):
+    """Read in parts (leaf folders listed by their own part only), XFS gives the names of one read, each once."""
+    from collectors.filesystem import FS_READERS, Counts, Part, volume_stream
+
+    def read(part: Part) -> tuple[list[tuple], Counts]:
+        counts = Counts()
+        with open(xfs_image, "rb") as fh:
+            return list(FS_READERS["xfs"](volume_stream(fh), part, counts)), counts
+
+    whole, counts = read(Part())
+    assert sorted(e[0] for e in whole) == ENTRIES and counts.entries == 9
+    parts = [read(Part(k, n)) for k in range(n)]
+    assert sorted(e[:2] for p, _ in parts for e in p) == sorted(e[:2] for e in whole)
+    assert sum(c.entries for _, c in parts) == 9 and sum(1 for p, _ in parts if p) >= 2
