@@ -108,7 +108,7 @@ def _measure(what: str, cmd: list[str] | str, **kw) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the tree's CPU: waited-for descendants included
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     r = {"what": what, "wall": wall, "cpu": cpu, "rss": peak / 2**20, "load": load,
-         "out": out.decode(errors="replace")}
+         "out": out.decode(errors="replace"), "err": err.decode(errors="replace")}
     print(f"{what}: {wall:.1f} s wall, {r['rss']:.0f} MiB peak, load {load:.1f}", file=sys.stderr)
     return r
 
@@ -125,10 +125,10 @@ for fs in t.filesystems:
         for e in d.scandir():
             if e.name in (".", ".."):
                 continue
-            st = e.lstat()
+            st = e.stat(follow_symlinks=False)  # (dissect >= 3.2x: scandir gives DirEntry objects)
             n += 1
             if stat.S_ISDIR(st.st_mode):
-                stack.append(e)
+                stack.append(e.get())
 print(n)
 """
 
@@ -152,7 +152,7 @@ def main() -> None:
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
           f"Python {platform.python_version()}", file=sys.stderr)
     tsk = subprocess.run(["fls", "-V"], capture_output=True, text=True).stdout.strip()
-    rows = []
+    rows, stages = [], []
     for name, img, files in images:
         body = work / f"{name}.body"
         r = _measure(f"{name}: fls -r -m / | mactime", f"fls -r -m / {img} > {body} && mactime -b {body} -d -y > /dev/null")
@@ -164,9 +164,10 @@ def main() -> None:
             case = work / f"case-{name}-{workers}"
             shutil.rmtree(case, ignore_errors=True)
             r = _measure(f"{name}: forensics collect -w {workers}",
-                         [PY, "-m", "forensics", "collect", str(img), "--case", str(case), "--workers", str(workers)])
+                         [PY, "-m", "forensics", "-v", "collect", str(img), "--case", str(case), "--workers", str(workers)])
             n = _rows(case)
             rows.append((name, files, f"ours: `forensics collect --workers {workers}` (hash, timeline, Parquet, custody)", r, n))
+            stages.append((name, workers, _phases(r["err"]), r["wall"]))
             shutil.rmtree(case, ignore_errors=True)
         if args.plaso and name == "ext4-100k":
             store = work / "plaso.plaso"
@@ -179,6 +180,22 @@ def main() -> None:
     for name, files, tool, r, n in rows:
         print(f"| {name} | {files:,} | {tool} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['rss']:.0f} | "
               f"{'' if n is None else f'{n:,}'} | {r['load']:.1f} |")
+    print("\nOurs, stage by stage (wall s, from `forensics -v collect`'s \"collect phases\"; start-up = the rest: "
+          "Python, imports, resolving the evidence, planning):\n")
+    print("| image | workers | start-up | hash before | read (timeline, Parquet) | hash after | commit | total |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, workers, ph, wall in stages:
+        rest = wall - sum(ph.values())
+        print(f"| {name} | {workers} | {rest:.1f} | {ph.get('hash_before', 0):.1f} | {ph.get('read', 0):.1f} | "
+              f"{ph.get('hash_after', 0):.1f} | {ph.get('commit', 0):.1f} | {wall:.1f} |")
+
+
+def _phases(stderr: str) -> dict[str, float]:
+    """The stages' wall seconds the collect logged (``collect phases (s): {...}``)."""
+    import ast
+
+    line = next((x for x in stderr.splitlines() if "collect phases (s):" in x), None)
+    return ast.literal_eval(line.split("collect phases (s):", 1)[1].strip()) if line else {}
 
 
 def _rows(case: Path) -> int:

@@ -239,14 +239,10 @@ def hash_before(items: list[Item]) -> None:
     """Hash every file of ``items`` (SHA-256 and MD5) before anything reads it, into ``it.hashes``, and name each
     item by the manifest of its files' hashes (``it.evidence_id``).  A triage folder read as a whole is identified
     by the manifest of its files; the live host by its name and the time it is read (it changes while it is read:
-    each collection is its own evidence item).  Threads: hashlib releases the GIL; one file per thread when there
-    are enough files, else MD5 and SHA-256 of each file in two threads."""
+    each collection is its own evidence item).  Files are hashed in threads (:func:`_hash_all`)."""
     jobs = [(it, rel, real) for it in items for rel, real, _ in it.files if not whole_folder(rel)]
-    hash_threads = max(1, min(4, os.cpu_count() or 1))
-    split = len(jobs) < hash_threads
-    with ThreadPoolExecutor(max_workers=hash_threads) as pool:
-        for (it, rel, _), h in zip(jobs, pool.map(lambda j: j[0].hash(j[2], parallel=split), jobs)):
-            it.hashes[rel] = h
+    for (it, rel, _), h in zip(jobs, _hash_all(jobs, md5=True)):
+        it.hashes[rel] = h
     for it in items:
         for rel, real, _ in it.files:
             if rel == LIVE:
@@ -260,10 +256,21 @@ def hash_before(items: list[Item]) -> None:
         it.evidence_id = hashlib.sha256(manifest.encode()).hexdigest()[:16]
 
 
+def _hash_all(jobs: list[tuple[Item, str, Path]], md5: bool) -> list[FileHashes]:
+    """The hashes of the files ``jobs`` (item, path inside, real path), in order.  Threads (hashlib releases the
+    GIL): one file per thread when there are enough files, else MD5 and SHA-256 of each file in two threads."""
+    hash_threads = max(1, min(4, os.cpu_count() or 1))
+    split = len(jobs) < hash_threads
+    if len(jobs) == 1:
+        return [jobs[0][0].hash(jobs[0][2], md5=md5, parallel=split)]
+    with ThreadPoolExecutor(max_workers=hash_threads) as pool:
+        return list(pool.map(lambda j: j[0].hash(j[2], md5=md5, parallel=split), jobs))
+
+
 def hash_after(files: list[tuple[Item, str, Path]]) -> tuple[list[FileHashes], list[str]]:
     """SHA-256 of each of ``files`` (item, path inside, real path) after it was read, and a line for each whose hash
     differs from its item's hash before."""
-    after = [it.hash(real, md5=False) for it, _, real in files]
+    after = _hash_all(files, md5=False)
     changed = [f"{real}: sha256 before {it.hashes[rel].sha256}, after {h.sha256}"
                for (it, rel, real), h in zip(files, after) if h.sha256 != it.hashes[rel].sha256]
     return after, changed

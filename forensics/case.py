@@ -102,6 +102,8 @@ class CollectReport:
     warnings: int
     skipped: list[str]
     seconds: float
+    # wall seconds of each stage: hash_before, read (the units; the last ones overlap the first ones' hash_after and
+    # commit, which the main process does as units come in), hash_after, commit
     phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -445,6 +447,7 @@ class _Tally:
     changed: list[str] = field(default_factory=list)  # evidence files that changed while read (units not committed)
     files_done: int = 0
     rows: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {"hash_after": 0.0, "commit": 0.0})
 
     @classmethod
     def start(cls, plan: _Plan, progress: Callable[[int, int, int], None] | None,
@@ -559,14 +562,17 @@ class Case:
         self._note_interrupted()
         plan = self._plan_units(items, tasks, owned, skipped, engine, workers, client, unit_bytes, batch_rows, gather)
         tally = _Tally.start(plan, progress, on_item)
+        t_read = time.monotonic()
         self._run_units(plan, client, self._finisher(plan, tally))
+        # reading the units, and (as units come in, meanwhile others are read) re-hashing their evidence and committing
+        phases["read"] = time.monotonic() - t_read - tally.seconds["hash_after"] - tally.seconds["commit"]
+        phases.update(tally.seconds)
         if not plan.units:  # nothing new to read: the run is still recorded (what it skipped)
             run_id = f"{plan.collection}-u0000"
             self.store.staging_dir(run_id)
             self.store.commit(run_id, [], [], tool=plan.tool, engine=engine, evidence=evidence_entry(items, [], []),
                               artifacts=[], skipped=skipped, records_read=0, errors=0, warnings=0,
                               collection=plan.collection, unit=0, units=1)
-        phases["parse_and_commit"] = time.monotonic() - t0 - sum(phases.values())
         if tally.changed:
             raise EvidenceChanged("evidence changed while it was being read; those units were not committed:\n  "
                                   + "\n  ".join(tally.changed))
@@ -697,7 +703,9 @@ class Case:
         the same bytes), then the timeline, sightings and problems -- and add it to ``tally``."""
         files = list({(id(f[0]), f[1]): f for i, _ in done for art in plan.units[i][1][2]
                       for f in plan.owned.get(art.key, [])}.values())
+        t = time.monotonic()
         after, changed = hash_after(files)
+        tally.seconds["hash_after"] += time.monotonic() - t
         ev = evidence_entry(plan.items, files, after)
         for e in ev:
             tally.evidence.setdefault(e["evidence_id"], {**e, "files": []})["files"] += e["files"]
@@ -707,8 +715,10 @@ class Case:
                 self.store.abort(plan.units[i][0], "evidence changed during collection", evidence=ev, changed=changed,
                                  collection=plan.collection, unit=i, units=len(plan.units))
             return
+        t = time.monotonic()
         for i, result in done:
             self._commit(plan, tally, i, result, ev)
+        tally.seconds["commit"] += time.monotonic() - t
 
     def _commit(self, plan: _Plan, tally: _Tally, i: int, result: dict[str, Any], ev: list[dict[str, Any]]) -> None:
         """Commit unit ``i`` (its evidence verified unchanged: ``ev``) and add it to ``tally``."""
