@@ -20,8 +20,9 @@ Record schema (one row per file name, time kind and NTFS attribute), the same as
     event_hash      event_hash("FILE", evidence_id, path, inode, "$SI"|"$FN"|"", M|A|C|B, ns)
 
 Every entry of the file system is read once, in order (the MFT record by record; directories once each), so
-the time is linear in the number of entries; a file system can be split into ``parts`` (ranges of MFT records,
-inodes modulo the number of parts) read by separate workers, together giving exactly the rows of one read.
+the time is linear in the number of entries; a file system can be split into ``parts`` (ranges of MFT records;
+for ext and XFS, folders: each leaf folder listed by one part) read by separate workers, together giving exactly
+the rows of one read.
 dissect stays the reader of everything else (OS plugins, registry, the file systems named here when the C
 library refuses them, FAT, archives, collection folders).
 """
@@ -146,8 +147,9 @@ def volume_stream(fh, offset: int = 0, size: int | None = None, own: bool = Fals
 
 @dataclass(frozen=True)
 class Part:
-    """Which share of a file system one worker reads: part ``k`` of ``n`` (ranges of MFT records for NTFS,
-    inodes modulo ``n`` elsewhere).  The ``n`` parts together give exactly the rows of one whole read."""
+    """Which share of a file system one worker reads: part ``k`` of ``n`` (ranges of MFT records for NTFS; for ext
+    and XFS the names of the folders it owns, :func:`_tsk_entries`).  The ``n`` parts together give exactly the
+    rows of one whole read."""
 
     k: int = 0
     n: int = 1
