@@ -69,3 +69,32 @@ def test_a_loose_mft_with_damaged_records_reads_the_others(ntfs_image, fls, tmp_
     lost = case.problems().to_pandas()
     assert rep.errors == len(lost) == 2 and sorted(lost.record_ref) == ["MFT record 66", "MFT record 70"]
     assert len({f"/file{i}.txt" for i in range(20)} - names) == 2
+
+
+def _read(img: Path, part: Part) -> tuple[list[tuple], Counts]:
+    counts = Counts()
+    with open(img, "rb") as fh:
+        return sorted(e[:2] for e in FS_READERS["ext"](volume_stream(fh), part, counts)), counts
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_crafted_link_counts_and_loops_move_work_between_parts_never_rows(small_ext4, mke2fs, tmp_path, n):
+    """A split read trusts a folder's link count only to decide which part lists it: a folder with a sub-folder
+    that claims none (2), a leaf that claims many, a folder linked into itself -- the parts still give the names
+    of one read, each once; an image cut short loses the same folders, each counted by one part only."""
+    debugfs = os.path.join(os.path.dirname(mke2fs), "debugfs")
+    for cmd in ("ln /a /a/b/loop", "sif /a links_count 2", "sif /c links_count 9"):
+        subprocess.run([debugfs, "-w", "-R", cmd, str(small_ext4)], check=True, capture_output=True)
+    cut = tmp_path / "cut.ext4"
+    cut.write_bytes(small_ext4.read_bytes()[:200_000])
+    wholes = {}
+    for img in (small_ext4, cut):
+        whole, counts = wholes[img] = _read(img, Part())
+        parts = [_read(img, Part(k, n)) for k in range(n)]
+        assert sorted(e for p, _ in parts for e in p) == whole
+        assert sum(c.entries for _, c in parts) == counts.entries == len(whole)
+        assert sorted(e.record_ref for _, c in parts for e in c.errors) == sorted(e.record_ref for e in counts.errors)
+    names = dict(wholes[small_ext4][0])
+    assert names["/a/b/loop"] == names["/a"] and not any(p.startswith("/a/b/loop/") for p in names)
+    cut_names, cut_counts = wholes[cut]
+    assert cut_names and len(cut_counts.errors) == 3  # /a, /c and $OrphanFiles unreadable past the cut
