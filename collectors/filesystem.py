@@ -45,14 +45,13 @@ import pyarrow as pa
 from collectors.base import Artifact, ArtifactReport, Collector, RecordError, read_magic
 from collectors.evtx_format import FILETIME_EPOCH
 from timeline.errors import UnknownFormat
-from timeline.schema import SCHEMA, TZ_SOURCE_UTC, cap_messages
+from timeline.schema import NS_MAX, NS_MIN, SCHEMA, TZ_SOURCE_UTC, cap_messages
 
 __all__ = ["FS_LIBRARIES", "FS_READERS", "WHOLE", "Context", "Counts", "MftCollector", "Part", "Mft", "USN_JOURNAL", "fs_tables", "read_counts",
            "filetime_ns", "sniff", "sniff_file", "volume_stream", "volume_tables"]
 
 log = logging.getLogger(__name__)
 
-NS_MIN, NS_MAX = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds (years 1677..2262)
 _KINDS = (("M", "Content Modification Time"), ("A", "Last Access Time"), ("C", "Metadata Modification Time"),
           ("B", "Creation Time"))
 ORPHANS = "/$OrphanFiles"  # where The Sleuth Kit lists names whose directory is gone

@@ -24,7 +24,7 @@ import numpy as np
 
 from timeline.custody import open_evidence
 from timeline.errors import UnknownFormat
-from timeline.schema import TZ_ANALYST, TZ_ASSUMED_UTC
+from timeline.schema import NS_MAX, NS_MIN, TZ_ANALYST, TZ_ASSUMED_UTC
 
 __all__ = ["open_text", "open_lines", "CappedLines", "LINE_MAX", "read_head", "lines", "Clock", "syslog_years", "year_less_dating", "last_write", "gzip_mtime",
            "MONTHS", "compression"]
@@ -251,7 +251,7 @@ class Clock:
 def _ns(aware: _dt.datetime, ns: int = 0) -> int:
     delta = aware - _EPOCH
     out = (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000 + ns
-    if not -(2**63) < out < 2**63:  # what a timestamp[ns] holds (years 1677..2262): the record's error, not the file's
+    if not NS_MIN <= out <= NS_MAX:  # what a timestamp[ns] holds (years 1677..2262): the record's error, not the file's
         raise OverflowError(f"time {aware.isoformat()} is out of the range a timestamp[ns] holds (1677..2262)")
     return out
 

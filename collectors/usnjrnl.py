@@ -32,9 +32,9 @@ import orjson
 import pyarrow as pa
 
 from collectors.base import Artifact, ArtifactReport, Collector, read_magic
-from collectors.filesystem import NS_MAX, NS_MIN, filetime_ns
+from collectors.filesystem import filetime_ns
 from timeline.errors import UnknownFormat
-from timeline.schema import SCHEMA, TZ_SOURCE_UTC, cap_messages
+from timeline.schema import NS_MAX, NS_MIN, SCHEMA, TZ_SOURCE_UTC, cap_messages
 
 __all__ = ["REASONS", "UsnJrnlCollector", "reason_names", "usn_tables"]
 

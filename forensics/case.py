@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -681,11 +682,10 @@ class Case:
         """What :meth:`_run_units` hands each unit's result to: :meth:`_hash_after_and_commit` of the unit -- or,
         for the shares of a split image, of all of them once the last is read (the image is re-hashed once, after
         every share read it, not once per share)."""
-        group: dict[int, Any] = {}
-        size: dict[Any, int] = {}
-        for i, (_, args) in enumerate(plan.units):
-            group[i] = key = ("shares", *(a.key for a in args[2])) if args[8] is not None else i
-            size[key] = size.get(key, 0) + 1
+        # a unit's group: the shares of one image together (args[8]: the share a unit reads), any other unit alone
+        group = [("shares", *(a.key for a in args[2])) if args[8] is not None else i
+                 for i, (_, args) in enumerate(plan.units)]
+        size = Counter(group)
         waiting: dict[Any, dict[int, dict[str, Any]]] = {}
 
         def finish(i: int, result: dict[str, Any]) -> None:

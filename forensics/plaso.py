@@ -51,6 +51,8 @@ from collectors.evidence import Item, evidence_entry, hash_after, hash_before
 from timeline.custody import hash_file
 from timeline.errors import EvidenceChanged, EvidenceNotFound, EvidenceUnreadable, ParserUnavailable, UnknownFormat
 from timeline.schema import (
+    NS_MAX,
+    NS_MIN,
     TZ_ANALYST,
     TZ_ASSUMED_UTC,
     TZ_EMBEDDED_OFFSET,
@@ -81,7 +83,6 @@ ENV_BIN = "FORENSICS_PLASO_BIN"  # folder holding log2timeline and psort (only t
 STORAGE_DIR = "plaso"  # storage files made by the engine, kept in the case
 FORMATS = ("storage", "json_line", "l2tcsv", "dynamic")
 BATCH_ROWS = 50_000
-_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # what Arrow's timestamp[ns] holds (years 1677..2262)
 
 _TOOL_NAMES = {"log2timeline": ("log2timeline", "log2timeline.py"), "psort": ("psort", "psort.py")}
 _SOURCE = {"windows:evtx": "EVTX", "windows:evt": "EVT", "syslog": "SYSLOG", "fs:stat": "FILE", "windows:registry": "REG",
@@ -531,7 +532,7 @@ class _Mapper:
         chain = d.get("parser") or "-"
         ts = e.ns if e.ns is not None else int(d["timestamp"]) * 1000
         desc = d.get("timestamp_desc") or "-"
-        if not _NS_MIN < ts < _NS_MAX:  # e.g. a FILETIME of year 30828: a lost row, said so (timestamp is ns)
+        if not NS_MIN < ts < NS_MAX:  # e.g. a FILETIME of year 30828: a lost row, said so (timestamp is ns)
             self.src.warnings.append({"kind": "time_out_of_range", "error": True, "record_ref": e.ref,
                                       "where": ev_path, "parser": chain,
                                       "message": f"{desc} {d['timestamp']} us since 1970 is outside 1677..2262: "
